@@ -1,0 +1,441 @@
+"""Edge daemon configuration: TOML -> frozen, typed dataclasses.
+
+Every field carries its default and a one-line ``help`` in ``field(metadata=...)``; a small generic
+validator walks the dataclass fields and their type hints, so adding a setting is one line. Unknown
+keys are errors. Every error is a `ConfigError` whose lines read like
+``edge.toml: mqtt.port: must be 1..65535, got 70000``. Config objects do no I/O; `read_password`
+is the one function that touches a secret.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from types import NoneType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+MAX_PASSWORD_BYTES = 65536
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; `errors` holds one line per problem, the message joins them."""
+
+    def __init__(self, errors: str | list[str]) -> None:
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# -- field rules ---------------------------------------------------------------------------------
+
+
+def _opt(default: Any, help: str, **rules: Any) -> Any:
+    """A field: default (MISSING = required), help line, rules (ge, gt, le, check, example)."""
+    if is_dataclass(default):
+        return field(default_factory=type(default), metadata={"help": help, **rules})
+    return field(default=default, metadata={"help": help, **rules})
+
+
+def _client_id(value: str) -> str | None:
+    if len(value) > 128:
+        return "must be at most 128 characters"
+    if any(c in value for c in "+#/"):
+        return "must not contain '+', '#' or '/'"
+    return None
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def _template_rule(allowed: str, required: str | None) -> Callable[[str], str | None]:
+    """Topic template check: no wildcards, only `{allowed}`, `{required}` once as a whole level."""
+
+    def rule(value: str) -> str | None:
+        if "+" in value or "#" in value:
+            return "must not contain the MQTT wildcards '+' or '#'"
+        names, rest = _PLACEHOLDER.findall(value), _PLACEHOLDER.sub("", value)
+        if "{" in rest or "}" in rest:
+            return "has an unbalanced '{' or '}'"
+        if bad := [n for n in names if n != allowed]:
+            return f"unknown placeholder {{{bad[0]}}} (only {{{allowed}}} is allowed)"
+        if len(value.encode()) > 65535:
+            return "must be at most 65535 bytes"
+        if required and names.count(required) != 1:
+            return f"must contain {{{required}}} exactly once"
+        if required and f"{{{required}}}" not in value.split("/"):
+            return f"{{{required}}} must fill a whole topic level, like 'a/{{{required}}}/b'"
+        return None
+
+    return rule
+
+
+_STREAM_TOPIC, _STATUS_TOPIC = _template_rule("stream", "stream"), _template_rule("client_id", None)
+_PW = "mqtt-password"
+
+
+def _topics_overlap(a: str, b: str) -> bool:
+    """Whether some stream name makes template `a` and template `b` name the same topic."""
+    la, lb = a.split("/"), b.split("/")
+    return len(la) == len(lb) and all(
+        x == y or "{stream}" in (x, y) for x, y in zip(la, lb, strict=True)
+    )
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+class _Section:
+    def _rules(self) -> Iterator[tuple[str, str]]:  # cross-field rules: (relative key, message)
+        return iter(())
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsConfig(_Section):
+    """TLS to the broker; giving any file turns it on unless `enabled = false` is explicit."""
+
+    enabled: bool = _opt(False, "Connect with TLS")
+    ca_file: Path | None = _opt(
+        None, "CA bundle (PEM) to verify the broker; unset = system store", example="ca.pem"
+    )
+    cert_file: Path | None = _opt(None, "Client certificate (PEM)", example="client.pem")
+    key_file: Path | None = _opt(None, "Client private key (PEM)", example="client.key")
+    insecure: bool = _opt(False, "Skip broker hostname verification (testing only)")
+
+    @staticmethod
+    def _implied(raw: Mapping[str, Any]) -> dict[str, Any]:
+        files = ("ca_file", "cert_file", "key_file")
+        return {"enabled": True} if any(k in raw for k in files) else {}
+
+    def _rules(self) -> Iterator[tuple[str, str]]:
+        if (self.cert_file is None) != (self.key_file is None):
+            missing = "key_file" if self.key_file is None else "cert_file"
+            yield missing, "cert_file and key_file must be given together"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MqttConfig(_Section):
+    """Broker connection."""
+
+    host: str = _opt("localhost", "Broker host name or address")
+    port: int = _opt(1883, "Broker TCP port", ge=1, le=65535)
+    client_id: str = _opt("seqcast-edge", "MQTT client id, unique per broker", check=_client_id)
+    protocol: Literal["3.1.1", "5"] = _opt("3.1.1", "MQTT protocol version")
+    keepalive: int = _opt(60, "Keepalive interval in seconds", ge=5, le=3600)
+    username: str | None = _opt(None, "Broker user name", example="seqcast")
+    password_file: Path | None = _opt(
+        None, "Password file; a relative name is looked up in $CREDENTIALS_DIRECTORY", example=_PW
+    )
+    clean_session: bool = _opt(False, "Start a clean session (false: persistent session)")
+    session_expiry_s: int = _opt(86400, "Session expiry in s, MQTT 5 only", ge=0, le=2**32 - 1)
+    qos_in: int = _opt(1, "QoS of the input subscription", ge=0, le=2)
+    reconnect_min_s: float = _opt(1.0, "First reconnect delay in seconds", gt=0)
+    reconnect_max_s: float = _opt(60.0, "Longest reconnect delay in seconds", gt=0)
+    tls: TlsConfig = _opt(TlsConfig(), "TLS settings")
+
+    def _rules(self) -> Iterator[tuple[str, str]]:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            rule = f"must be >= reconnect_min_s ({self.reconnect_min_s})"
+            yield "reconnect_max_s", f"{rule}, got {self.reconnect_max_s}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(_Section):
+    """The model bundle and the interpreter."""
+
+    path: Path = _opt(MISSING, "Model bundle (*.seqcast)", example="/var/lib/seqcast/model.seqcast")
+    mode: Literal["auto", "stream", "window"] = _opt(
+        "auto", "Inference mode; auto = stream when the bundle has a step model"
+    )
+    num_threads: int = _opt(1, "Interpreter threads", ge=1, le=64)
+    backend: Literal["auto", "litert", "tflite_runtime", "tensorflow"] = _opt(
+        "auto", "Interpreter backend; auto tries litert, tflite_runtime, tensorflow"
+    )
+    watch: bool = _opt(True, "Reload the model when the bundle file changes")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputConfig(_Section):
+    """Sensor messages."""
+
+    topic: str = _opt("sensors/{stream}/data", "Input topic template", check=_STREAM_TOPIC)
+    format: Literal["auto", "json", "senml", "csv"] = _opt("auto", "Payload format")
+    timestamp_field: str = _opt("ts", "JSON field holding the timestamp")
+    extra_fields: Literal["ignore", "reject"] = _opt(
+        "ignore", "What to do with fields the model does not use"
+    )
+    max_payload_bytes: int = _opt(65536, "Largest accepted payload", ge=16, le=16777216)
+    max_samples_per_message: int = _opt(1000, "Most samples accepted in one message", ge=1)
+    max_future_s: float = _opt(86400.0, "Reject samples this many seconds ahead of the clock", ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputConfig(_Section):
+    """Forecast messages."""
+
+    topic: str = _opt("forecasts/{stream}", "Output topic template", check=_STREAM_TOPIC)
+    qos: int = _opt(1, "QoS of published forecasts", ge=0, le=2)
+    retain: bool = _opt(False, "Publish forecasts retained")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamsConfig(_Section):
+    """The per-stream table."""
+
+    max_streams: int = _opt(10000, "Most streams kept; the least recently used is evicted", ge=1)
+    max_gap: float = _opt(4.0, "A gap longer than this many intervals resets a stream", gt=0)
+    out_of_order: Literal["drop", "reset"] = _opt(
+        "drop", "Late or duplicate samples: drop (and count) them, or reset the stream"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusConfig(_Section):
+    """Retained status messages (online/offline and counters)."""
+
+    topic: str = _opt("seqcast/{client_id}/status", "Status topic", check=_STATUS_TOPIC)
+    interval_s: float = _opt(30.0, "Seconds between counter publications", gt=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateConfig(_Section):
+    """Local state: snapshots and the outbox."""
+
+    dir: Path = _opt(Path("/var/lib/seqcast"), "State directory")
+    snapshot_interval_s: float = _opt(
+        300.0, "Seconds between stream snapshots; 0 disables periodic snapshots", ge=0
+    )
+    outbox_max_bytes: int = _opt(16777216, "Bytes of unsent forecasts kept while offline", ge=0)
+    queue_size: int = _opt(10000, "Incoming message queue length", ge=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogConfig(_Section):
+    """Logging (to stderr; journald keeps it)."""
+
+    level: Literal["info", "debug", "warning", "error"] = _opt("info", "Log level")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeConfig(_Section):
+    """The whole `edge.toml`."""
+
+    mqtt: MqttConfig = _opt(MqttConfig(), "Broker connection")
+    model: ModelConfig = _opt(MISSING, "Model bundle")
+    input: InputConfig = _opt(InputConfig(), "Sensor messages")
+    output: OutputConfig = _opt(OutputConfig(), "Forecast messages")
+    streams: StreamsConfig = _opt(StreamsConfig(), "Stream table")
+    status: StatusConfig = _opt(StatusConfig(), "Status messages")
+    state: StateConfig = _opt(StateConfig(), "Local state")
+    log: LogConfig = _opt(LogConfig(), "Logging")
+
+    @property
+    def status_topic(self) -> str:
+        """The status topic with `{client_id}` filled in."""
+        return self.status.topic.replace("{client_id}", self.mqtt.client_id)
+
+    def _rules(self) -> Iterator[tuple[str, str]]:
+        inp = self.input.topic
+        for key, topic in ("output.topic", self.output.topic), ("status.topic", self.status_topic):
+            if _topics_overlap(topic, inp):
+                yield key, f"must not overlap input.topic {_show(inp)}, got {_show(topic)}"
+
+
+# -- the generic validator -----------------------------------------------------------------------
+
+_TOML_TYPE = {bool: "boolean", int: "integer", float: "float", str: "string"}
+
+
+def _show(value: Any) -> str:
+    """A value as it would look in TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return json.dumps(str(value), ensure_ascii=False)
+    return {dict: "a table", list: "an array"}.get(type(value)) or repr(value)
+
+
+def _typed(value: Any) -> str:
+    kind = _TOML_TYPE.get(type(value)) or ("" if type(value) in (dict, list) else "a datetime")
+    return f"{kind} {_show(value)}".strip()
+
+
+def _unwrap(hint: Any) -> Any:
+    if get_origin(hint) in (Union, UnionType):
+        return next(a for a in get_args(hint) if a is not NoneType)
+    return hint
+
+
+def _rule_text(f: Field[Any], hint: Any) -> str:
+    m, hint = f.metadata, _unwrap(hint)
+    if get_origin(hint) is Literal:
+        return "one of " + ", ".join(_show(c) for c in get_args(hint))
+    if "ge" in m and "le" in m:
+        return f"{m['ge']}..{m['le']}"
+    if "gt" in m:
+        return f"> {m['gt']}"
+    if "ge" in m:
+        return f">= {m['ge']}"
+    return ""
+
+
+def _check(f: Field[Any], hint: Any, value: Any) -> tuple[Any, str | None]:
+    """Convert a TOML value to the field's type; return (value, None) or (None, rule broken)."""
+    hint, m = _unwrap(hint), f.metadata
+    if get_origin(hint) is Literal:
+        ok = isinstance(value, str) and value in get_args(hint)
+        return (value, None) if ok else (None, f"must be {_rule_text(f, hint)}, got {_show(value)}")
+    wanted = {bool: "a boolean", int: "an integer", float: "a number"}.get(hint, "a string")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, str if hint is Path else hint) or (
+        hint is int and isinstance(value, bool)
+    ):
+        return None, f"must be {wanted}, got {_typed(value)}"
+    if isinstance(value, str):
+        if not value or "\x00" in value:
+            return None, f"must be a non-empty string without NUL, got {_show(value)}"
+        if "check" in m and (broken := m["check"](value)):
+            return None, f"{broken}, got {_show(value)}"
+        return (Path(value) if hint is Path else value), None
+    if isinstance(value, bool):
+        return value, None
+    too_low = ("ge" in m and not value >= m["ge"]) or ("gt" in m and not value > m["gt"])
+    if too_low or ("le" in m and not value <= m["le"]) or math.isnan(value):
+        return None, f"must be {_rule_text(f, hint)}, got {_show(value)}"
+    return value, None
+
+
+def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
+    """Build dataclass `cls` from TOML table `raw`, appending 'key: problem' lines to `errors`."""
+    if not isinstance(raw, dict):
+        errors.append(f"{prefix}: must be a table, got {_typed(raw)}")
+        return None
+    raw = {**getattr(cls, "_implied", lambda _: {})(raw), **raw}
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    dotted = (prefix + ".") if prefix else ""
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            errors.append(f"{dotted}{key}: unknown key{hint}")
+    before = len(errors)
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        key, hint = dotted + f.name, hints[f.name]
+        if is_dataclass(hint):
+            kwargs[f.name] = _build(hint, raw.get(f.name, {}), key, errors)  # type: ignore[arg-type]
+        elif f.name in raw:
+            value, broken = _check(f, hint, raw[f.name])
+            if broken:
+                errors.append(f"{key}: {broken}")
+            kwargs[f.name] = value
+        elif f.default is MISSING and f.default_factory is MISSING:
+            errors.append(f"{key}: missing required key")
+    if len(errors) > before:
+        return None
+    obj = cls(**kwargs)
+    errors.extend(f"{dotted}{key}: {msg}" for key, msg in obj._rules())
+    return obj
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EdgeConfig:
+    """Validate parsed TOML; raise `ConfigError` listing every problem as 'source: key: rule'."""
+    errors: list[str] = []
+    cfg = _build(EdgeConfig, dict(data), "", errors)
+    if errors or cfg is None:
+        raise ConfigError([f"{source}: {e}" for e in errors])
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> EdgeConfig:
+    """Read and validate a TOML file; every failure (missing file, syntax) is one `ConfigError`."""
+    source = os.fspath(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
+    except OSError as e:
+        raise ConfigError(f"{source}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{source}: not valid UTF-8 (byte offset {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: TOML syntax error: {e}") from None
+    return parse_config(data, source)
+
+
+def read_password(cfg: MqttConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Read `cfg.password_file` (None when unset); one trailing newline is stripped.
+
+    A relative name resolves in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``) when
+    that is set, else in the working directory. A file that others may access is refused.
+    Errors name the file, never its content.
+    """
+    if cfg.password_file is None:
+        return None
+    path, creds = cfg.password_file, environ.get("CREDENTIALS_DIRECTORY")
+    if not path.is_absolute() and creds:
+        path = Path(creds) / path
+    where = f"mqtt.password_file: {path}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"{where}: not a regular file")
+            if st.st_mode & 0o007:
+                mode = stat.S_IMODE(st.st_mode)
+                raise ConfigError(f"{where}: others may access it (mode {mode:04o}); chmod o-rwx")
+            data = os.read(fd, MAX_PASSWORD_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise ConfigError(f"{where}: {e.strerror or type(e).__name__}") from None
+    if len(data) > MAX_PASSWORD_BYTES:
+        raise ConfigError(f"{where}: larger than {MAX_PASSWORD_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not valid UTF-8") from None
+    return text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
+
+
+# -- the commented example -----------------------------------------------------------------------
+
+
+def _dump_section(cls: type, prefix: str, out: list[str]) -> None:
+    hints = get_type_hints(cls)
+    out += ["", f"# {(cls.__doc__ or '').strip().splitlines()[0]}", f"[{prefix}]"]
+    nested = []
+    for f in fields(cls):
+        hint = hints[f.name]
+        if is_dataclass(hint):
+            nested.append((hint, f"{prefix}.{f.name}"))
+            continue
+        rule = _rule_text(f, hint)
+        out.append(f"# {f.metadata['help']}" + (f" ({rule})" if rule else ""))
+        if f.default is None:
+            out.append(f"# {f.name} = {_show(f.metadata['example'])}")
+        elif f.default is MISSING:
+            out.append(f"{f.name} = {_show(f.metadata['example'])}  # required")
+        else:
+            out.append(f"{f.name} = {_show(f.default)}")
+    for sub, name in nested:
+        _dump_section(sub, name, out)  # type: ignore[arg-type]
+
+
+def dump_default_config() -> str:
+    """A commented example `edge.toml` with every key and its default."""
+    out = [
+        "# seqcast-edge configuration (seqcast-edge check -c FILE validates it).",
+        "# Every key is shown with its default; commented keys are unset by default.",
+    ]
+    for f in fields(EdgeConfig):
+        _dump_section(get_type_hints(EdgeConfig)[f.name], f.name, out)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,503 @@
+"""The MQTT link: the only module in `edge` that imports paho.
+
+paho's network thread calls our callbacks; they only turn a message into an `InboundMessage` and
+hand it over a bounded queue (`inbox.put_nowait`), counting what they drop. Nothing raised in a
+callback reaches paho. Subscribing happens in `on_connect`, so every reconnect resubscribes; a
+refused connection (bad credentials, not authorised) is not "connected": it is logged with the
+broker's reason and paho retries with exponential backoff. The status topic carries a retained
+JSON `{"state": "online"|"offline", ...}`; the last will says `offline` if the process dies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+
+STREAM_FIELD = "{stream}"
+STATUS_STATES = ("online", "offline")
+_PROTOCOLS = {"3.1.1": paho.MQTTv311, "5": paho.MQTTv5}
+_MAX_TOPIC_BYTES = 65535
+
+
+def _stream_problem(stream: object, first_level: bool) -> str | None:
+    """Why `stream` cannot name a stream in a topic level, or None when it can."""
+    if not isinstance(stream, str) or not stream:
+        return "must be a non-empty string"
+    for bad in ("/", "+", "#", "\x00"):
+        if bad in stream:
+            return f"must not contain {bad!r}"
+    if first_level and stream.startswith("$"):
+        return "must not start with '$' in the first topic level (broker system topics)"
+    return None
+
+
+@dataclass(frozen=True)
+class TopicTemplate:
+    """A topic with one `{stream}` level, e.g. `sensors/{stream}/data`; checked on construction."""
+
+    template: str
+    _levels: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _index: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        t = self.template
+        if not isinstance(t, str) or not t:
+            raise ValueError(f"topic template must be a non-empty string, got {t!r}")
+        if "\x00" in t or len(t.encode("utf-8", "surrogatepass")) > _MAX_TOPIC_BYTES:
+            raise ValueError(f"topic template {t!r}: contains NUL or is longer than 65535 bytes")
+        levels = t.split("/")
+        for n, level in enumerate(levels, start=1):
+            if not level:
+                raise ValueError(
+                    f"topic template {t!r}: level {n} is empty (no leading, trailing or double '/')"
+                )
+            if "+" in level or "#" in level:
+                raise ValueError(
+                    f"topic template {t!r}: wildcards '+' and '#' are not allowed; "
+                    f"write {STREAM_FIELD} where the stream name goes"
+                )
+            if level != STREAM_FIELD and ("{" in level or "}" in level):
+                raise ValueError(
+                    f"topic template {t!r}: level {level!r} is not allowed; {STREAM_FIELD} must "
+                    "fill a whole level and is the only placeholder"
+                )
+        count = levels.count(STREAM_FIELD)
+        if count != 1:
+            raise ValueError(
+                f"topic template {t!r} must contain exactly one {STREAM_FIELD} level, found {count}"
+            )
+        if levels[0].startswith("$"):
+            raise ValueError(f"topic template {t!r}: must not start with '$' (system topics)")
+        object.__setattr__(self, "_levels", tuple(levels))
+        object.__setattr__(self, "_index", levels.index(STREAM_FIELD))
+
+    def subscription(self) -> str:
+        """The MQTT filter: `sensors/{stream}/data` -> `sensors/+/data`."""
+        return "/".join("+" if i == self._index else lv for i, lv in enumerate(self._levels))
+
+    def stream_of(self, topic: str) -> str | None:
+        """`sensors/meter-7/data` -> `meter-7`; None when the topic does not match."""
+        if not isinstance(topic, str):
+            return None
+        levels = topic.split("/")
+        if len(levels) != len(self._levels):
+            return None
+        for i, (got, want) in enumerate(zip(levels, self._levels, strict=True)):
+            if i != self._index and got != want:
+                return None
+        stream = levels[self._index]
+        return None if _stream_problem(stream, self._index == 0) else stream
+
+    def topic_for(self, stream: str) -> str:
+        """`meter-7` -> `sensors/meter-7/data`; ValueError for a name that cannot be one level."""
+        problem = _stream_problem(stream, self._index == 0)
+        if problem:
+            raise ValueError(f"stream name {stream!r} {problem} (topic template {self.template!r})")
+        return "/".join(stream if i == self._index else lv for i, lv in enumerate(self._levels))
+
+    def __str__(self) -> str:
+        return self.template
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    stream: str
+    topic: str
+    payload: bytes
+    received_at: float  # time.time() at arrival
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = "localhost"
+    port: int = 1883
+    client_id: str = "seqcast-edge"
+    protocol: str = "3.1.1"  # or "5"
+    keepalive: int = 60
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never printed
+    clean_session: bool = False
+    session_expiry_s: int = 86400  # MQTT 5 only
+    qos_in: int = 1
+    tls_enabled: bool = False
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_insecure: bool = False
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    status_topic: str = "seqcast/seqcast-edge/status"
+    max_queued_messages: int = 10000  # outgoing QoS>0 messages held while offline; 0 = unlimited
+
+    def __post_init__(self) -> None:
+        def bad(key: str, rule: str) -> ValueError:
+            return ValueError(f"mqtt.{key}: {rule}, got {getattr(self, key)!r}")
+
+        if self.protocol not in _PROTOCOLS:
+            raise bad("protocol", 'must be "3.1.1" or "5"')
+        if not 1 <= self.port <= 65535:
+            raise bad("port", "must be 1..65535")
+        if self.qos_in not in (0, 1, 2):
+            raise bad("qos_in", "must be 0, 1 or 2")
+        if self.keepalive < 1:
+            raise bad("keepalive", "must be >= 1")
+        if not 0 <= self.session_expiry_s <= 0xFFFFFFFF:
+            raise bad("session_expiry_s", "must be 0..4294967295")
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
+            raise bad("reconnect_min_s", "must be > 0 and <= reconnect_max_s")
+        if self.max_queued_messages < 0:
+            raise bad("max_queued_messages", "must be >= 0")
+        if self.password is not None and self.username is None:
+            raise ValueError("mqtt.password: set only together with mqtt.username")
+        if not self.status_topic or any(c in self.status_topic for c in "+#\x00"):
+            raise bad("status_topic", "must be a non-empty topic without wildcards")
+
+
+@dataclass
+class LinkCounters:
+    """Monotonic counters, safe to bump from paho's thread and read from others."""
+
+    received: int = 0  # every message the broker delivered on the input subscription
+    dropped_queue_full: int = 0  # received, but the inbox was full
+    unknown_topic: int = 0  # received on a topic the template does not match
+    connects: int = 0  # accepted connections (CONNACK success)
+    connect_failures: int = 0  # refused by the broker or unreachable
+    disconnects: int = 0  # established connections that were lost or closed
+    published: int = 0  # publish() calls paho accepted (sent or queued)
+    publish_failed: int = 0  # publish() calls that were not queued
+    callback_errors: int = 0  # unexpected exceptions caught inside paho callbacks
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def inc(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_lock"}
+
+
+class _RateLimitedLog:
+    """At most one record per `kind` every `interval_s`; the next one says how many were skipped."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 10.0) -> None:
+        self._logger = logger
+        self._interval = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, level: int, kind: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self._interval:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return
+            self._last[kind] = now
+            skipped = self._suppressed.pop(kind, 0)
+        if skipped:
+            msg, args = msg + " (%d similar messages suppressed)", (*args, skipped)
+        self._logger.log(level, msg, *args)
+
+
+class MqttLink:
+    """Connects, subscribes to `input_topic`, fills `inbox`, publishes forecasts and status."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        input_topic: TopicTemplate,
+        inbox: queue.Queue[InboundMessage],
+        client_factory: Callable[..., paho.Client] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.input_topic = input_topic
+        self.counters = LinkCounters()
+        self.last_error: str | None = None  # latest problem; cleared by a successful connect
+        self._inbox = inbox
+        self._subscription = input_topic.subscription()
+        self._connected = False
+        self._subscribed = threading.Event()
+        self._sub_mid: int | None = None
+        self._started = False
+        self._stopping = False
+        self._ratelog = _RateLimitedLog(log)
+        self._client = self._make_client(client_factory or paho.Client)
+
+    def _make_client(self, factory: Callable[..., paho.Client]) -> paho.Client:
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "callback_api_version": CallbackAPIVersion.VERSION2,
+            "client_id": s.client_id,
+            "protocol": _PROTOCOLS[s.protocol],
+            "reconnect_on_failure": True,
+        }
+        if s.protocol != "5":
+            kwargs["clean_session"] = s.clean_session
+        client = factory(**kwargs)
+        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        client.suppress_exceptions = True  # belt and braces: our callbacks already catch
+        client.will_set(s.status_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password)
+        if s.tls_enabled:
+            client.tls_set(ca_certs=s.tls_ca_file, certfile=s.tls_cert_file, keyfile=s.tls_key_file)
+            if s.tls_insecure:
+                client.tls_insecure_set(True)
+        client.reconnect_delay_set(min_delay=s.reconnect_min_s, max_delay=s.reconnect_max_s)  # type: ignore[arg-type]
+        client.max_queued_messages_set(s.max_queued_messages)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
+    def start(self) -> None:
+        """Connect in the background; paho's thread keeps reconnecting with backoff."""
+        if self._started:
+            raise RuntimeError("MqttLink.start() called twice")
+        s = self.settings
+        kwargs: dict[str, Any] = {}
+        if s.protocol == "5":
+            kwargs["clean_start"] = s.clean_session
+            if not s.clean_session:
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = s.session_expiry_s
+                kwargs["properties"] = props
+        self._started = True
+        self._client.connect_async(s.host, s.port, keepalive=s.keepalive, **kwargs)
+        self._client.loop_start()
+        log.info(
+            "MQTT %s connecting to %s:%d as %r%s, subscribing to %s",
+            s.protocol,
+            s.host,
+            s.port,
+            s.client_id,
+            " (TLS)" if s.tls_enabled else "",
+            self._subscription,
+        )
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        return self._subscribed.wait(timeout)
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> bool:
+        """Hand a message to paho; False when it was neither sent nor queued."""
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        except (ValueError, TypeError) as exc:
+            self.counters.inc("publish_failed")
+            self._ratelog(logging.WARNING, "publish-invalid", "cannot publish to %r: %s", topic, exc)
+            return False
+        # QoS>0 messages stay in paho's queue while offline and go out after the reconnect.
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
+            info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0
+        ):
+            self.counters.inc("published")
+            return True
+        self.counters.inc("publish_failed")
+        self._ratelog(
+            logging.WARNING,
+            "publish-failed",
+            "could not publish to %r: %s",
+            topic,
+            paho.error_string(info.rc),
+        )
+        return False
+
+    def publish_status(self, state: str, counters: dict[str, int | float] | None = None) -> None:
+        """Retained `{"state", "ts", "counters"}` on the status topic (link counters by default)."""
+        self._publish_status(state, counters)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish retained `offline`, wait for it (bounded), disconnect, stop paho's thread."""
+        if not self._started or self._stopping:
+            return
+        self._stopping = True
+        if self._connected:
+            info = self._publish_status("offline")
+            try:
+                if info is not None:
+                    info.wait_for_publish(timeout)
+                    if not info.is_published():
+                        log.warning("offline status not acknowledged within %.1f s", timeout)
+            except (ValueError, RuntimeError) as exc:
+                log.warning("offline status not published: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected = False
+        self._subscribed.clear()
+        log.info("MQTT link stopped; counters %s", self.counters.as_dict())
+
+    # -- internals (paho's thread) ------------------------------------------------------------
+
+    def _publish_status(
+        self, state: str, counters: dict[str, int | float] | None
+    ) -> paho.MQTTMessageInfo | None:
+        if state not in STATUS_STATES:
+            raise ValueError(f"status state must be one of {STATUS_STATES}, got {state!r}")
+        body = {
+            "state": state,
+            "ts": round(time.time(), 3),
+            "counters": dict(counters) if counters is not None else self.counters.as_dict(),
+        }
+        try:
+            info = self._client.publish(
+                self.settings.status_topic, json.dumps(body), qos=1, retain=True
+            )
+        except (ValueError, TypeError) as exc:
+            self._ratelog(logging.WARNING, "status", "cannot publish status: %s", exc)
+            return None
+        return info
+
+    def _callback_error(self, where: str, exc: BaseException) -> None:
+        self.counters.inc("callback_errors")
+        self._ratelog(
+            logging.ERROR, f"callback-{where}", "error in MQTT %s callback: %r", where, exc
+        )
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        try:
+            s = self.settings
+            if reason.is_failure:
+                self._connected = False
+                self.counters.inc("connect_failures")
+                self.last_error = f"connection refused: {reason}"
+                self._ratelog(
+                    logging.ERROR,
+                    "connect-refused",
+                    "MQTT broker %s:%d refused the connection as %r: %s (retrying with backoff)",
+                    s.host,
+                    s.port,
+                    s.client_id,
+                    reason,
+                )
+                return
+            self._connected = True
+            self.last_error = None
+            self.counters.inc("connects")
+            log.info(
+                "connected to MQTT broker %s:%d (session present: %s)",
+                s.host,
+                s.port,
+                bool(getattr(flags, "session_present", False)),
+            )
+            result, mid = client.subscribe(self._subscription, qos=s.qos_in)
+            if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self.last_error = f"subscribe failed: {paho.error_string(result)}"
+                log.error("cannot subscribe to %s: %s", self._subscription, self.last_error)
+                return
+            self._sub_mid = mid
+        except Exception as exc:
+            self._callback_error("connect", exc)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        try:
+            s = self.settings
+            self.counters.inc("connect_failures")
+            self.last_error = f"cannot connect to {s.host}:{s.port}"
+            self._ratelog(
+                logging.WARNING,
+                "connect-fail",
+                "cannot reach MQTT broker %s:%d (retrying with backoff)",
+                s.host,
+                s.port,
+            )
+        except Exception as exc:
+            self._callback_error("connect_fail", exc)
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        try:
+            was_connected, self._connected = self._connected, False
+            self._subscribed.clear()
+            if not was_connected:
+                return
+            self.counters.inc("disconnects")
+            if not self._stopping:
+                self.last_error = f"disconnected: {reason}"
+                self._ratelog(
+                    logging.WARNING,
+                    "disconnect",
+                    "lost connection to MQTT broker: %s (reconnecting)",
+                    reason,
+                )
+        except Exception as exc:
+            self._callback_error("disconnect", exc)
+
+    def _on_subscribe(
+        self, client: Any, userdata: Any, mid: int, reasons: list[Any], props: Any
+    ) -> None:
+        try:
+            if mid != self._sub_mid:
+                return
+            refused = [r for r in reasons if r.is_failure]
+            if refused:
+                self.last_error = f"subscription to {self._subscription} refused: {refused[0]}"
+                log.error("%s", self.last_error)
+                return
+            self._subscribed.set()
+            log.info("subscribed to %s", self._subscription)
+            if not self._stopping:
+                self._publish_status("online", None)
+        except Exception as exc:
+            self._callback_error("subscribe", exc)
+
+    def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            received_at = time.time()
+            self.counters.inc("received")
+            try:
+                topic: str | None = message.topic
+            except UnicodeDecodeError:
+                topic = None
+            stream = self.input_topic.stream_of(topic) if topic is not None else None
+            if topic is None or stream is None:
+                self.counters.inc("unknown_topic")
+                self._ratelog(
+                    logging.WARNING,
+                    "unknown-topic",
+                    "dropping message on %r: does not match %s",
+                    topic if topic is not None else message._topic,
+                    self.input_topic.template,
+                )
+                return
+            item = InboundMessage(stream, topic, bytes(message.payload), received_at)
+            try:
+                self._inbox.put_nowait(item)
+            except queue.Full:
+                self.counters.inc("dropped_queue_full")
+                self._ratelog(
+                    logging.WARNING,
+                    "inbox-full",
+                    "inbox full (%d messages): dropping message from stream %r",
+                    self._inbox.maxsize,
+                    stream,
+                )
+        except Exception as exc:
+            self._callback_error("message", exc)

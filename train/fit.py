@@ -1,0 +1,211 @@
+"""The whole training job: data -> model -> TFLite -> evaluated, self-testing bundle.
+
+# B: batch  S: training sequence length  L: seq_len  F: features  H: horizon  T: targets
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.backends import available_backends
+from edge.bundle import STEP_FILE, WINDOW_FILE, Bundle, Manifest, Scaler, StateSpec, write_bundle
+from edge.runtime import LoadedModel
+from train import data as D
+from train.evaluate import default_season, format_table, predict, score
+from train.models import MASK_VALUE, Architecture, build, state_names, window_model
+from train.windows import sequences, windows
+
+log = logging.getLogger(__name__)
+
+SELFTEST_TOLERANCE = {"float32": 1e-4, "float16": 1e-3, "dynamic": 1e-3, "int8": 5e-3}
+
+
+@dataclass
+class FitOptions:
+    data: str | None = None
+    example: str | None = None
+    time_col: str = "time"
+    features: list[str] = field(default_factory=list)
+    targets: list[str] = field(default_factory=list)
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seq_len: int = 48
+    horizon: int = 4
+    mode: str = "stream"  # "stream": window + step models; "window": window model only
+    cell: str = "lstm"
+    units: tuple[int, ...] = (64,)
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    conv1d: bool = False
+    bidirectional: bool = False
+    min_history: int | None = None
+    epochs: int = 20
+    batch_size: int = 32
+    patience: int = 3
+    learning_rate: float = 3e-3
+    train_len: int | None = None  # streaming training sequence length (default 4 * seq_len)
+    quantize: str = "float32"
+    sort: bool = False
+    max_fill: int = 3
+    season: int | None = None
+    seed: int = 0
+    name: str | None = None
+    out: str = "model.seqcast"
+    report: bool = True
+    verbose: int | None = None
+
+
+@dataclass
+class FitResult:
+    bundle: Bundle
+    metrics: dict[str, Any]
+    history: dict[str, list[float]]
+    train_seconds: float
+    report_dir: Path | None
+    forecaster: Any  # train.models.Forecaster: the Keras side, for tests and comparisons
+    window_keras: Any  # keras.Model (B, L, F) -> (B, H, T)
+    scaler: D.FittedScaler
+    splits: D.Splits
+
+
+def load_series(o: FitOptions) -> D.Series:
+    if o.example:
+        df, time_col, features, targets = D.load_example(o.example)
+        features, targets = o.features or features, o.targets or targets
+    elif o.data:
+        df, time_col, features, targets = D.read_table(o.data), o.time_col, o.features, o.targets
+    else:
+        raise D.DataError("give --data FILE or --example vic_elec")
+    return D.prepare(df, time_col, features, targets, sort=o.sort, max_fill=o.max_fill)
+
+
+def _train(o: FitOptions, arch: Architecture, splits: D.Splits, scaler: D.FittedScaler, min_history: int):
+    import keras
+
+    keras.utils.set_random_seed(o.seed)
+    F, T = len(splits.train.feature_names), len(splits.train.target_names)
+    f = build(arch, F, o.horizon, T, o.seq_len)
+    f.model.compile(optimizer=keras.optimizers.Adam(o.learning_rate, clipnorm=1.0), loss="mse")
+    xs = {k: scaler.features(s) for k, s in (("train", splits.train), ("val", splits.val))}
+    ys = {k: scaler.targets(s) for k, s in (("train", splits.train), ("val", splits.val))}
+    if arch.streaming:
+        length = o.train_len or 4 * o.seq_len
+        length = min(length, len(xs["train"]) - o.horizon, len(xs["val"]) - o.horizon)
+        stride = max(1, length // 8)
+        data = {}
+        for k in ("train", "val"):
+            X, Y = sequences(xs[k], ys[k], length, stride, o.horizon)  # -> (M, S, F), (M, S, H, T)
+            # no loss before min_history samples: the daemon never publishes those forecasts
+            w = np.ones((len(X), length, 1), np.float32)  # broadcasts over H
+            w[:, : min_history - 1] = 0.0
+            data[k] = (X, Y, w)
+    else:
+        data = {k: windows(xs[k], ys[k], o.seq_len, o.horizon) for k in ("train", "val")}
+    verbose = o.verbose if o.verbose is not None else (1 if sys.stderr.isatty() else 2)
+    stop = keras.callbacks.EarlyStopping(patience=o.patience, restore_best_weights=True)
+    t0 = time.perf_counter()
+    hist = f.model.fit(
+        *data["train"][:2],
+        sample_weight=data["train"][2] if arch.streaming else None,
+        validation_data=data["val"],
+        epochs=o.epochs,
+        batch_size=o.batch_size,
+        callbacks=[stop],
+        verbose=verbose,
+        shuffle=True,
+    )
+    return f, {k: [float(v) for v in vals] for k, vals in hist.history.items()}, time.perf_counter() - t0
+
+
+def _selftest_vectors(model: LoadedModel, x_test: np.ndarray, L: int, min_history: int, tol: float):
+    """A few inputs with the interpreter's own outputs; the device must reproduce them."""
+    wx = np.stack([x_test[i : i + L] for i in (0, len(x_test) // 2 - L, len(x_test) - L)])
+    if min_history < L:  # one left-padded, masked short history
+        short = np.full((L, x_test.shape[1]), MASK_VALUE, np.float32)
+        short[-min_history:] = x_test[:min_history]
+        wx = np.concatenate([wx, short[None]])
+    st: dict[str, Any] = {"tolerance": tol, "window": {"x": wx.tolist(), "y": model.window(wx).tolist()}}
+    if model.has_step:
+        sx = x_test[: min(L, 64)]
+        states = model.zero_states(1)
+        ys = []
+        for t in range(len(sx)):
+            y, states = model.step(sx[t : t + 1], states)
+            ys.append(y[0])
+        st["step"] = {"x": sx.tolist(), "y": np.stack(ys).tolist()}
+    return st
+
+
+def fit(o: FitOptions) -> FitResult:
+    from train import export
+
+    series = load_series(o)
+    want_stream = o.mode == "stream"
+    if o.mode not in ("stream", "window"):
+        raise D.DataError(f"--mode: choose stream or window, got {o.mode!r}")
+    arch = Architecture(o.cell, tuple(o.units), o.dropout, o.recurrent_dropout, o.conv1d, o.bidirectional)
+    min_history = o.min_history or o.seq_len
+    if not 1 <= min_history <= o.seq_len:
+        raise D.DataError(f"--min-history must be 1..--seq-len ({o.seq_len}), got {min_history}")
+    arch.check(want_stream, min_history, o.seq_len)
+    if o.seq_len < 1 or o.horizon < 1:
+        raise D.DataError(f"--seq-len and --horizon must be >= 1, got {o.seq_len} and {o.horizon}")
+    splits = D.split(series, o.split, o.seq_len + o.horizon)
+    scaler = D.FittedScaler.fit(splits.train)
+
+    f, history, train_s = _train(o, arch, splits, scaler, min_history)
+    log.info("trained in %.1f s", train_s)
+
+    x_train = scaler.features(splits.train)
+    rep_x = np.stack([x_train[i : i + o.seq_len] for i in np.linspace(0, len(x_train) - o.seq_len, 64, dtype=int)])
+    win = window_model(f, o.seq_len, masked=min_history < o.seq_len)
+    models = {WINDOW_FILE: export.convert_window(win, f, o.seq_len, o.quantize, rep_x)}
+    if want_stream:
+        rep_seq = x_train[None, : min(len(x_train), 4 * o.seq_len)]
+        _, seen = export.keras_step_run(f, rep_seq)
+        models[STEP_FILE] = export.convert_step(f, o.quantize, seen)
+
+    manifest = Manifest(
+        name=o.name or Path(o.out).stem,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        features=list(series.feature_names),
+        targets=list(series.target_names),
+        seq_len=o.seq_len,
+        horizon=o.horizon,
+        interval_s=series.interval_s,
+        scaler=Scaler(*(v.astype(float).tolist() for v in dataclasses.astuple(scaler))),
+        architecture={**arch.to_json(), "train_len": o.train_len or 4 * o.seq_len, "epochs_run": len(history["loss"])},
+        quantization=o.quantize,
+        state=[StateSpec(n, [size]) for n, size in state_names(f)] if want_stream else [],
+        min_history=min_history,
+        mask_value=MASK_VALUE if min_history < o.seq_len else None,
+        files={name: "" for name in models},
+    )
+    backend = available_backends("auto")[0]
+    provisional = LoadedModel(Bundle(manifest, models, sha256="0" * 64), backend)
+    x_test = scaler.features(splits.test)
+    selftest = _selftest_vectors(provisional, x_test, o.seq_len, min_history, SELFTEST_TOLERANCE[o.quantize])
+    season = o.season or default_season(series.interval_s)
+    history_part = series.slice(0, len(splits.train) + len(splits.val))
+    preds = predict(provisional, scaler, history_part, splits.test, season)
+    metrics = score(preds, series.target_names)
+    metrics.update(season_steps=season, train_seconds=round(train_s, 1), filled_cells=series.filled)
+    print(format_table(metrics))
+    manifest = dataclasses.replace(manifest, metrics=metrics, selftest=selftest)
+    out = Path(o.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bundle = write_bundle(out, manifest, models)
+    report_dir = None
+    if o.report:
+        from train.report import write_report
+
+        report_dir = write_report(out, bundle, history, preds)
+    return FitResult(bundle, metrics, history, train_s, report_dir, f, win, scaler, splits)

@@ -1,0 +1,175 @@
+"""Keras forecasters and the two inference graphs exported from them.
+
+Streaming architectures (a unidirectional LSTM/GRU stack) are trained sequence-to-sequence: the
+stack runs over long sequences from zero state and a dense head forecasts H steps after every
+step. The window graph (`window.tflite`) and the step graph (`step.tflite`) both reuse the trained
+layers' weights, so they compute the same function two ways.
+
+Window-only architectures (`conv1d`, `bidirectional`) are trained on windows directly.
+
+# B: batch  L: seq_len  S: training sequence length  F: features  U: units  H: horizon  T: targets
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+MASK_VALUE = 1.0e9  # marks left padding; scaled data never gets near it
+
+
+class ArchitectureError(ValueError):
+    """An impossible combination of options, explained."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    cell: str = "lstm"  # "lstm" | "gru"
+    units: tuple[int, ...] = (64,)
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    conv1d: bool = False
+    bidirectional: bool = False
+
+    @property
+    def streaming(self) -> bool:
+        """Can run one step at a time with explicit state."""
+        return not (self.conv1d or self.bidirectional)
+
+    def check(self, want_stream: bool, min_history: int, seq_len: int) -> None:
+        if self.cell not in ("lstm", "gru"):
+            raise ArchitectureError(f"--cell: choose lstm or gru, got {self.cell!r}")
+        if not self.units or any(u < 1 for u in self.units):
+            raise ArchitectureError(f"--units: need positive layer sizes, got {self.units}")
+        for name, v in (("--dropout", self.dropout), ("--recurrent-dropout", self.recurrent_dropout)):
+            if not 0 <= v < 1:
+                raise ArchitectureError(f"{name}: must be in [0, 1), got {v}")
+        if want_stream and self.bidirectional:
+            raise ArchitectureError(
+                "--bidirectional cannot make a streaming bundle: its backward pass reads the window "
+                "from the newest sample back to the oldest, so it must see the whole window again "
+                "for every new sample and has no per-step state to carry. Add --mode window."
+            )
+        if want_stream and self.conv1d:
+            raise ArchitectureError(
+                "--conv1d cannot make a streaming bundle: the convolution and pooling work on whole "
+                "windows, so there is no single-step form. Add --mode window."
+            )
+        if min_history < seq_len and not self.streaming:
+            raise ArchitectureError(
+                "--min-history below --seq-len needs a unidirectional recurrent model "
+                "(no --conv1d, no --bidirectional)"
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cell": self.cell,
+            "units": list(self.units),
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "conv1d": self.conv1d,
+            "bidirectional": self.bidirectional,
+        }
+
+
+def _rnn(arch: Architecture, units: int, return_sequences: bool, unroll: bool = False) -> Any:
+    layer_cls = keras.layers.LSTM if arch.cell == "lstm" else keras.layers.GRU
+    return layer_cls(
+        units,
+        return_sequences=return_sequences,
+        dropout=arch.dropout,
+        recurrent_dropout=arch.recurrent_dropout,
+        unroll=unroll,
+    )
+
+
+@dataclass
+class Forecaster:
+    """The trained Keras model plus handles to the layers the export graphs reuse."""
+
+    arch: Architecture
+    n_features: int
+    horizon: int
+    n_targets: int
+    model: keras.Model
+    rnns: list[Any]
+    head: Any
+
+
+def build(arch: Architecture, n_features: int, horizon: int, n_targets: int, seq_len: int) -> Forecaster:
+    out_dim = horizon * n_targets
+    head = keras.layers.Dense(out_dim, name="head")
+    if arch.streaming:
+        inp = keras.Input((None, n_features), name="x")  # (B, S, F)
+        h = inp
+        rnns = []
+        for u in arch.units:
+            layer = _rnn(arch, u, return_sequences=True)
+            rnns.append(layer)
+            h = layer(h)  # -> (B, S, U)
+        y = keras.layers.Reshape((-1, horizon, n_targets))(head(h))  # -> (B, S, H, T)
+    else:
+        inp = keras.Input((seq_len, n_features), name="x")  # (B, L, F)
+        h = inp
+        if arch.conv1d:
+            h = keras.layers.Conv1D(32, 3, padding="causal", activation="relu")(h)  # -> (B, L, 32)
+            h = keras.layers.MaxPooling1D(2, padding="same")(h)  # -> (B, ceil(L/2), 32)
+        rnns = []
+        for i, u in enumerate(arch.units):
+            layer = _rnn(arch, u, return_sequences=i < len(arch.units) - 1, unroll=True)
+            if arch.bidirectional:
+                layer = keras.layers.Bidirectional(layer)
+            rnns.append(layer)
+            h = layer(h)  # -> (B, L', U) or (B, U) for the last layer
+        y = keras.layers.Reshape((horizon, n_targets))(head(h))  # -> (B, H, T)
+    model = keras.Model(inp, y)
+    return Forecaster(arch, n_features, horizon, n_targets, model, rnns, head)
+
+
+def state_names(f: Forecaster) -> list[tuple[str, int]]:
+    """(name, size) of each recurrent state tensor, in step-model order."""
+    kinds = ("h", "c") if f.arch.cell == "lstm" else ("h",)
+    return [(f"layer{i}_{k}", layer.units) for i, layer in enumerate(f.rnns) for k in kinds]
+
+
+def step_fn(f: Forecaster) -> Any:
+    """One time step with explicit state, reusing the trained cells' weights."""
+    kinds = ("h", "c") if f.arch.cell == "lstm" else ("h",)
+
+    def step(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        h = inputs["x"]  # (B, F)
+        out: dict[str, tf.Tensor] = {}
+        for i, layer in enumerate(f.rnns):
+            states = [inputs[f"layer{i}_{k}"] for k in kinds]  # each (B, U)
+            h, new = layer.cell(h, states, training=False)  # -> (B, U)
+            for k, s in zip(kinds, new, strict=True):
+                out[f"layer{i}_{k}"] = s
+        out["y"] = tf.reshape(f.head(h), [-1, f.horizon, f.n_targets])  # -> (B, H, T)
+        return out
+
+    return step
+
+
+def step_signature(f: Forecaster) -> list[tf.TensorSpec]:
+    specs = [tf.TensorSpec([None, f.n_features], tf.float32, name="x")]
+    specs += [tf.TensorSpec([None, size], tf.float32, name=n) for n, size in state_names(f)]
+    return specs
+
+
+def window_model(f: Forecaster, seq_len: int, masked: bool) -> keras.Model:
+    """(B, L, F) -> (B, H, T). Streaming stacks are rebuilt unrolled with shared weights (Keras
+    sequence layers otherwise lower to WHILE loops); `masked` skips left padding equal to
+    MASK_VALUE, which is the same as starting from zero state at the first real sample."""
+    if not f.arch.streaming:
+        return f.model
+    inp = keras.Input((seq_len, f.n_features), name="x")
+    h = keras.layers.Masking(mask_value=MASK_VALUE)(inp) if masked else inp
+    for i, trained in enumerate(f.rnns):
+        layer = _rnn(f.arch, trained.units, return_sequences=i < len(f.rnns) - 1, unroll=True)
+        h = layer(h)  # -> (B, L, U) or (B, U)
+        layer.set_weights(trained.get_weights())
+    y = keras.layers.Reshape((f.horizon, f.n_targets))(f.head(h))  # -> (B, H, T)
+    return keras.Model(inp, y)
