@@ -1,29 +1,24 @@
 """Payload bytes -> samples, forecast -> bytes (the MQTT contract in DESIGN.md).
 
-Input formats accepted by `PayloadDecoder` (F = number of features):
+Formats accepted by `PayloadDecoder` (F = number of features):
 
 - ``json``: an object ``{"ts": 1700000000.0, "Demand": 4382.8, ...}`` -> one sample, or an array
-  of such objects -> samples in array order. ``ts`` is Unix seconds or an ISO 8601 string; a
-  missing ``ts`` means ``received_at``. Every feature must be a finite JSON number.
-- ``senml``: an RFC 8428 SenML JSON pack. Base fields ``bn``/``bt``/``bv`` carry forward;
-  time = ``bt + t`` (either may be absent; both absent means ``received_at``), and a resolved
-  time below 2**28 is relative to ``received_at``. A record's ``n`` is matched against the
-  feature names first, then ``bn + n``. Records with equal resolved time form one sample, which
-  must hold every feature exactly once; samples are returned sorted by time. Only numeric ``v``
-  (plus ``bv``) is supported. Records naming other sensors are extra fields; records without any
-  value field (pure base-field records) are skipped and not counted.
-- ``csv``: lines separated by ``\\n`` or ``\\r\\n`` (blank lines ignored), values separated by
-  ``,`` with no quoting. A line has F values (manifest order, ts = ``received_at``) or F + 1
-  values whose first is the timestamp (number or ISO 8601).
-- ``auto``: look at the first non-whitespace character. ``{`` -> JSON object. ``[`` -> JSON
-  array, decoded as SenML iff its first element is an object that has at least one of the keys
-  ``bn``, ``bt``, ``n``, ``v`` (not counting any that is a feature name) and no key that is a
-  feature name; otherwise as a JSON array of objects. Anything else -> CSV.
+  of such objects -> samples in array order. ``ts``: Unix seconds or ISO 8601; missing means
+  ``received_at``. Every feature must be a finite JSON number.
+- ``senml``: RFC 8428 SenML JSON. ``bn``/``bt``/``bv`` carry forward; time = ``bt + t`` (both
+  absent: ``received_at``); a resolved time below 2**28 is relative to ``received_at``. ``n`` is
+  matched against the features first, then ``bn + n``. Records with equal time form one sample,
+  which must hold every feature once; samples are sorted by time. Only numeric ``v`` (+ ``bv``).
+  Records naming other sensors are extra fields; records with no value field are skipped.
+- ``csv``: ``\n``/``\r\n``-separated lines (blank ones ignored), ``,``-separated cells, no
+  quoting. F cells (feature order, ts = ``received_at``) or F + 1 with the timestamp first.
+- ``auto``: by the first non-whitespace character: ``{`` -> JSON object; ``[`` -> SenML iff the
+  first element is an object having at least one of the keys ``bn``, ``bt``, ``n``, ``v`` that is
+  not a feature name and no key that is a feature name, else a JSON array; anything else -> CSV.
 
-Every problem with the input raises `PayloadError`, whose ``reason`` is a short counter key; no
-input can make `PayloadDecoder.decode` raise anything else. A successful decode returns at least
-one sample, and every value is a finite float. ISO 8601 parsing uses `datetime.fromisoformat`
-(microsecond resolution; naive times are UTC).
+Any problem with the input raises `PayloadError` (``.reason`` is a counter key); nothing else
+escapes `PayloadDecoder.decode`. A decode returns at least one sample, all values finite floats.
+ISO 8601 goes through `datetime.fromisoformat` (microsecond resolution; naive means UTC).
 """
 
 from __future__ import annotations
@@ -35,18 +30,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from math import isfinite
 from operator import itemgetter
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
-
-__all__ = [
-    "Decoded",
-    "PayloadDecoder",
-    "PayloadError",
-    "Sample",
-    "encode_forecast",
-    "parse_timestamp",
-]
 
 FORMATS = ("auto", "json", "senml", "csv")
 EXTRA_POLICIES = ("ignore", "reject")
@@ -84,21 +70,27 @@ class PayloadError(ValueError):
 
 
 def _show(value: object) -> str:
-    """``type 'value'`` for messages; bounded, and never recursive on containers."""
-    kind = type(value).__name__
+    """``type value`` for messages: bounded, and never recursive on containers."""
     if isinstance(value, dict | list):
         return f"{'object' if isinstance(value, dict) else 'array'} of {len(value)}"
+    return f"{type(value).__name__} {_key(value)}"
+
+
+def _key(value: object) -> str:
     text = repr(value)
-    return f"{kind} {text if len(text) <= 40 else text[:37] + '...'}"
-
-
-def _key(name: str) -> str:
-    text = repr(name)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _not_a_number(where: str, value: object) -> PayloadError:
+    return PayloadError("not_a_number", f"{where}: expected a number, got {_show(value)}")
+
+
+def _non_finite(where: str, value: object) -> PayloadError:
+    return PayloadError("non_finite", f"{where}: {_key(value)} is not finite")
+
+
 def _reject_constant(name: str) -> float:
-    raise PayloadError("non_finite", f"non-finite number {name} is not allowed")
+    raise PayloadError("non_finite", f"JSON literal {name} is not allowed (non-finite number)")
 
 
 _JSON = json.JSONDecoder(parse_int=float, parse_constant=_reject_constant)
@@ -111,28 +103,20 @@ def parse_timestamp(value: object) -> float:
     and non-negative. Raises ``PayloadError("bad_timestamp", ...)``.
     """
     cls = value.__class__
-    if cls is float:
-        ts: float = value  # type: ignore[assignment]
-    elif cls is str:
-        try:
+    try:
+        if cls is float:
+            ts: float = value  # type: ignore[assignment]
+        elif cls is str:
             dt = datetime.fromisoformat(value)  # type: ignore[arg-type]
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=UTC)
-            ts = dt.timestamp()
-        except (ValueError, OverflowError):
-            raise PayloadError(
-                "bad_timestamp", f"expected an ISO 8601 timestamp, got {_show(value)}"
-            ) from None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        try:
+            ts = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+        elif isinstance(value, int | float) and not isinstance(value, bool):
             ts = float(value)
-        except OverflowError:
-            raise PayloadError("bad_timestamp", f"timestamp out of range: {_show(value)}") from None
-    else:
+        else:
+            raise ValueError
+    except (ValueError, OverflowError):
         raise PayloadError(
-            "bad_timestamp",
-            f"expected Unix seconds (number) or ISO 8601 string, got {_show(value)}",
-        )
+            "bad_timestamp", f"expected seconds or ISO 8601, got {_show(value)}"
+        ) from None
     if not isfinite(ts) or ts < 0.0:
         raise PayloadError("bad_timestamp", f"timestamp must be finite and >= 0, got {ts!r}")
     return ts
@@ -159,30 +143,26 @@ class PayloadDecoder:
         extra_fields: str = "ignore",
     ) -> None:
         names = tuple(features)
-        if not names or not all(isinstance(n, str) and n for n in names):
-            raise ValueError(f"features: expected non-empty names, got {names!r}")
-        if len(set(names)) != len(names):
-            raise ValueError(f"features: names must be unique, got {names!r}")
+        if not names or len(set(names)) < len(names) or not all(map(_is_name, names)):
+            raise ValueError(f"features: expected unique non-empty names, got {names!r}")
         if fmt not in FORMATS:
             raise ValueError(f"fmt: must be one of {FORMATS}, got {fmt!r}")
         if not isinstance(ts_field, str) or not ts_field or ts_field in names:
             raise ValueError(f"ts_field: must be a non-empty non-feature name, got {ts_field!r}")
-        if max_payload_bytes < 1 or max_samples < 1:
-            raise ValueError(
-                f"max_payload_bytes ({max_payload_bytes}) and max_samples ({max_samples}) "
-                "must be >= 1"
-            )
-        if not max_future_s >= 0.0:
-            raise ValueError(f"max_future_s: must be >= 0, got {max_future_s!r}")
         if extra_fields not in EXTRA_POLICIES:
             raise ValueError(f"extra_fields: must be one of {EXTRA_POLICIES}, got {extra_fields!r}")
+        if max_payload_bytes < 1 or max_samples < 1 or not max_future_s >= 0.0:
+            raise ValueError(
+                f"limits: need max_payload_bytes >= 1 ({max_payload_bytes}), max_samples >= 1 "
+                f"({max_samples}) and max_future_s >= 0 ({max_future_s!r})"
+            )
         self.features = names
         self.fmt = fmt
         self._n = len(names)
         self._index = {name: i for i, name in enumerate(names)}
         self._feature_set = frozenset(names)
         self._known = self._feature_set | {ts_field}
-        self._get = itemgetter(*names)
+        self._get = itemgetter(*names)  # obj -> value, or tuple of values when F > 1
         self._ts_field = ts_field
         self._max_bytes = max_payload_bytes
         self._max_samples = max_samples
@@ -190,43 +170,43 @@ class PayloadDecoder:
         self._reject = extra_fields == "reject"
         self._senml_signal = _SENML_SIGNAL_KEYS - self._feature_set
 
-    # -- entry point ---------------------------------------------------------------------------
-
     def decode(self, payload: bytes, received_at: float) -> Decoded:
         """Decode one payload; ``received_at`` (Unix seconds) fills missing/relative times."""
-        size = len(payload)
-        if size > self._max_bytes:
-            raise PayloadError("too_large", f"payload is {size} bytes, limit is {self._max_bytes}")
+        if len(payload) > self._max_bytes:
+            raise PayloadError("too_large", f"{len(payload)} bytes, limit is {self._max_bytes}")
         try:
             text = str(payload, "utf-8")
         except UnicodeDecodeError as e:
-            raise PayloadError(
-                "invalid_utf8", f"payload is not UTF-8: {e.reason} at byte {e.start}"
-            ) from None
+            raise PayloadError("invalid_utf8", f"not UTF-8: {e.reason} at byte {e.start}") from None
         limit = received_at + self._max_future
         if self.fmt == "csv":
             return self._csv(text, received_at, limit)
         first = _FIRST_CHAR.search(text)
         if first is None:
             raise PayloadError("empty", "payload is empty")
-        head = first.group()
-        if self.fmt == "auto" and head != "{" and head != "[":
+        if self.fmt == "auto" and first.group() not in ("{", "["):
             return self._csv(text, received_at, limit)
         doc = self._load(text)
         if self.fmt == "senml":
             return self._senml(doc, received_at, limit)
         if doc.__class__ is dict:
-            sample = self._object(doc, received_at, limit, -1)
-            return Decoded([sample], self._extra(doc, -1))
+            return Decoded([self._object(doc, received_at, limit, -1)], self._extra(doc, -1))
         if doc.__class__ is not list:
-            raise PayloadError(
-                "not_an_object", f"expected a JSON object or array, got {_show(doc)}"
-            )
+            raise PayloadError("not_an_object", f"expected an object or array, got {_show(doc)}")
         if not doc:
             raise PayloadError("empty", "payload is an empty array")
         if self.fmt == "auto" and self._looks_senml(doc[0]):
             return self._senml(doc, received_at, limit)
-        return self._array(doc, received_at, limit)
+        if len(doc) > self._max_samples:
+            raise self._too_many(len(doc))
+        samples = []
+        extra = 0
+        for i, obj in enumerate(doc):
+            if obj.__class__ is not dict:
+                raise PayloadError("not_an_object", f"element {i}: not an object: {_show(obj)}")
+            samples.append(self._object(obj, received_at, limit, i))
+            extra += self._extra(obj, i)
+        return Decoded(samples, extra)
 
     # -- JSON ----------------------------------------------------------------------------------
 
@@ -247,22 +227,6 @@ class PayloadDecoder:
         keys = first.keys()  # type: ignore[attr-defined]
         return not keys.isdisjoint(self._senml_signal) and keys.isdisjoint(self._feature_set)
 
-    def _array(self, doc: list[Any], received_at: float, limit: float) -> Decoded:
-        if len(doc) > self._max_samples:
-            raise PayloadError(
-                "too_many_samples", f"{len(doc)} samples, limit is {self._max_samples}"
-            )
-        samples = []
-        extra = 0
-        for i, obj in enumerate(doc):
-            if obj.__class__ is not dict:
-                raise PayloadError(
-                    "not_an_object", f"element {i}: expected an object, got {_show(obj)}"
-                )
-            samples.append(self._object(obj, received_at, limit, i))
-            extra += self._extra(obj, i)
-        return Decoded(samples, extra)
-
     def _object(self, obj: dict[str, Any], received_at: float, limit: float, at: int) -> Sample:
         raw = obj.get(self._ts_field, _MISSING)
         if raw is _MISSING:
@@ -271,52 +235,44 @@ class PayloadDecoder:
             try:
                 ts = parse_timestamp(raw)
             except PayloadError as e:
-                raise PayloadError(
-                    e.reason, f"{_at(at)}field {_key(self._ts_field)}: {e}"
-                ) from None
+                raise PayloadError(e.reason, f"{self._ts_where(at)}: {e}") from None
             if ts > limit:
-                raise self._future(ts, limit, f"{_at(at)}field {_key(self._ts_field)}")
+                raise self._future(ts, limit, self._ts_where(at))
         try:
             values = self._get(obj)
         except KeyError as e:
-            raise PayloadError(
-                "missing_field", f"{_at(at)}missing field {_key(e.args[0])}"
-            ) from None
+            raise PayloadError("missing_field", f"{_at(at)}no field {_key(e.args[0])}") from None
         if self._n == 1:
             values = (values,)
         for v in values:
             if v.__class__ is not float or not isfinite(v):
-                self._explain(obj, at)
+                for name in self.features:  # slow path: name the first bad field
+                    v = obj[name]
+                    where = f"{_at(at)}field {_key(name)}"
+                    if v.__class__ is not float:
+                        raise _not_a_number(where, v)
+                    if not isfinite(v):
+                        raise _non_finite(where, v)
         return Sample(ts, values)
 
-    def _explain(self, obj: dict[str, Any], at: int) -> NoReturn:
-        """Raise the error for the first feature of ``obj`` that is not a finite number."""
-        for name in self.features:
-            v = obj[name]
-            if v.__class__ is not float:
-                raise PayloadError(
-                    "not_a_number",
-                    f"{_at(at)}field {_key(name)}: expected a number, got {_show(v)}",
-                )
-            if not isfinite(v):
-                raise PayloadError(
-                    "non_finite", f"{_at(at)}field {_key(name)}: {v!r} is not finite"
-                )
+    def _ts_where(self, at: int) -> str:
+        return f"{_at(at)}field {_key(self._ts_field)}"
 
     def _extra(self, obj: dict[str, Any], at: int) -> int:
         extra = len(obj) - self._n - (self._ts_field in obj)
         if extra and self._reject:
             name = next(k for k in obj if k not in self._known)
-            raise PayloadError(
-                "extra_field", f"{_at(at)}unknown field {_key(name)} (extra_fields is 'reject')"
-            )
+            raise PayloadError("extra_field", f"{_at(at)}unknown field {_key(name)}")
         return extra
 
+    def _too_many(self, count: object) -> PayloadError:
+        return PayloadError("too_many_samples", f"{count} samples, limit is {self._max_samples}")
+
     def _future(self, ts: float, limit: float, where: str) -> PayloadError:
+        arrival = limit - self._max_future
         return PayloadError(
             "future_timestamp",
-            f"{where}: {ts!r} is more than {self._max_future:g} s after arrival "
-            f"({limit - self._max_future!r})",
+            f"{where}: {ts!r} is more than {self._max_future:g} s after arrival ({arrival!r})",
         )
 
     # -- SenML ---------------------------------------------------------------------------------
@@ -327,34 +283,21 @@ class PayloadDecoder:
         if not doc:
             raise PayloadError("empty", "payload is an empty array")
         base_name, base_time, base_value = "", _MISSING, 0.0
-        rows: dict[float, list[Any]] = {}
+        rows: dict[float, list[Any]] = {}  # resolved time -> [value or None] * F
         extra = 0
         for i, rec in enumerate(doc):
             if rec.__class__ is not dict:
-                raise PayloadError(
-                    "not_an_object", f"record {i}: expected an object, got {_show(rec)}"
-                )
+                raise PayloadError("not_an_object", f"record {i}: not an object: {_show(rec)}")
             for key in rec:
                 if key.endswith("_"):
-                    raise PayloadError(
-                        "senml_invalid", f"record {i}: must-understand field {_key(key)}"
-                    )
+                    raise PayloadError("senml_invalid", f"record {i}: must-understand {_key(key)}")
             if "bn" in rec:
-                base_name = rec["bn"]
-                if base_name.__class__ is not str:
-                    raise PayloadError(
-                        "senml_invalid",
-                        f"record {i}: 'bn' must be a string, got {_show(base_name)}",
-                    )
+                base_name = _senml_field(rec, "bn", str, i)
             if "bt" in rec:
-                base_time = _senml_number(rec["bt"], i, "bt")
+                base_time = _senml_field(rec, "bt", float, i)
             if "bv" in rec:
-                base_value = _senml_number(rec["bv"], i, "bv")
-            name = rec.get("n", "")
-            if name.__class__ is not str:
-                raise PayloadError(
-                    "senml_invalid", f"record {i}: 'n' must be a string, got {_show(name)}"
-                )
+                base_value = _senml_field(rec, "bv", float, i)
+            name = _senml_field(rec, "n", str, i) if "n" in rec else ""
             col = self._index.get(name)
             if col is None:
                 col = self._index.get(base_name + name)
@@ -363,65 +306,51 @@ class PayloadDecoder:
                     extra += 1
                     if self._reject:
                         raise PayloadError(
-                            "extra_field",
-                            f"record {i}: unknown sensor {_key(base_name + name)} "
-                            "(extra_fields is 'reject')",
+                            "extra_field", f"record {i}: unknown sensor {_key(base_name + name)}"
                         )
                 continue
             v = rec.get("v", _MISSING)
             if v.__class__ is not float:
-                if v is _MISSING:
-                    other = [k for k in _SENML_OTHER_VALUES if k in rec]
-                    got = f"only {other[0]!r}" if other else "no value"
-                    raise PayloadError(
-                        "not_a_number", f"{self._rec(i, col)}: expected a numeric 'v', got {got}"
-                    )
+                if v is not _MISSING:
+                    raise _not_a_number(f"{self._rec(i, col)}: field 'v'", v)
+                got = [k for k in _SENML_OTHER_VALUES if k in rec] or "no value"
                 raise PayloadError(
-                    "not_a_number",
-                    f"{self._rec(i, col)}: field 'v': expected a number, got {_show(v)}",
+                    "not_a_number", f"{self._rec(i, col)}: only 'v' allowed, got {got}"
                 )
-            value = base_value + v
+            value = v + base_value if base_value else v  # keeps v exact (and -0.0) without bv
             if not isfinite(value):
-                raise PayloadError(
-                    "non_finite", f"{self._rec(i, col)}: value {value!r} is not finite"
-                )
+                raise _non_finite(self._rec(i, col), value)
             t = rec.get("t", _MISSING)
             if t is _MISSING and base_time is _MISSING:
                 ts = received_at
             else:
-                ts = (0.0 if base_time is _MISSING else base_time) + (
-                    0.0 if t is _MISSING else _senml_time(t, i)
-                )
+                ts = 0.0 if base_time is _MISSING else base_time
+                if t is not _MISSING:
+                    if t.__class__ is not float or not isfinite(t):
+                        raise PayloadError("bad_timestamp", f"{self._rec(i, col)}: 't' {_show(t)}")
+                    ts += t
                 if ts < SENML_RELATIVE_LIMIT:
                     ts += received_at
                 if not isfinite(ts) or ts < 0.0:
-                    raise PayloadError(
-                        "bad_timestamp", f"{self._rec(i, col)}: resolved time {ts!r} is not >= 0"
-                    )
+                    raise PayloadError("bad_timestamp", f"{self._rec(i, col)}: time {ts!r} < 0")
                 if ts > limit:
                     raise self._future(ts, limit, self._rec(i, col))
             row = rows.get(ts)
             if row is None:
                 row = rows[ts] = [None] * self._n
             elif row[col] is not None:
-                raise PayloadError(
-                    "senml_invalid", f"{self._rec(i, col)}: second value at time {ts!r}"
-                )
+                raise PayloadError("senml_invalid", f"{self._rec(i, col)}: second value at {ts!r}")
             row[col] = value
         if not rows:
-            raise PayloadError("missing_field", f"SenML: no records for features {self.features!r}")
+            raise PayloadError("missing_field", f"SenML: no records for features {self.features}")
         if len(rows) > self._max_samples:
-            raise PayloadError(
-                "too_many_samples", f"{len(rows)} samples, limit is {self._max_samples}"
-            )
+            raise self._too_many(len(rows))
         samples = []
         for ts in sorted(rows):
             row = rows[ts]
             if None in row:
-                name = self.features[row.index(None)]
-                raise PayloadError(
-                    "missing_field", f"SenML: no record for {_key(name)} at time {ts!r}"
-                )
+                missing = _key(self.features[row.index(None)])
+                raise PayloadError("missing_field", f"SenML: no record for {missing} at {ts!r}")
             samples.append(Sample(ts, tuple(row)))
         return Decoded(samples, extra)
 
@@ -437,7 +366,7 @@ class PayloadDecoder:
             if not line or line.isspace():
                 continue
             if len(samples) == self._max_samples:
-                raise PayloadError("too_many_samples", f"more than {self._max_samples} samples")
+                raise self._too_many(f"more than {self._max_samples}")
             cells = line.split(",")
             if len(cells) == n:
                 ts = received_at
@@ -445,17 +374,22 @@ class PayloadDecoder:
                 ts = self._csv_ts(cells.pop(0).strip(), lineno, limit)
             else:
                 raise PayloadError(
-                    "csv_arity",
-                    f"line {lineno}: expected {n} or {n + 1} comma-separated values, "
-                    f"got {len(cells)}",
+                    "csv_arity", f"line {lineno}: expected {n} or {n + 1} values, got {len(cells)}"
                 )
             try:
                 values = tuple(map(_strict_float, cells))
             except ValueError:
-                self._csv_explain(cells, lineno)
+                values = (float("nan"),)  # slow path below names the cell
             for v in values:
                 if not isfinite(v):
-                    self._csv_explain(cells, lineno)
+                    for name, cell in zip(self.features, cells, strict=True):
+                        where = f"line {lineno}, field {_key(name)}"
+                        try:
+                            v = _strict_float(cell)
+                        except ValueError:
+                            raise _not_a_number(where, cell.strip()) from None
+                        if not isfinite(v):
+                            raise _non_finite(where, cell.strip())
             samples.append(Sample(ts, values))
         if not samples:
             raise PayloadError("empty", "payload has no CSV lines")
@@ -474,39 +408,21 @@ class PayloadDecoder:
             raise self._future(ts, limit, f"line {lineno}, timestamp")
         return ts
 
-    def _csv_explain(self, cells: list[str], lineno: int) -> NoReturn:
-        """Raise the error for the first cell that is not a finite number."""
-        for name, cell in zip(self.features, cells, strict=True):
-            where = f"line {lineno}, field {_key(name)}"
-            try:
-                v = _strict_float(cell)
-            except ValueError:
-                raise PayloadError(
-                    "not_a_number", f"{where}: expected a number, got {_show(cell.strip())}"
-                ) from None
-            if not isfinite(v):
-                raise PayloadError("non_finite", f"{where}: {cell.strip()!r} is not finite")
-        raise AssertionError("unreachable: no bad cell found")  # pragma: no cover
+
+def _is_name(name: object) -> bool:
+    return isinstance(name, str) and name != ""
 
 
 def _at(index: int) -> str:
     return "" if index < 0 else f"element {index}: "
 
 
-def _senml_number(value: object, index: int, key: str) -> float:
-    if value.__class__ is not float or not isfinite(value):  # type: ignore[arg-type]
-        raise PayloadError(
-            "senml_invalid", f"record {index}: {key!r} must be a finite number, got {_show(value)}"
-        )
-    return value  # type: ignore[return-value]
-
-
-def _senml_time(value: object, index: int) -> float:
-    if value.__class__ is not float or not isfinite(value):  # type: ignore[arg-type]
-        raise PayloadError(
-            "bad_timestamp", f"record {index}: 't' must be a finite number, got {_show(value)}"
-        )
-    return value  # type: ignore[return-value]
+def _senml_field(rec: dict[str, Any], key: str, kind: type, index: int) -> Any:
+    value = rec[key]
+    if value.__class__ is not kind or (kind is float and not isfinite(value)):
+        want = "a string" if kind is str else "a finite number"
+        raise PayloadError("senml_invalid", f"record {index}: {key!r} not {want}: {_show(value)}")
+    return value
 
 
 def encode_forecast(

@@ -311,7 +311,9 @@ class MqttLink:
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
         except (ValueError, TypeError) as exc:
             self.counters.inc("publish_failed")
-            self._ratelog(logging.WARNING, "publish-invalid", "cannot publish to %r: %s", topic, exc)
+            self._ratelog(
+                logging.WARNING, "publish-invalid", "cannot publish to %r: %s", topic, exc
+            )
             return False
         # QoS>0 messages stay in paho's queue while offline and go out after the reconnect.
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
@@ -356,7 +358,7 @@ class MqttLink:
     # -- internals (paho's thread) ------------------------------------------------------------
 
     def _publish_status(
-        self, state: str, counters: dict[str, int | float] | None
+        self, state: str, counters: dict[str, int | float] | None = None
     ) -> paho.MQTTMessageInfo | None:
         if state not in STATUS_STATES:
             raise ValueError(f"status state must be one of {STATUS_STATES}, got {state!r}")
@@ -464,7 +466,7 @@ class MqttLink:
             self._subscribed.set()
             log.info("subscribed to %s", self._subscription)
             if not self._stopping:
-                self._publish_status("online", None)
+                self._publish_status("online")
         except Exception as exc:
             self._callback_error("subscribe", exc)
 
@@ -483,7 +485,7 @@ class MqttLink:
                     logging.WARNING,
                     "unknown-topic",
                     "dropping message on %r: does not match %s",
-                    topic if topic is not None else message._topic,
+                    topic if topic is not None else "<topic is not UTF-8>",
                     self.input_topic.template,
                 )
                 return

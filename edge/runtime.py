@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.backends import LoadedBackend, NoBackendError, available_backends
+from edge.backends import LoadedBackend, NoBackendError, backend_keys, load_backend
 from edge.backends.base import ModelLoadError, TFLiteModel
 from edge.bundle import STEP_FILE, WINDOW_FILE, Bundle
 
@@ -106,7 +106,13 @@ class LoadedModel:
 def load_model(bundle: Bundle, backend: str = "auto", num_threads: int = 1) -> tuple[LoadedModel, SelfTestReport]:
     """The first backend that loads the bundle and passes its self-test."""
     reasons: list[str] = []
-    for b in available_backends(backend):
+    for key in backend_keys(backend):
+        try:
+            b = load_backend(key)
+        except ImportError as e:
+            reasons.append(f"{key}: not installed ({e})")
+            log.info("interpreter backend %s unavailable: %s", key, e)
+            continue
         try:
             model = LoadedModel(bundle, b, num_threads)
             report = model.selftest()

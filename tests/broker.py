@@ -22,11 +22,12 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
     "MOSQUITTO",
+    "MOSQUITTO_PASSWD",
     "MOSQUITTO_PUB",
     "MOSQUITTO_SUB",
     "Broker",
@@ -50,6 +51,7 @@ def _find(name: str, *fallbacks: str) -> str | None:
 MOSQUITTO = _find("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 MOSQUITTO_PUB = _find("mosquitto_pub", "/usr/bin/mosquitto_pub")
 MOSQUITTO_SUB = _find("mosquitto_sub", "/usr/bin/mosquitto_sub")
+MOSQUITTO_PASSWD = _find("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
 
 
 def mosquitto_available() -> bool:
@@ -77,10 +79,11 @@ def _require(path: str | None, name: str) -> str:
 class Broker:
     """One mosquitto process on 127.0.0.1:`port`; `restart()` keeps the port and the config.
 
-    `extra_config` lines are appended to the generated config, e.g. `["persistence true"]`,
-    `["password_file /path"]` (then pass `allow_anonymous=False`) or TLS `certfile`/`keyfile`
-    lines (they apply to the single listener). `persistence_location` always points into the
-    broker's temporary directory, available as `workdir`.
+    `extra_config` lines are appended to the generated config, e.g. `["persistence true"]` or
+    TLS `cafile`/`certfile`/`keyfile` lines (they apply to the single listener).
+    `persistence_location` always points into the broker's temporary directory (`workdir`).
+    `users` ({name: password}) writes a password file with `mosquitto_passwd`; combine it with
+    `allow_anonymous=False` to make the broker refuse everyone else.
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class Broker:
         extra_config: Sequence[str] = (),
         *,
         allow_anonymous: bool = True,
+        users: Mapping[str, str] | None = None,
         port: int | None = None,
         start_timeout: float = 10.0,
     ) -> None:
@@ -111,8 +115,24 @@ class Broker:
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             lines.append("user root")  # otherwise mosquitto drops to `mosquitto` and loses workdir
+        if users:
+            lines.append(f"password_file {self._write_passwords(users)}")
         lines.extend(extra_config)
         self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def _write_passwords(self, users: Mapping[str, str]) -> Path:
+        path = self.workdir / "passwords"
+        exe = _require(MOSQUITTO_PASSWD, "mosquitto_passwd")
+        for i, (name, password) in enumerate(users.items()):
+            create = ["-c"] if i == 0 else []
+            done = subprocess.run(
+                [exe, *create, "-b", str(path), name, password], capture_output=True, timeout=10
+            )
+            if done.returncode != 0:
+                raise BrokerError(
+                    f"mosquitto_passwd failed: {done.stderr.decode(errors='replace')}"
+                )
+        return path
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -276,7 +296,9 @@ class Subscriber:
         args += ["-t", topic, "-q", str(qos), "-d", "-F", self._PREFIX + "%r %t %x"]
         if protocol is not None:
             args += ["-V", {"3.1.1": "mqttv311", "5": "mqttv5"}.get(protocol, protocol)]
-        self._args = args
+        # mosquitto_sub block-buffers a pipe; line buffering lets us see the SUBACK in time.
+        stdbuf = shutil.which("stdbuf")
+        self._args = [stdbuf, "-oL", *args] if stdbuf else args
         self._ready_timeout = ready_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from broker import Broker, mosquitto_available
@@ -18,7 +19,7 @@ from broker import Broker, mosquitto_available
 def _require_mosquitto() -> None:
     if mosquitto_available():
         return
-    reason = "mosquitto and mosquitto-clients are not installed (apt-get install mosquitto mosquitto-clients)"
+    reason = "mosquitto is not installed (apt-get install mosquitto mosquitto-clients)"
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI is set, so broker tests must not be skipped", pytrace=False)
     pytest.skip(reason)
@@ -39,6 +40,23 @@ def fresh_broker() -> Iterator[Broker]:
     _require_mosquitto()
     with Broker() as b:
         yield b
+
+
+@pytest.fixture
+def make_broker() -> Iterator[Callable[..., Broker]]:
+    """Start brokers with their own config: `make_broker(extra_config, allow_anonymous=...,
+    users={...})` (the arguments of `Broker`); all are stopped after the test."""
+    _require_mosquitto()
+    started: list[Broker] = []
+
+    def make(*args: Any, **kwargs: Any) -> Broker:
+        b = Broker(*args, **kwargs)
+        started.append(b)
+        return b.start()
+
+    yield make
+    for b in started:
+        b.close()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import os
 import tomllib
 from dataclasses import FrozenInstanceError, fields, is_dataclass
 from pathlib import Path
+from typing import get_type_hints
 
 import pytest
 
@@ -48,20 +49,26 @@ def test_minimal_file_gives_defaults(tmp_path: Path) -> None:
     assert isinstance(cfg.mqtt.reconnect_min_s, float)
 
 
+def all_keys(cls: type = EdgeConfig, prefix: str = "") -> list[tuple[str, dict]]:
+    """(dotted key, field metadata) for every leaf setting."""
+    hints = get_type_hints(cls)
+    out = []
+    for f in fields(cls):
+        if is_dataclass(hints[f.name]):
+            out += all_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            out.append((prefix + f.name, dict(f.metadata)))
+    return out
+
+
 def test_config_is_frozen_and_every_field_has_help() -> None:
     cfg = parse_config({"model": {"path": "m.seqcast"}})
     with pytest.raises(FrozenInstanceError):
         cfg.mqtt.port = 1  # type: ignore[misc]
-
-    def walk(cls: type) -> None:
-        for f in fields(cls):
-            assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
-            if is_dataclass(f.type) or isinstance(f.type, type) and is_dataclass(f.type):
-                walk(f.type)
-
-    for section in (EdgeConfig, *(type(getattr(cfg, f.name)) for f in fields(EdgeConfig))):
-        walk(section)
-    walk(type(cfg.mqtt.tls))
+    keys = all_keys()
+    assert len(keys) >= 40 and ("mqtt.tls.key_file" in dict(keys))
+    for key, meta in keys:
+        assert meta.get("help"), f"{key} has no help"
 
 
 def test_ints_are_accepted_for_floats_and_values_kept() -> None:
@@ -219,9 +226,6 @@ def test_missing_file_and_syntax_error_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"edge\.toml: TOML syntax error: .*line 2") as exc:
         load_config(write(tmp_path, "[model]\npath = \n"))
     assert "\n" not in str(exc.value)
-    with pytest.raises(ConfigError, match="not valid UTF-8"):
-        load_config(write(tmp_path, "", "bin.toml").with_name("bin.toml").resolve())
-        # (empty file is valid TOML; the real check follows)
     (tmp_path / "bin.toml").write_bytes(b'[model]\npath = "\xff"\n')
     with pytest.raises(ConfigError, match=r"bin\.toml: not valid UTF-8"):
         load_config(tmp_path / "bin.toml")
@@ -291,7 +295,10 @@ def test_world_readable_password_file_is_refused(tmp_path: Path) -> None:
     path = secret(tmp_path / "pw", b"topsecret", 0o644)
     with pytest.raises(ConfigError) as exc:
         read_password(mqtt_with(str(path)), environ={})
-    assert str(exc.value) == f"mqtt.password_file: {path}: others may access it (mode 0644); chmod o-rwx"
+    assert (
+        str(exc.value)
+        == f"mqtt.password_file: {path}: others may access it (mode 0644); chmod o-rwx"
+    )
     assert "topsecret" not in str(exc.value)
     secret(path, b"topsecret", 0o640)  # group-readable (root:seqcast 0640) is fine
     assert read_password(mqtt_with(str(path)), environ={}) == "topsecret"
@@ -345,27 +352,13 @@ def test_example_file_matches_dump_and_parses() -> None:
 
 def test_dump_mentions_every_key() -> None:
     text = dump_default_config()
-
-    def keys(cls: type, prefix: str) -> list[str]:
-        out = []
-        for f in fields(cls):
-            sub = getattr(cfgmod, type(getattr(defaults_for(cls), f.name, None)).__name__, None)
-            if sub is not None and is_dataclass(sub):
-                out += keys(sub, f"{prefix}{f.name}.")
-            else:
-                out.append(f"{prefix}{f.name}")
-        return out
-
-    def defaults_for(cls: type) -> object:
-        return parse_config({"model": M}) if cls is EdgeConfig else cls(**({"path": "m"} if cls is cfgmod.ModelConfig else {}))
-
-    all_keys = keys(EdgeConfig, "")
-    assert "mqtt.tls.key_file" in all_keys and "model.path" in all_keys
     data = tomllib.loads(text)
-    for key in all_keys:
+    for key, meta in all_keys():
         *sections, name = key.split(".")
         table = data
-        for s in sections:
-            table = table[s]
-        in_text = f"\n{name} = " in text or f"\n# {name} = " in text
-        assert name in table or in_text, key
+        for section in sections:
+            table = table[section]
+        if name in table:
+            assert f"# {meta['help']}" in text, key
+        else:  # unset by default: shown commented out with an example
+            assert f"\n# {name} = " in text, key

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.backends import available_backends
+from edge.backends import first_backend
 from edge.bundle import STEP_FILE, WINDOW_FILE, Bundle, Manifest, Scaler, StateSpec, write_bundle
 from edge.runtime import LoadedModel
 from train import data as D
@@ -189,7 +189,7 @@ def fit(o: FitOptions) -> FitResult:
         mask_value=MASK_VALUE if min_history < o.seq_len else None,
         files={name: "" for name in models},
     )
-    backend = available_backends("auto")[0]
+    backend = first_backend()
     provisional = LoadedModel(Bundle(manifest, models, sha256="0" * 64), backend)
     x_test = scaler.features(splits.test)
     selftest = _selftest_vectors(provisional, x_test, o.seq_len, min_history, SELFTEST_TOLERANCE[o.quantize])

@@ -39,17 +39,19 @@ def load_backend(key: str) -> LoadedBackend:
     return LoadedBackend(key=key, interpreter_class=module.load_interpreter_class())
 
 
-def available_backends(preferred: str = "auto") -> list[LoadedBackend]:
-    """Every importable backend, best first (or only `preferred` when it is not "auto")."""
-    keys = list(REGISTRY) if preferred == "auto" else [preferred]
-    found: list[LoadedBackend] = []
+def backend_keys(preferred: str = "auto") -> list[str]:
+    """Keys to try, best first: all of them for "auto", else just the one asked for."""
+    if preferred != "auto" and preferred not in REGISTRY:
+        raise ValueError(f"unknown backend {preferred!r}; choose auto or one of {', '.join(REGISTRY)}")
+    return list(REGISTRY) if preferred == "auto" else [preferred]
+
+
+def first_backend(preferred: str = "auto") -> LoadedBackend:
+    """The best backend that imports (importing only as far as needed)."""
     reasons: list[str] = []
-    for key in keys:
+    for key in backend_keys(preferred):
         try:
-            found.append(load_backend(key))
+            return load_backend(key)
         except ImportError as e:
             reasons.append(f"{key}: {e}")
-            log.info("interpreter backend %s unavailable: %s", key, e)
-    if not found:
-        raise NoBackendError("no TFLite interpreter available (" + "; ".join(reasons) + ")")
-    return found
+    raise NoBackendError("no TFLite interpreter available (" + "; ".join(reasons) + ")")

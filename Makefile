@@ -1,0 +1,55 @@
+# seqcast: `make demo` runs the main job, `make test` runs the tests. Each creates or refreshes
+# the virtual environment it needs, so a fresh machine needs nothing else.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: all venv broker test test-fast demo bench bench-quick lint clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[train,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The tests and the demo talk to a real mosquitto; install it when it is missing.
+broker:
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing mosquitto with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+		else \
+			echo "mosquitto is missing: run 'sudo apt-get install mosquitto mosquitto-clients'" >&2; exit 1; \
+		fi; \
+	fi
+	@if ! command -v mosquitto_pub >/dev/null 2>&1; then \
+		[ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null; \
+	fi
+
+test: venv broker
+	PATH="/usr/sbin:$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv broker
+	PATH="/usr/sbin:$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: venv broker
+	PATH="/usr/sbin:$$PATH" $(BIN)/seqcast-edge demo
+
+bench: venv broker
+	PATH="/usr/sbin:$$PATH" $(BIN)/python -m bench.run
+
+bench-quick: venv broker
+	PATH="/usr/sbin:$$PATH" $(BIN)/python -m bench.run --quick
+
+lint: venv
+	$(BIN)/ruff check edge train deploy tests bench
+	$(BIN)/mypy edge
+
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache
