@@ -249,7 +249,8 @@ class EdgeConfig(_Section):
 
 # -- the generic validator -----------------------------------------------------------------------
 
-_TOML_TYPE = {bool: "boolean", int: "integer", float: "float", str: "string"}
+_TOML_TYPE: dict[type, str] = {bool: "boolean", int: "integer", float: "float", str: "string"}
+_TABLE_OR_ARRAY: dict[type, str] = {dict: "a table", list: "an array"}
 
 
 def _show(value: Any) -> str:
@@ -258,11 +259,13 @@ def _show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str | Path):
         return json.dumps(str(value), ensure_ascii=False)
-    return {dict: "a table", list: "an array"}.get(type(value)) or repr(value)
+    if hasattr(value, "isoformat"):  # TOML dates and times
+        return str(value.isoformat())
+    return _TABLE_OR_ARRAY.get(type(value)) or repr(value)
 
 
 def _typed(value: Any) -> str:
-    kind = _TOML_TYPE.get(type(value)) or ("" if type(value) in (dict, list) else "a datetime")
+    kind = _TOML_TYPE.get(type(value)) or ("" if type(value) in _TABLE_OR_ARRAY else "a datetime")
     return f"{kind} {_show(value)}".strip()
 
 

@@ -10,6 +10,7 @@ JSON `{"state": "online"|"offline", ...}`; the last will says `offline` if the p
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -17,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -44,6 +45,26 @@ def _stream_problem(stream: object, first_level: bool) -> str | None:
     return None
 
 
+def _template_problem(t: object) -> str | None:
+    """What is wrong with a topic template, or None."""
+    if not isinstance(t, str) or not t:
+        return "must be a non-empty string"
+    if "\x00" in t or len(t.encode("utf-8", "surrogatepass")) > _MAX_TOPIC_BYTES:
+        return "contains NUL or is longer than 65535 bytes"
+    levels = t.split("/")
+    if "" in levels:
+        return "has an empty level (no leading, trailing or double '/')"
+    if "+" in t or "#" in t:
+        return f"has a wildcard '+' or '#'; write {STREAM_FIELD} where the stream name goes"
+    if any(lv != STREAM_FIELD and ("{" in lv or "}" in lv) for lv in levels):
+        return f"has a placeholder other than {STREAM_FIELD}, which must fill a whole level"
+    if (count := levels.count(STREAM_FIELD)) != 1:
+        return f"must contain exactly one {STREAM_FIELD} level, found {count}"
+    if t.startswith("$"):
+        return "must not start with '$' (broker system topics)"
+    return None
+
+
 @dataclass(frozen=True)
 class TopicTemplate:
     """A topic with one `{stream}` level, e.g. `sensors/{stream}/data`; checked on construction."""
@@ -53,35 +74,11 @@ class TopicTemplate:
     _index: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        t = self.template
-        if not isinstance(t, str) or not t:
-            raise ValueError(f"topic template must be a non-empty string, got {t!r}")
-        if "\x00" in t or len(t.encode("utf-8", "surrogatepass")) > _MAX_TOPIC_BYTES:
-            raise ValueError(f"topic template {t!r}: contains NUL or is longer than 65535 bytes")
-        levels = t.split("/")
-        for n, level in enumerate(levels, start=1):
-            if not level:
-                raise ValueError(
-                    f"topic template {t!r}: level {n} is empty (no leading, trailing or double '/')"
-                )
-            if "+" in level or "#" in level:
-                raise ValueError(
-                    f"topic template {t!r}: wildcards '+' and '#' are not allowed; "
-                    f"write {STREAM_FIELD} where the stream name goes"
-                )
-            if level != STREAM_FIELD and ("{" in level or "}" in level):
-                raise ValueError(
-                    f"topic template {t!r}: level {level!r} is not allowed; {STREAM_FIELD} must "
-                    "fill a whole level and is the only placeholder"
-                )
-        count = levels.count(STREAM_FIELD)
-        if count != 1:
-            raise ValueError(
-                f"topic template {t!r} must contain exactly one {STREAM_FIELD} level, found {count}"
-            )
-        if levels[0].startswith("$"):
-            raise ValueError(f"topic template {t!r}: must not start with '$' (system topics)")
-        object.__setattr__(self, "_levels", tuple(levels))
+        problem = _template_problem(self.template)
+        if problem:
+            raise ValueError(f"topic template {self.template!r} {problem}")
+        levels = tuple(self.template.split("/"))
+        object.__setattr__(self, "_levels", levels)
         object.__setattr__(self, "_index", levels.index(STREAM_FIELD))
 
     def subscription(self) -> str:
@@ -143,40 +140,36 @@ class MqttSettings:
     max_queued_messages: int = 10000  # outgoing QoS>0 messages held while offline; 0 = unlimited
 
     def __post_init__(self) -> None:
-        def bad(key: str, rule: str) -> ValueError:
-            return ValueError(f"mqtt.{key}: {rule}, got {getattr(self, key)!r}")
-
-        if self.protocol not in _PROTOCOLS:
-            raise bad("protocol", 'must be "3.1.1" or "5"')
-        if not 1 <= self.port <= 65535:
-            raise bad("port", "must be 1..65535")
-        if self.qos_in not in (0, 1, 2):
-            raise bad("qos_in", "must be 0, 1 or 2")
-        if self.keepalive < 1:
-            raise bad("keepalive", "must be >= 1")
-        if not 0 <= self.session_expiry_s <= 0xFFFFFFFF:
-            raise bad("session_expiry_s", "must be 0..4294967295")
-        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
-            raise bad("reconnect_min_s", "must be > 0 and <= reconnect_max_s")
-        if self.max_queued_messages < 0:
-            raise bad("max_queued_messages", "must be >= 0")
+        plain_status = bool(self.status_topic) and not set("+#\x00") & set(self.status_topic)
+        checks = [
+            ("protocol", self.protocol in _PROTOCOLS, 'must be "3.1.1" or "5"'),
+            ("port", 1 <= self.port <= 65535, "must be 1..65535"),
+            ("qos_in", self.qos_in in (0, 1, 2), "must be 0, 1 or 2"),
+            ("keepalive", self.keepalive >= 1, "must be >= 1"),
+            ("session_expiry_s", 0 <= self.session_expiry_s <= 2**32 - 1, "must be 0..2**32-1"),
+            ("reconnect_min_s", self.reconnect_min_s > 0, "must be > 0"),
+            ("reconnect_max_s", self.reconnect_max_s >= self.reconnect_min_s, "must be >= min"),
+            ("max_queued_messages", self.max_queued_messages >= 0, "must be >= 0"),
+            ("status_topic", plain_status, "must be a topic without '+', '#' or NUL"),
+        ]
+        for key, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"mqtt.{key}: {rule}, got {getattr(self, key)!r}")
         if self.password is not None and self.username is None:
-            raise ValueError("mqtt.password: set only together with mqtt.username")
-        if not self.status_topic or any(c in self.status_topic for c in "+#\x00"):
-            raise bad("status_topic", "must be a non-empty topic without wildcards")
+            raise ValueError("mqtt.password: needs mqtt.username")
 
 
 @dataclass
 class LinkCounters:
-    """Monotonic counters, safe to bump from paho's thread and read from others."""
+    """Monotonic counters, bumped from paho's thread and read from others."""
 
     received: int = 0  # every message the broker delivered on the input subscription
     dropped_queue_full: int = 0  # received, but the inbox was full
     unknown_topic: int = 0  # received on a topic the template does not match
     connects: int = 0  # accepted connections (CONNACK success)
-    connect_failures: int = 0  # refused by the broker or unreachable
+    connect_failures: int = 0  # refused by the broker, or broker unreachable
     disconnects: int = 0  # established connections that were lost or closed
-    published: int = 0  # publish() calls paho accepted (sent or queued)
+    published: int = 0  # publish() calls paho accepted (sent, or queued until reconnect)
     publish_failed: int = 0  # publish() calls that were not queued
     callback_errors: int = 0  # unexpected exceptions caught inside paho callbacks
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -200,7 +193,7 @@ class _RateLimitedLog:
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, level: int, kind: str, msg: str, *args: object) -> None:
+    def __call__(self, kind: str, msg: str, *args: object, level: int = logging.WARNING) -> None:
         now = time.monotonic()
         with self._lock:
             last = self._last.get(kind)
@@ -212,6 +205,24 @@ class _RateLimitedLog:
         if skipped:
             msg, args = msg + " (%d similar messages suppressed)", (*args, skipped)
         self._logger.log(level, msg, *args)
+
+
+_Callback = TypeVar("_Callback", bound=Callable[..., None])
+
+
+def _guarded(method: _Callback) -> _Callback:
+    """Nothing raised in a paho callback may reach paho: count it, log it rate-limited."""
+
+    @functools.wraps(method)
+    def guarded(self: MqttLink, *args: Any) -> None:
+        try:
+            method(self, *args)
+        except Exception as exc:
+            self.counters.inc("callback_errors")
+            name = method.__name__
+            self._ratelog(name, "error in MQTT callback %s: %r", name, exc, level=logging.ERROR)
+
+    return guarded  # type: ignore[return-value]
 
 
 class MqttLink:
@@ -240,17 +251,12 @@ class MqttLink:
 
     def _make_client(self, factory: Callable[..., paho.Client]) -> paho.Client:
         s = self.settings
-        kwargs: dict[str, Any] = {
-            "callback_api_version": CallbackAPIVersion.VERSION2,
-            "client_id": s.client_id,
-            "protocol": _PROTOCOLS[s.protocol],
-            "reconnect_on_failure": True,
-        }
-        if s.protocol != "5":
-            kwargs["clean_session"] = s.clean_session
+        kwargs: dict[str, Any] = {"clean_session": s.clean_session} if s.protocol != "5" else {}
+        kwargs.update(client_id=s.client_id, protocol=_PROTOCOLS[s.protocol])
+        kwargs.update(callback_api_version=CallbackAPIVersion.VERSION2, reconnect_on_failure=True)
         client = factory(**kwargs)
         client.enable_logger(logging.getLogger(__name__ + ".paho"))
-        client.suppress_exceptions = True  # belt and braces: our callbacks already catch
+        client.suppress_exceptions = True  # belt and braces: our callbacks catch already
         client.will_set(s.status_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
@@ -258,7 +264,8 @@ class MqttLink:
             client.tls_set(ca_certs=s.tls_ca_file, certfile=s.tls_cert_file, keyfile=s.tls_key_file)
             if s.tls_insecure:
                 client.tls_insecure_set(True)
-        client.reconnect_delay_set(min_delay=s.reconnect_min_s, max_delay=s.reconnect_max_s)  # type: ignore[arg-type]
+        # paho annotates the delays as int; it only multiplies and compares them
+        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]
         client.max_queued_messages_set(s.max_queued_messages)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -271,6 +278,7 @@ class MqttLink:
 
     @property
     def connected(self) -> bool:
+        """True between an accepted CONNACK and the next disconnect (never after a refusal)."""
         return self._connected
 
     @property
@@ -286,20 +294,14 @@ class MqttLink:
         if s.protocol == "5":
             kwargs["clean_start"] = s.clean_session
             if not s.clean_session:
-                props = Properties(PacketTypes.CONNECT)
+                kwargs["properties"] = props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = s.session_expiry_s
-                kwargs["properties"] = props
         self._started = True
         self._client.connect_async(s.host, s.port, keepalive=s.keepalive, **kwargs)
         self._client.loop_start()
+        tls = " with TLS" if s.tls_enabled else ""
         log.info(
-            "MQTT %s connecting to %s:%d as %r%s, subscribing to %s",
-            s.protocol,
-            s.host,
-            s.port,
-            s.client_id,
-            " (TLS)" if s.tls_enabled else "",
-            self._subscription,
+            "MQTT %s: connecting to %s:%d%s as %r", s.protocol, s.host, s.port, tls, s.client_id
         )
 
     def wait_subscribed(self, timeout: float) -> bool:
@@ -311,24 +313,15 @@ class MqttLink:
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
         except (ValueError, TypeError) as exc:
             self.counters.inc("publish_failed")
-            self._ratelog(
-                logging.WARNING, "publish-invalid", "cannot publish to %r: %s", topic, exc
-            )
+            self._ratelog("publish-invalid", "cannot publish to %r: %s", topic, exc)
             return False
+        rc = info.rc
         # QoS>0 messages stay in paho's queue while offline and go out after the reconnect.
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
-            info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos > 0
-        ):
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos):
             self.counters.inc("published")
             return True
         self.counters.inc("publish_failed")
-        self._ratelog(
-            logging.WARNING,
-            "publish-failed",
-            "could not publish to %r: %s",
-            topic,
-            paho.error_string(info.rc),
-        )
+        self._ratelog("publish-failed", "not published to %r: %s", topic, paho.error_string(rc))
         return False
 
     def publish_status(self, state: str, counters: dict[str, int | float] | None = None) -> None:
@@ -355,151 +348,97 @@ class MqttLink:
         self._subscribed.clear()
         log.info("MQTT link stopped; counters %s", self.counters.as_dict())
 
-    # -- internals (paho's thread) ------------------------------------------------------------
+    # -- internals; the callbacks run on paho's thread -----------------------------------------
 
     def _publish_status(
         self, state: str, counters: dict[str, int | float] | None = None
     ) -> paho.MQTTMessageInfo | None:
         if state not in STATUS_STATES:
             raise ValueError(f"status state must be one of {STATUS_STATES}, got {state!r}")
-        body = {
-            "state": state,
-            "ts": round(time.time(), 3),
-            "counters": dict(counters) if counters is not None else self.counters.as_dict(),
-        }
+        counts = dict(counters) if counters is not None else self.counters.as_dict()
+        body = json.dumps({"state": state, "ts": round(time.time(), 3), "counters": counts})
         try:
-            info = self._client.publish(
-                self.settings.status_topic, json.dumps(body), qos=1, retain=True
-            )
+            return self._client.publish(self.settings.status_topic, body, qos=1, retain=True)
         except (ValueError, TypeError) as exc:
-            self._ratelog(logging.WARNING, "status", "cannot publish status: %s", exc)
+            self._ratelog("status", "cannot publish status: %s", exc)
             return None
-        return info
 
-    def _callback_error(self, where: str, exc: BaseException) -> None:
-        self.counters.inc("callback_errors")
-        self._ratelog(
-            logging.ERROR, f"callback-{where}", "error in MQTT %s callback: %r", where, exc
-        )
-
+    @_guarded
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        try:
-            s = self.settings
-            if reason.is_failure:
-                self._connected = False
-                self.counters.inc("connect_failures")
-                self.last_error = f"connection refused: {reason}"
-                self._ratelog(
-                    logging.ERROR,
-                    "connect-refused",
-                    "MQTT broker %s:%d refused the connection as %r: %s (retrying with backoff)",
-                    s.host,
-                    s.port,
-                    s.client_id,
-                    reason,
-                )
-                return
-            self._connected = True
-            self.last_error = None
-            self.counters.inc("connects")
-            log.info(
-                "connected to MQTT broker %s:%d (session present: %s)",
-                s.host,
-                s.port,
-                bool(getattr(flags, "session_present", False)),
-            )
-            result, mid = client.subscribe(self._subscription, qos=s.qos_in)
-            if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self.last_error = f"subscribe failed: {paho.error_string(result)}"
-                log.error("cannot subscribe to %s: %s", self._subscription, self.last_error)
-                return
-            self._sub_mid = mid
-        except Exception as exc:
-            self._callback_error("connect", exc)
-
-    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        try:
-            s = self.settings
+        s = self.settings
+        if reason.is_failure:
+            self._connected = False
             self.counters.inc("connect_failures")
-            self.last_error = f"cannot connect to {s.host}:{s.port}"
-            self._ratelog(
-                logging.WARNING,
-                "connect-fail",
-                "cannot reach MQTT broker %s:%d (retrying with backoff)",
-                s.host,
-                s.port,
+            self.last_error = f"connection refused: {reason}"
+            msg = "MQTT broker %s:%d refused the connection: %s (retrying with backoff)"
+            self._ratelog("connect-refused", msg, s.host, s.port, reason, level=logging.ERROR)
+            return
+        self._connected = True
+        self.last_error = None
+        self.counters.inc("connects")
+        present = bool(getattr(flags, "session_present", False))
+        log.info("connected to MQTT broker %s:%d (session present: %s)", s.host, s.port, present)
+        result, mid = client.subscribe(self._subscription, qos=s.qos_in)
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self.last_error = (
+                f"subscribe to {self._subscription} failed: {paho.error_string(result)}"
             )
-        except Exception as exc:
-            self._callback_error("connect_fail", exc)
+            log.error("%s", self.last_error)
+        self._sub_mid = mid
 
+    @_guarded
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        s = self.settings
+        self.counters.inc("connect_failures")
+        self.last_error = f"cannot connect to {s.host}:{s.port}"
+        self._ratelog("connect-fail", "cannot reach MQTT broker %s:%d (retrying)", s.host, s.port)
+
+    @_guarded
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
-        try:
-            was_connected, self._connected = self._connected, False
-            self._subscribed.clear()
-            if not was_connected:
-                return
-            self.counters.inc("disconnects")
-            if not self._stopping:
-                self.last_error = f"disconnected: {reason}"
-                self._ratelog(
-                    logging.WARNING,
-                    "disconnect",
-                    "lost connection to MQTT broker: %s (reconnecting)",
-                    reason,
-                )
-        except Exception as exc:
-            self._callback_error("disconnect", exc)
+        was_connected, self._connected = self._connected, False
+        self._subscribed.clear()
+        if not was_connected:
+            return
+        self.counters.inc("disconnects")
+        if not self._stopping:
+            self.last_error = f"disconnected: {reason}"
+            self._ratelog("disconnect", "lost the MQTT broker: %s (reconnecting)", reason)
 
-    def _on_subscribe(
-        self, client: Any, userdata: Any, mid: int, reasons: list[Any], props: Any
-    ) -> None:
-        try:
-            if mid != self._sub_mid:
-                return
-            refused = [r for r in reasons if r.is_failure]
-            if refused:
-                self.last_error = f"subscription to {self._subscription} refused: {refused[0]}"
-                log.error("%s", self.last_error)
-                return
-            self._subscribed.set()
-            log.info("subscribed to %s", self._subscription)
-            if not self._stopping:
-                self._publish_status("online")
-        except Exception as exc:
-            self._callback_error("subscribe", exc)
+    @_guarded
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if mid != self._sub_mid:
+            return
+        refused = [r for r in reasons if r.is_failure]
+        if refused:
+            self.last_error = f"subscription to {self._subscription} refused: {refused[0]}"
+            log.error("%s", self.last_error)
+            return
+        self._subscribed.set()
+        log.info("subscribed to %s", self._subscription)
+        if not self._stopping:
+            self._publish_status("online")
 
+    @_guarded
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+        received_at = time.time()
+        self.counters.inc("received")
         try:
-            received_at = time.time()
-            self.counters.inc("received")
-            try:
-                topic: str | None = message.topic
-            except UnicodeDecodeError:
-                topic = None
-            stream = self.input_topic.stream_of(topic) if topic is not None else None
-            if topic is None or stream is None:
-                self.counters.inc("unknown_topic")
-                self._ratelog(
-                    logging.WARNING,
-                    "unknown-topic",
-                    "dropping message on %r: does not match %s",
-                    topic if topic is not None else "<topic is not UTF-8>",
-                    self.input_topic.template,
-                )
-                return
-            item = InboundMessage(stream, topic, bytes(message.payload), received_at)
-            try:
-                self._inbox.put_nowait(item)
-            except queue.Full:
-                self.counters.inc("dropped_queue_full")
-                self._ratelog(
-                    logging.WARNING,
-                    "inbox-full",
-                    "inbox full (%d messages): dropping message from stream %r",
-                    self._inbox.maxsize,
-                    stream,
-                )
-        except Exception as exc:
-            self._callback_error("message", exc)
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = "<topic is not UTF-8>"
+        stream = self.input_topic.stream_of(topic)
+        if stream is None:
+            self.counters.inc("unknown_topic")
+            tpl = self.input_topic.template
+            self._ratelog("unknown-topic", "dropped message on %r: not %s", topic, tpl)
+            return
+        try:
+            self._inbox.put_nowait(
+                InboundMessage(stream, topic, bytes(message.payload), received_at)
+            )
+        except queue.Full:
+            self.counters.inc("dropped_queue_full")
+            size = self._inbox.maxsize
+            self._ratelog("inbox-full", "inbox full (%d): dropped message of %r", size, stream)

@@ -1,0 +1,70 @@
+"""The device side runs with TensorFlow blocked from import: inspect loads and self-tests."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.synth import write_csv
+from train.fit import FitOptions, fit
+
+pytestmark = [pytest.mark.tflite]
+
+# Runs a module with tensorflow/keras made unimportable, then proves they were never loaded.
+BLOCKER = """
+import sys, runpy
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'train'):
+            raise ImportError(f'blocked on the device: {name}')
+sys.meta_path.insert(0, Block())
+sys.argv = ['seqcast-edge'] + sys.argv[1:]
+try:
+    runpy.run_module('edge.cli', run_name='__main__')
+finally:
+    leaked = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]
+    assert not leaked, leaked
+"""
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("notf")
+    csv = write_csv(tmp / "s.csv", n=600)
+    r = fit(FitOptions(data=str(csv), time_col="time", features=["load", "temp"], targets=["load"],
+                       seq_len=8, horizon=2, units=(8,), epochs=1, report=False, out=str(tmp / "m.seqcast")))
+    return r.bundle.path
+
+
+def test_inspect_without_tensorflow(bundle):
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, "inspect", str(bundle)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "self-test   PASS on litert" in proc.stdout
+    assert "layer0_h[8]" in proc.stdout
+
+
+def test_inspect_json_without_tensorflow(bundle):
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, "inspect", "--json", str(bundle)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["selftest_result"]["passed"] is True and doc["seq_len"] == 8
+
+
+def test_the_blocker_really_blocks():
+    proc = subprocess.run([sys.executable, "-c", BLOCKER.replace("runpy.run_module('edge.cli', run_name='__main__')", "import tensorflow")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "blocked on the device" in proc.stderr
+
+
+def test_corrupt_bundle_is_one_clear_line(bundle, tmp_path):
+    data = bytearray(bundle.read_bytes())
+    bad = tmp_path / "bad.seqcast"
+    bad.write_bytes(bytes(data[: len(data) // 2]))
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, "inspect", str(bad)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == f"seqcast-edge: error: {bad}: not a seqcast bundle (not a zip file)"
