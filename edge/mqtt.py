@@ -207,6 +207,11 @@ class _RateLimitedLog:
         self._logger.log(level, msg, *args)
 
 
+def _paho_log(client: Any, userdata: Any, level: int, buf: str) -> None:
+    _PAHO_LOG.debug("paho: %s", buf)
+
+
+_PAHO_LOG = logging.getLogger(__name__ + ".paho")
 _Callback = TypeVar("_Callback", bound=Callable[..., None])
 
 
@@ -255,7 +260,7 @@ class MqttLink:
         kwargs.update(client_id=s.client_id, protocol=_PROTOCOLS[s.protocol])
         kwargs.update(callback_api_version=CallbackAPIVersion.VERSION2, reconnect_on_failure=True)
         client = factory(**kwargs)
-        client.enable_logger(logging.getLogger(__name__ + ".paho"))
+        client.on_log = _paho_log  # paho's own chatter (one ERROR per retry) stays at DEBUG
         client.suppress_exceptions = True  # belt and braces: our callbacks catch already
         client.will_set(s.status_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
         if s.username is not None:
@@ -404,7 +409,7 @@ class MqttLink:
         self.counters.inc("disconnects")
         if not self._stopping:
             self.last_error = f"disconnected: {reason}"
-            self._ratelog("disconnect", "lost the MQTT broker: %s (reconnecting)", reason)
+            self._ratelog("disconnect", "lost connection to MQTT broker: %s (reconnecting)", reason)
 
     @_guarded
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:

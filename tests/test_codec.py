@@ -374,6 +374,24 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(KEYS, inner, max_size=6),
     max_leaves=30,
 )
+NUMBERISH = st.floats() | st.integers() | st.sampled_from([True, None, "1", [], {}])
+TIMEISH = NUMBERISH | st.floats(0.0, RA + 1e5) | st.sampled_from(["2014-12-31T13:00:00Z", "x"])
+NEAR_OBJECT = st.fixed_dictionaries(
+    {name: st.floats(-1e9, 1e9) | NUMBERISH for name in FEATURES},
+    optional={"ts": TIMEISH, "rssi": LEAVES},
+)
+NEAR_RECORD = st.fixed_dictionaries(
+    {"n": st.sampled_from([*FEATURES, "x", "", 5])},
+    optional={
+        "v": st.floats(-1e9, 1e9) | NUMBERISH,
+        "t": st.sampled_from([0.0, -1.0, 1.6e9]) | TIMEISH,
+        "bt": st.sampled_from([0.0, 1.6e9]) | TIMEISH,
+        "bn": st.sampled_from(["", "dev/", 3]),
+        "bv": NUMBERISH,
+        "vs": st.text(max_size=2),
+    },
+)
+NEAR_VALID = NEAR_OBJECT | st.lists(NEAR_OBJECT, max_size=4) | st.lists(NEAR_RECORD, max_size=8)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -398,7 +416,7 @@ def test_arbitrary_bytes_never_crash(payload: bytes, which: int) -> None:
 
 
 @FUZZ
-@given(doc=JSON_VALUES, which=st.integers(0, len(DECODERS) - 1))
+@given(doc=JSON_VALUES | NEAR_VALID, which=st.integers(0, len(DECODERS) - 1))
 def test_arbitrary_json_never_crashes(doc: object, which: int) -> None:
     check_decode(DECODERS[which], json.dumps(doc).encode())
 
