@@ -361,7 +361,7 @@ class PayloadDecoder:
 
     def _csv(self, text: str, received_at: float, limit: float) -> Decoded:
         n = self._n
-        samples = []
+        samples: list[Sample] = []
         for lineno, line in enumerate(text.split("\n"), 1):
             if not line or line.isspace():
                 continue
@@ -418,8 +418,8 @@ def _at(index: int) -> str:
 
 
 def _senml_field(rec: dict[str, Any], key: str, kind: type, index: int) -> Any:
-    value = rec[key]
-    if value.__class__ is not kind or (kind is float and not isfinite(value)):
+    value: Any = rec[key]
+    if value.__class__ is not kind or (kind is float and not isfinite(rec[key])):
         want = "a string" if kind is str else "a finite number"
         raise PayloadError("senml_invalid", f"record {index}: {key!r} not {want}: {_show(value)}")
     return value

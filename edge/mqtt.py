@@ -148,7 +148,7 @@ class MqttSettings:
             ("keepalive", self.keepalive >= 1, "must be >= 1"),
             ("session_expiry_s", 0 <= self.session_expiry_s <= 2**32 - 1, "must be 0..2**32-1"),
             ("reconnect_min_s", self.reconnect_min_s > 0, "must be > 0"),
-            ("reconnect_max_s", self.reconnect_max_s >= self.reconnect_min_s, "must be >= min"),
+            ("reconnect_max_s", self.reconnect_max_s >= self.reconnect_min_s, ">= reconnect_min_s"),
             ("max_queued_messages", self.max_queued_messages >= 0, "must be >= 0"),
             ("status_topic", plain_status, "must be a topic without '+', '#' or NUL"),
         ]

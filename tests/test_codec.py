@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from typing import Any
 
 import numpy as np
 import pytest
@@ -374,7 +375,9 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(KEYS, inner, max_size=6),
     max_leaves=30,
 )
-NUMBERISH = st.floats() | st.integers() | st.sampled_from([True, None, "1", [], {}])
+NUMBERISH: st.SearchStrategy[Any] = (
+    st.floats() | st.integers() | st.sampled_from([True, None, "1", [], {}])
+)
 TIMEISH = NUMBERISH | st.floats(0.0, RA + 1e5) | st.sampled_from(["2014-12-31T13:00:00Z", "x"])
 NEAR_OBJECT = st.fixed_dictionaries(
     {name: st.floats(-1e9, 1e9) | NUMBERISH for name in FEATURES},

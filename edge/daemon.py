@@ -1,0 +1,224 @@
+"""The daemon: wires config, bundle, pipeline and MQTT together; signals, sd_notify, status.
+
+Threads: paho's network thread fills a bounded inbox; the main thread takes everything that
+arrived while it was busy as one batch, runs it, and publishes the forecasts. Signals only set
+flags that the main loop acts on between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.bundle import BundleError, read_bundle
+from edge.config import EdgeConfig, read_password
+from edge.mqtt import InboundMessage, MqttLink, MqttSettings, TopicTemplate
+from edge.pipeline import Pipeline, PipelineSettings
+from edge.runtime import LoadedModel, load_model
+from edge.sdnotify import Notifier, watchdog_interval_s
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 4096
+READY_TIMEOUT_S = 60.0  # READY=1 even without a broker after this long (then keep retrying)
+WATCH_INTERVAL_S = 2.0
+
+
+def mqtt_settings(cfg: EdgeConfig, environ: Any = os.environ) -> MqttSettings:
+    m = cfg.mqtt
+    return MqttSettings(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id,
+        protocol=m.protocol,
+        keepalive=m.keepalive,
+        username=m.username,
+        password=read_password(m, environ),
+        clean_session=m.clean_session,
+        session_expiry_s=m.session_expiry_s,
+        qos_in=m.qos_in,
+        tls_enabled=m.tls.enabled,
+        tls_ca_file=str(m.tls.ca_file) if m.tls.ca_file else None,
+        tls_cert_file=str(m.tls.cert_file) if m.tls.cert_file else None,
+        tls_key_file=str(m.tls.key_file) if m.tls.key_file else None,
+        tls_insecure=m.tls.insecure,
+        reconnect_min_s=m.reconnect_min_s,
+        reconnect_max_s=m.reconnect_max_s,
+        status_topic=cfg.status_topic,
+    )
+
+
+def pipeline_settings(cfg: EdgeConfig) -> PipelineSettings:
+    i, s = cfg.input, cfg.streams
+    return PipelineSettings(
+        mode=cfg.model.mode,
+        input_format=i.format,
+        timestamp_field=i.timestamp_field,
+        extra_fields=i.extra_fields,
+        max_payload_bytes=i.max_payload_bytes,
+        max_samples_per_message=i.max_samples_per_message,
+        max_future_s=i.max_future_s,
+        max_streams=s.max_streams,
+        max_gap=s.max_gap,
+        out_of_order=s.out_of_order,
+    )
+
+
+def load(cfg: EdgeConfig) -> LoadedModel:
+    """Read, verify and self-test the configured bundle (raises one-line user errors)."""
+    bundle = read_bundle(cfg.model.path)
+    model, _ = load_model(bundle, cfg.model.backend, cfg.model.num_threads)
+    return model
+
+
+@dataclass
+class _FileStamp:
+    mtime_ns: int
+    size: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: Path) -> _FileStamp | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return cls(st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class Daemon:
+    def __init__(self, cfg: EdgeConfig, notifier: Notifier | None = None, environ: Any = os.environ):
+        self.cfg = cfg
+        self.notifier = notifier or Notifier.from_env(environ)
+        self.watchdog_s = watchdog_interval_s(environ)
+        self.inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=cfg.state.queue_size)
+        self.pipeline = Pipeline(load(cfg), pipeline_settings(cfg), cfg.output.topic)
+        self.link = MqttLink(mqtt_settings(cfg, environ), TopicTemplate(cfg.input.topic), self.inbox)
+        self._stop = False
+        self._reload = False
+        self._stamp = _FileStamp.of(Path(cfg.model.path))
+
+    # -- signals --------------------------------------------------------------------------------
+    def request_stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def request_reload(self, *_: Any) -> None:
+        self._reload = True
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    # -- main loop ------------------------------------------------------------------------------
+    def run(self) -> int:
+        self.link.start()
+        self._wait_ready()
+        p = self.pipeline
+        log.info(
+            "seqcast-edge serving %s (%s) in %s mode on backend %s; broker %s:%d; input %s -> output %s",
+            p.model_id, self.cfg.model.path, p.mode, p.model.backend, self.cfg.mqtt.host,
+            self.cfg.mqtt.port, self.cfg.input.topic, self.cfg.output.topic,
+        )
+        self.notifier.ready()
+        self.notifier.status(f"serving {p.model_id} ({p.mode} mode)")
+        next_status = next_watchdog = next_watch = time.monotonic()
+        while not self._stop:
+            self._process(self._next_batch(timeout=0.5))
+            now = time.monotonic()
+            if self.watchdog_s and now >= next_watchdog:
+                self.notifier.watchdog()
+                next_watchdog = now + self.watchdog_s
+            if now >= next_status:
+                self.link.publish_status("online", self.counters())
+                next_status = now + self.cfg.status.interval_s
+            if self.cfg.model.watch and now >= next_watch:
+                next_watch = now + WATCH_INTERVAL_S
+                self._check_file()
+            if self._reload:
+                self._reload = False
+                self.reload()
+        return self._shutdown()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self._stop and time.monotonic() < deadline:
+            if self.link.wait_subscribed(0.5):
+                return
+            if self.watchdog_s:
+                self.notifier.watchdog()
+        if not self._stop:
+            log.warning("not subscribed after %.0f s (%s); serving anyway and retrying",
+                        READY_TIMEOUT_S, self.link.last_error or "broker unreachable")
+
+    def _next_batch(self, timeout: float) -> list[InboundMessage]:
+        try:
+            batch = [self.inbox.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        try:
+            while len(batch) < MAX_BATCH:
+                batch.append(self.inbox.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
+
+    def _process(self, batch: list[InboundMessage]) -> None:
+        if not batch:
+            return
+        qos, retain = self.cfg.output.qos, self.cfg.output.retain
+        for topic, payload in self.pipeline.handle(batch):  # type: ignore[arg-type]
+            self.link.publish(topic, payload, qos, retain)
+
+    def _shutdown(self) -> int:
+        log.info("stopping: no new input, finishing %d queued messages", self.inbox.qsize())
+        self.notifier.stopping()
+        self.link.stop_input()
+        while batch := self._next_batch(timeout=0.2):
+            self._process(batch)
+        self.link.publish_status("offline", self.counters())
+        self.link.stop()
+        log.info("stopped; counters %s", self.counters())
+        return 0
+
+    # -- model swap -----------------------------------------------------------------------------
+    def _check_file(self) -> None:
+        stamp = _FileStamp.of(Path(self.cfg.model.path))
+        if stamp is not None and stamp != self._stamp:
+            self._stamp = stamp
+            log.info("bundle file %s changed; reloading", self.cfg.model.path)
+            self.reload()
+
+    def reload(self) -> bool:
+        """Load, verify and self-test the bundle again; keep serving the old one on failure."""
+        self.notifier.reloading()
+        try:
+            model = load(self.cfg)
+        except (BundleError, RuntimeError, ValueError, OSError) as e:
+            log.error("reload failed, still serving %s: %s", self.pipeline.model_id, e)
+            self.notifier.ready()
+            return False
+        old = self.pipeline.model_id
+        try:
+            kept = self.pipeline.swap(model)
+        except ValueError as e:
+            log.error("reload failed, still serving %s: %s", old, e)
+            self.notifier.ready()
+            return False
+        log.info("now serving %s (was %s); streams %s", self.pipeline.model_id, old,
+                 "kept" if kept else "restart warm-up (features, window or state shape changed)")
+        self.notifier.ready()
+        self.notifier.status(f"serving {self.pipeline.model_id} ({self.pipeline.mode} mode)")
+        return True
+
+    def counters(self) -> dict[str, int | float]:
+        c: dict[str, int | float] = dict(self.pipeline.counters())
+        c.update({f"mqtt_{k}": v for k, v in self.link.counters.as_dict().items()})
+        c["queue"] = self.inbox.qsize()
+        return c
