@@ -447,6 +447,32 @@ def test_reconnects_and_resubscribes_after_broker_restart(
 
 
 @pytest.mark.broker
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_stop_input_leaves_qos1_messages_to_the_next_session(
+    broker: Broker, unique_topic: str, make_link: Any, protocol: str
+) -> None:
+    client_id, status_topic = f"persistent-{uuid.uuid4().hex[:8]}", unique_topic + "/status"
+    opts = {"protocol": protocol, "client_id": client_id, "status_topic": status_topic}
+    first, inbox = make_link(broker, unique_topic + "/{stream}/d", **opts)
+    first.start()
+    assert first.wait_subscribed(5), first.last_error
+    broker.pub(f"{unique_topic}/a/d", b"taken", qos=1)
+    assert inbox.get(timeout=5).payload == b"taken"
+    first.stop_input()
+    broker.pub(f"{unique_topic}/b/d", b"later 1", qos=1)
+    broker.pub(f"{unique_topic}/c/d", b"later 2", qos=1)
+    assert _wait(lambda: first.counters.dropped_stopping == 2)
+    assert inbox.empty()
+    first.publish_status("offline", {"daemon_counter": 7})  # as the daemon does before stop()
+    first.stop(timeout=3)
+    assert _status(broker, status_topic)["counters"] == {"daemon_counter": 7}
+    second, inbox2 = make_link(broker, unique_topic + "/{stream}/d", **opts)
+    second.start()
+    got = sorted(inbox2.get(timeout=5).payload for _ in range(2))
+    assert got == [b"later 1", b"later 2"]
+
+
+@pytest.mark.broker
 def test_full_inbox_counts_drops(broker: Broker, unique_topic: str, make_link: Any) -> None:
     link, inbox = make_link(broker, unique_topic + "/{stream}", maxsize=2)
     link.start()

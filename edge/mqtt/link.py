@@ -25,88 +25,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.mqtt.topics import TopicTemplate
+
 log = logging.getLogger(__name__)
 
-STREAM_FIELD = "{stream}"
 STATUS_STATES = ("online", "offline")
 _PROTOCOLS = {"3.1.1": paho.MQTTv311, "5": paho.MQTTv5}
-_MAX_TOPIC_BYTES = 65535
-
-
-def _stream_problem(stream: object, first_level: bool) -> str | None:
-    """Why `stream` cannot name a stream in a topic level, or None when it can."""
-    if not isinstance(stream, str) or not stream:
-        return "must be a non-empty string"
-    for bad in ("/", "+", "#", "\x00"):
-        if bad in stream:
-            return f"must not contain {bad!r}"
-    if first_level and stream.startswith("$"):
-        return "must not start with '$' in the first topic level (broker system topics)"
-    return None
-
-
-def _template_problem(t: object) -> str | None:
-    """What is wrong with a topic template, or None."""
-    if not isinstance(t, str) or not t:
-        return "must be a non-empty string"
-    if "\x00" in t or len(t.encode("utf-8", "surrogatepass")) > _MAX_TOPIC_BYTES:
-        return "contains NUL or is longer than 65535 bytes"
-    levels = t.split("/")
-    if "" in levels:
-        return "has an empty level (no leading, trailing or double '/')"
-    if "+" in t or "#" in t:
-        return f"has a wildcard '+' or '#'; write {STREAM_FIELD} where the stream name goes"
-    if any(lv != STREAM_FIELD and ("{" in lv or "}" in lv) for lv in levels):
-        return f"has a placeholder other than {STREAM_FIELD}, which must fill a whole level"
-    if (count := levels.count(STREAM_FIELD)) != 1:
-        return f"must contain exactly one {STREAM_FIELD} level, found {count}"
-    if t.startswith("$"):
-        return "must not start with '$' (broker system topics)"
-    return None
-
-
-@dataclass(frozen=True)
-class TopicTemplate:
-    """A topic with one `{stream}` level, e.g. `sensors/{stream}/data`; checked on construction."""
-
-    template: str
-    _levels: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    _index: int = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        problem = _template_problem(self.template)
-        if problem:
-            raise ValueError(f"topic template {self.template!r} {problem}")
-        levels = tuple(self.template.split("/"))
-        object.__setattr__(self, "_levels", levels)
-        object.__setattr__(self, "_index", levels.index(STREAM_FIELD))
-
-    def subscription(self) -> str:
-        """The MQTT filter: `sensors/{stream}/data` -> `sensors/+/data`."""
-        return "/".join("+" if i == self._index else lv for i, lv in enumerate(self._levels))
-
-    def stream_of(self, topic: str) -> str | None:
-        """`sensors/meter-7/data` -> `meter-7`; None when the topic does not match."""
-        if not isinstance(topic, str):
-            return None
-        levels = topic.split("/")
-        if len(levels) != len(self._levels):
-            return None
-        for i, (got, want) in enumerate(zip(levels, self._levels, strict=True)):
-            if i != self._index and got != want:
-                return None
-        stream = levels[self._index]
-        return None if _stream_problem(stream, self._index == 0) else stream
-
-    def topic_for(self, stream: str) -> str:
-        """`meter-7` -> `sensors/meter-7/data`; ValueError for a name that cannot be one level."""
-        problem = _stream_problem(stream, self._index == 0)
-        if problem:
-            raise ValueError(f"stream name {stream!r} {problem} (topic template {self.template!r})")
-        return "/".join(stream if i == self._index else lv for i, lv in enumerate(self._levels))
-
-    def __str__(self) -> str:
-        return self.template
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +95,7 @@ class LinkCounters:
     disconnects: int = 0  # established connections that were lost or closed
     published: int = 0  # publish() calls paho accepted (sent, or queued until reconnect)
     publish_failed: int = 0  # publish() calls that were not queued
+    dropped_stopping: int = 0  # arrived after stop_input(); QoS 1 ones are left unacknowledged
     callback_errors: int = 0  # unexpected exceptions caught inside paho callbacks
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -251,6 +176,9 @@ class MqttLink:
         self._sub_mid: int | None = None
         self._started = False
         self._stopping = False
+        self._input_stopped = False
+        self._acking = False  # we acknowledge queued messages ourselves (after stop_input)
+        self._offline_info: paho.MQTTMessageInfo | None = None
         self._ratelog = _RateLimitedLog(log)
         self._client = self._make_client(client_factory or paho.Client)
 
@@ -333,13 +261,25 @@ class MqttLink:
         """Retained `{"state", "ts", "counters"}` on the status topic (link counters by default)."""
         self._publish_status(state, counters)
 
+    def stop_input(self) -> None:
+        """Stop taking input before a shutdown, so the inbox can be drained.
+
+        The subscription stays (a persistent session keeps collecting for the next start), and
+        QoS 1 messages arriving from now on are left unacknowledged: the broker stops sending
+        after its in-flight window and delivers them again in the next session.
+        """
+        self._acking = True
+        self._client.manual_ack_set(True)
+        self._input_stopped = True
+
     def stop(self, timeout: float = 5.0) -> None:
-        """Publish retained `offline`, wait for it (bounded), disconnect, stop paho's thread."""
+        """Publish retained `offline` (unless the caller just did), wait for it (bounded),
+        disconnect, stop paho's thread."""
         if not self._started or self._stopping:
             return
         self._stopping = True
         if self._connected:
-            info = self._publish_status("offline")
+            info = self._offline_info or self._publish_status("offline")
             try:
                 if info is not None:
                     info.wait_for_publish(timeout)
@@ -363,10 +303,12 @@ class MqttLink:
         counts = dict(counters) if counters is not None else self.counters.as_dict()
         body = json.dumps({"state": state, "ts": round(time.time(), 3), "counters": counts})
         try:
-            return self._client.publish(self.settings.status_topic, body, qos=1, retain=True)
+            info = self._client.publish(self.settings.status_topic, body, qos=1, retain=True)
         except (ValueError, TypeError) as exc:
             self._ratelog("status", "cannot publish status: %s", exc)
             return None
+        self._offline_info = info if state == "offline" else None
+        return info
 
     @_guarded
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -429,6 +371,9 @@ class MqttLink:
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         received_at = time.time()
         self.counters.inc("received")
+        if self._input_stopped:  # not acknowledged: manual acks were switched on before
+            self.counters.inc("dropped_stopping")
+            return
         try:
             topic = message.topic
         except UnicodeDecodeError:
@@ -447,3 +392,5 @@ class MqttLink:
             self.counters.inc("dropped_queue_full")
             size = self._inbox.maxsize
             self._ratelog("inbox-full", "inbox full (%d): dropped message of %r", size, stream)
+        if self._acking and message.qos:  # raced with stop_input(): taken, so acknowledge it
+            client.ack(message.mid, message.qos)
