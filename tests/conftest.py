@@ -63,3 +63,34 @@ def make_broker() -> Iterator[Callable[..., Broker]]:
 def unique_topic() -> str:
     """A per-test topic prefix such as `t/3f2a9c1d7e4b`, without a trailing slash."""
     return f"t/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A tiny streaming LSTM bundle on the synthetic series (features load, temp; seq_len 6)."""
+    from synth import write_csv
+
+    from train.fit import FitOptions, fit
+
+    tmp = tmp_path_factory.mktemp("small-bundle")
+    r = fit(FitOptions(data=str(write_csv(tmp / "s.csv", n=800)), time_col="time",
+                       features=["load", "temp"], targets=["load"], seq_len=6, horizon=3,
+                       units=(8,), epochs=1, report=False, out=str(tmp / "m.seqcast")))
+    return r.bundle.path
+
+
+@pytest.fixture(scope="session")
+def vic_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The real thing: `seqcast-train fit --example vic_elec --seq-len 48 --horizon 4`, run once
+    through the CLI in a subprocess (as a user would); yields the bundle path and the CLI output."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("vic") / "vic_elec.seqcast"
+    proc = subprocess.run(
+        [sys.executable, "-m", "train.cli", "fit", "--example", "vic_elec", "--seq-len", "48",
+         "--horizon", "4", "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc.stdout

@@ -21,15 +21,8 @@ FEATURES = ["load", "temp"]
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    from tests.synth import write_csv
-    from train.fit import FitOptions, fit
-
-    tmp = tmp_path_factory.mktemp("daemon-bundle")
-    r = fit(FitOptions(data=str(write_csv(tmp / "s.csv", n=800)), time_col="time", features=FEATURES,
-                       targets=["load"], seq_len=6, horizon=3, units=(8,), epochs=1, report=False,
-                       out=str(tmp / "m.seqcast")))
-    return r.bundle.path
+def bundle(small_bundle):
+    return small_bundle
 
 
 def stream_data(n: int, seed: int) -> list[tuple[float, list[float]]]:

@@ -1,0 +1,42 @@
+"""`seqcast-train sweep`: one bundle per seq_len, a table, sweep.json and sweep.png."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests.synth import write_csv
+from train.cli import main
+
+pytestmark = [pytest.mark.tflite, pytest.mark.slow]
+
+
+def test_sweep_cli_writes_bundles_table_json_and_plot(tmp_path, capsys):
+    csv = write_csv(tmp_path / "s.csv", n=800)
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--data", str(csv), "--time-col", "time", "--features", "load,temp",
+            "--targets", "load", "--seq-lens", "6,12", "--horizon", "2", "--units", "8",
+            "--epochs", "1", "--sweep-dir", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+
+    for L in (6, 12):
+        assert (out / f"seq{L}.seqcast").is_file()
+    doc = json.loads((out / "sweep.json").read_text())
+    rows = doc["rows"]
+    assert [r["seq_len"] for r in rows] == [6, 12]
+    for r in rows:
+        for key in ("val_mae_window", "val_mae_stream", "test_mae", "train_seconds", "window_us",
+                    "stream_us", "bundle_bytes"):  # fmt: skip
+            assert math.isfinite(r[key]) and r[key] > 0, (key, r[key])
+    assert rows[1]["window_us"] > 0
+    assert doc["recommended"] in (6, 12) and doc["cheapest_within_2pct"] in (6, 12)
+    assert (out / "sweep.png").stat().st_size > 5000
+
+    lines = printed.splitlines()
+    header = next(i for i, line in enumerate(lines) if "seq_len" in line and "val MAE" in line)
+    table_rows = [line.split()[0] for line in lines[header + 2 : header + 4]]
+    assert table_rows == ["6", "12"]
+    assert any(line.startswith("recommended: --seq-len") for line in lines)

@@ -1,0 +1,202 @@
+"""Train one model per sequence length; compare validation error, size and inference cost.
+
+Validation MAE is scored on the origins every candidate can forecast (validation steps t with
+t >= max(seq_lens) - 1), so a longer window is not judged on fewer, later origins.
+
+# L: seq_len  F: features  H: horizon  T: targets  M: scored origins
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.backends import first_backend
+from edge.runtime import LoadedModel
+from train import data as D
+from train.evaluate import Predictions, predict
+from train.fit import FitOptions, FitResult, fit, load_series
+
+log = logging.getLogger(__name__)
+
+WITHIN = 0.02  # "as good as the best": validation MAE within 2 %
+TIMING_REPS = 300
+TIMING_WARMUP = 20
+PER_RUN = ("seq_len", "out", "report")  # set per candidate, not by the caller
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    seq_len: int
+    val_mae_window: float  # original units, common validation origins
+    val_mae_stream: float | None  # None in window mode
+    test_mae: float  # stream if present, else window (fit()'s test metrics)
+    train_seconds: float
+    bundle_bytes: int
+    window_us: float  # median µs per sample: one batch-1 invoke on a (1, L, F) window
+    stream_us: float | None  # median µs per sample: one batch-1 step invoke
+    bundle: str
+
+    @property
+    def val_mae(self) -> float:
+        """The error of the mode the daemon would run."""
+        return self.val_mae_stream if self.val_mae_stream is not None else self.val_mae_window
+
+    @property
+    def cost_us(self) -> float:
+        return self.stream_us if self.stream_us is not None else self.window_us
+
+
+def _common_mae(p: Predictions, method: str, first_time: float) -> float:
+    keep = p.origin_times >= first_time
+    return float(np.mean(np.abs(p.by_method[method][keep] - p.truth[keep])))
+
+
+def _median_costs(model: LoadedModel, x: np.ndarray, L: int) -> tuple[float, float | None]:
+    """Interleaved batch-1 timings (window, step) in µs, medians over TIMING_REPS."""
+    window_x, step_x = x[None, :L], x[:1]  # (1, L, F), (1, F)
+    states = model.zero_states(1)
+    win: list[int] = []
+    step: list[int] = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(TIMING_WARMUP + TIMING_REPS):
+            for which in ("w", "s") if i % 2 == 0 else ("s", "w"):
+                if which == "s" and not model.has_step:
+                    continue
+                t0 = time.perf_counter_ns()
+                if which == "w":
+                    model.window(window_x)
+                else:
+                    _, states = model.step(step_x, states)
+                dt = time.perf_counter_ns() - t0
+                if i >= TIMING_WARMUP:
+                    (win if which == "w" else step).append(dt)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return float(np.median(win)) / 1e3, (float(np.median(step)) / 1e3 if step else None)
+
+
+def _row(L: int, result: FitResult, first_time: float) -> SweepRow:
+    splits: D.Splits = result.splits
+    model = LoadedModel(result.bundle, first_backend())
+    season = int(result.metrics["season_steps"])
+    preds = predict(model, result.scaler, splits.train, splits.val, season)
+    m = result.metrics
+    window_us, stream_us = _median_costs(model, result.scaler.features(splits.val), L)
+    assert result.bundle.path is not None
+    return SweepRow(
+        seq_len=L,
+        val_mae_window=_common_mae(preds, "window", first_time),
+        val_mae_stream=_common_mae(preds, "stream", first_time) if model.has_step else None,
+        test_mae=float(m["stream" if "stream" in m else "window"]["mae"]),
+        train_seconds=round(result.train_seconds, 2),
+        bundle_bytes=result.bundle.path.stat().st_size,
+        window_us=window_us,
+        stream_us=stream_us,
+        bundle=str(result.bundle.path),
+    )
+
+
+def pick(rows: list[SweepRow]) -> tuple[SweepRow, SweepRow]:
+    """(lowest validation MAE, cheapest per sample within WITHIN of it)."""
+    best = min(rows, key=lambda r: r.val_mae)
+    near = [r for r in rows if r.val_mae <= best.val_mae * (1 + WITHIN)]
+    return best, min(near, key=lambda r: (r.cost_us, r.seq_len))
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_sweep(rows: list[SweepRow]) -> str:
+    head = ("seq_len", "val MAE win", "val MAE stream", "test MAE", "train s", "bundle KiB",
+            "win µs/sample", "stream µs/sample")  # fmt: skip
+    widths = [max(8, len(h) + 2) for h in head]
+    lines = ["".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
+    lines.append("-" * sum(widths))
+    for r in rows:
+        cells = (str(r.seq_len), _fmt(r.val_mae_window, ".4f"), _fmt(r.val_mae_stream, ".4f"),
+                 _fmt(r.test_mae, ".4f"), _fmt(r.train_seconds, ".1f"),
+                 _fmt(r.bundle_bytes / 1024, ".1f"), _fmt(r.window_us, ".1f"),
+                 _fmt(r.stream_us, ".1f"))  # fmt: skip
+        lines.append("".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
+    best, cheap = pick(rows)
+    mode = "stream" if best.val_mae_stream is not None else "window"
+    lines.append(
+        f"recommended: --seq-len {best.seq_len} (lowest validation MAE, {mode} {best.val_mae:.4f})"
+    )
+    if cheap is best:
+        lines.append(f"  it is also the cheapest within {WITHIN:.0%} of that MAE")
+    else:
+        lines.append(
+            f"  cheapest within {WITHIN:.0%}: --seq-len {cheap.seq_len} (MAE {cheap.val_mae:.4f}, "
+            f"{cheap.cost_us:.1f} vs {best.cost_us:.1f} µs/sample in {mode} mode)"
+        )
+    return "\n".join(lines)
+
+
+def _plot(rows: list[SweepRow], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    Ls = [r.seq_len for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(Ls, [r.val_mae_window for r in rows], "o-", color="C0", label="val MAE window")
+    if all(r.val_mae_stream is not None for r in rows):
+        ax.plot(Ls, [r.val_mae_stream for r in rows], "s-", color="C1", label="val MAE stream")
+    ax.set(xlabel="seq_len", ylabel="validation MAE (original units)", xscale="log")
+    ax.set_xticks(Ls, [str(L) for L in Ls])
+    cost = ax.twinx()
+    cost.plot(Ls, [r.window_us for r in rows], "o--", color="C2", label="µs/sample window")
+    if all(r.stream_us is not None for r in rows):
+        cost.plot(Ls, [r.stream_us for r in rows], "s--", color="C3", label="µs/sample stream")
+    cost.set(ylabel="median µs per sample (batch 1)", yscale="log")
+    handles = ax.get_legend_handles_labels()[0] + cost.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="best", fontsize="small")
+    ax.set_title("seq_len sweep: validation error and inference cost")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def sweep(options: FitOptions, seq_lens: list[int], out_dir: Path) -> list[SweepRow]:
+    lens = sorted(set(seq_lens))
+    if not lens or lens[0] < 1:
+        raise D.DataError(f"--seq-lens: need lengths >= 1, got {seq_lens}")
+    D.split(load_series(options), options.split, lens[-1] + options.horizon)  # fail before training
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[SweepRow] = []
+    for L in lens:
+        log.info("sweep: training seq_len %d", L)
+        o = dataclasses.replace(
+            options, seq_len=L, out=str(out_dir / f"seq{L}.seqcast"), report=False
+        )
+        result = fit(o)
+        first_time = float(result.splits.val.times[lens[-1] - 1])  # common origins
+        rows.append(_row(L, result, first_time))
+        del result
+    print(format_sweep(rows))
+    best, cheap = pick(rows)
+    doc = {
+        "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in PER_RUN},
+        "seq_lens": lens,
+        "rows": [dataclasses.asdict(r) for r in rows],
+        "recommended": best.seq_len,
+        "cheapest_within_2pct": cheap.seq_len,
+    }
+    (out_dir / "sweep.json").write_text(json.dumps(doc, indent=2, allow_nan=False))
+    _plot(rows, out_dir / "sweep.png")
+    print(f"wrote {out_dir / 'sweep.json'} and {out_dir / 'sweep.png'}")
+    return rows
