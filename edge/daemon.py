@@ -184,7 +184,9 @@ class Daemon:
             self._process(batch)
         self.link.publish_status("offline", self.counters())
         self.link.stop()
-        log.info("stopped; counters %s", self.counters())
+        c = self.counters()
+        log.info("stopped: %d samples in, %d forecasts out, %d bad payloads, %d streams",
+                 c["samples"], c["forecasts"], c["bad_payloads"], c["streams"])
         return 0
 
     # -- model swap -----------------------------------------------------------------------------

@@ -165,7 +165,7 @@ def demo_main(args: argparse.Namespace) -> int:
     print(f"[demo] mosquitto on 127.0.0.1:{broker.port}")
     tmp = Path(tempfile.mkdtemp(prefix="seqcast-demo-"))
     cfg = write_config(tmp, args.bundle, broker.port)
-    received = ForecastLog(show_every=max(1, args.meters * 12))
+    received = ForecastLog(show_every=args.meters * 12 + 1)  # +1 walks through the meters
     sub = Subscriber(broker.host, broker.port, "forecasts/+", received)
     daemon = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "-c", str(cfg)])
     try:

@@ -150,6 +150,7 @@ def _plot(rows: list[SweepRow], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullLocator
 
     Ls = [r.seq_len for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -157,12 +158,15 @@ def _plot(rows: list[SweepRow], path: Path) -> None:
     if all(r.val_mae_stream is not None for r in rows):
         ax.plot(Ls, [r.val_mae_stream for r in rows], "s-", color="C1", label="val MAE stream")
     ax.set(xlabel="seq_len", ylabel="validation MAE (original units)", xscale="log")
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(Ls, [str(L) for L in Ls])
     cost = ax.twinx()
     cost.plot(Ls, [r.window_us for r in rows], "o--", color="C2", label="µs/sample window")
     if all(r.stream_us is not None for r in rows):
         cost.plot(Ls, [r.stream_us for r in rows], "s--", color="C3", label="µs/sample stream")
     cost.set(ylabel="median µs per sample (batch 1)", yscale="log")
+    for axis in (cost.yaxis.set_major_formatter, cost.yaxis.set_minor_formatter):
+        axis(FormatStrFormatter("%g"))
     handles = ax.get_legend_handles_labels()[0] + cost.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="best", fontsize="small")
     ax.set_title("seq_len sweep: validation error and inference cost")

@@ -291,7 +291,7 @@ class MqttLink:
         self._client.loop_stop()
         self._connected = False
         self._subscribed.clear()
-        log.info("MQTT link stopped; counters %s", self.counters.as_dict())
+        log.debug("MQTT link stopped; counters %s", self.counters.as_dict())
 
     # -- internals; the callbacks run on paho's thread -----------------------------------------
 
