@@ -172,9 +172,8 @@ class Daemon:
     def _process(self, batch: list[InboundMessage]) -> None:
         if not batch:
             return
-        qos, retain = self.cfg.output.qos, self.cfg.output.retain
-        for topic, payload in self.pipeline.handle(batch):  # type: ignore[arg-type]
-            self.link.publish(topic, payload, qos, retain)
+        forecasts = self.pipeline.handle(batch)
+        self.link.publish_batch(forecasts, batch, self.cfg.output.qos, self.cfg.output.retain)
 
     def _shutdown(self) -> int:
         log.info("stopping: no new input, finishing %d queued messages", self.inbox.qsize())

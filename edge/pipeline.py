@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -22,8 +24,7 @@ from edge.streams import StreamTable
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
+class Inbound(Protocol):
     """One received message (the MQTT layer's InboundMessage has this shape)."""
 
     stream: str
@@ -127,7 +128,7 @@ class Pipeline:
     def bundle(self) -> Bundle:
         return self.model.bundle
 
-    def handle(self, messages: list[Inbound]) -> list[tuple[str, bytes]]:
+    def handle(self, messages: Sequence[Inbound]) -> list[tuple[str, bytes]]:
         """One batch: every message decoded, every sample processed, forecasts encoded."""
         items: list[tuple[str, float, tuple[float, ...]]] = []
         for msg in messages:

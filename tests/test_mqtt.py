@@ -457,7 +457,9 @@ def test_stop_input_leaves_qos1_messages_to_the_next_session(
     first.start()
     assert first.wait_subscribed(5), first.last_error
     broker.pub(f"{unique_topic}/a/d", b"taken", qos=1)
-    assert inbox.get(timeout=5).payload == b"taken"
+    taken = inbox.get(timeout=5)
+    assert taken.payload == b"taken" and taken.qos == 1
+    first.publish_batch([], [taken], qos=1, retain=False)  # processed: acknowledged
     first.stop_input()
     broker.pub(f"{unique_topic}/b/d", b"later 1", qos=1)
     broker.pub(f"{unique_topic}/c/d", b"later 2", qos=1)

@@ -25,20 +25,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.mqtt.delivery import AckGate, Batch, InboundMessage
 from edge.mqtt.topics import TopicTemplate
 
 log = logging.getLogger(__name__)
 
 STATUS_STATES = ("online", "offline")
 _PROTOCOLS = {"3.1.1": paho.MQTTv311, "5": paho.MQTTv5}
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    stream: str
-    topic: str
-    payload: bytes
-    received_at: float  # time.time() at arrival
 
 
 @dataclass(frozen=True)
@@ -62,6 +55,7 @@ class MqttSettings:
     reconnect_max_s: float = 60.0
     status_topic: str = "seqcast/seqcast-edge/status"
     max_queued_messages: int = 10000  # outgoing QoS>0 messages held while offline; 0 = unlimited
+    max_inflight: int = 1000  # outgoing QoS>0 messages sent but not yet acknowledged
 
     def __post_init__(self) -> None:
         plain_status = bool(self.status_topic) and not set("+#\x00") & set(self.status_topic)
@@ -97,6 +91,8 @@ class LinkCounters:
     publish_failed: int = 0  # publish() calls that were not queued
     dropped_stopping: int = 0  # arrived after stop_input(); QoS 1 ones are left unacknowledged
     callback_errors: int = 0  # unexpected exceptions caught inside paho callbacks
+    acked: int = 0  # inputs acknowledged after their forecasts were safe at the broker
+    outbox_overflow: int = 0  # forecasts paho could not queue (its queue was full): lost, counted
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def inc(self, name: str, n: int = 1) -> None:
@@ -177,8 +173,8 @@ class MqttLink:
         self._started = False
         self._stopping = False
         self._input_stopped = False
-        self._acking = False  # we acknowledge queued messages ourselves (after stop_input)
         self._offline_info: paho.MQTTMessageInfo | None = None
+        self._gate = AckGate()
         self._ratelog = _RateLimitedLog(log)
         self._client = self._make_client(client_factory or paho.Client)
 
@@ -205,6 +201,9 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        client.manual_ack_set(True)  # inputs are acknowledged by AckGate, after processing
+        client.max_inflight_messages_set(s.max_inflight)
         return client
 
     # -- public API ---------------------------------------------------------------------------
@@ -257,6 +256,70 @@ class MqttLink:
         self._ratelog("publish-failed", "not published to %r: %s", topic, paho.error_string(rc))
         return False
 
+    def publish_batch(
+        self, forecasts: list[tuple[str, bytes]], inputs: list[InboundMessage], qos: int, retain: bool
+    ) -> None:
+        """Publish a batch's forecasts; its inputs are acknowledged once the broker has them all.
+
+        paho is never called with our lock held: its network thread holds its own locks while it
+        reports PUBACKs, and taking ours then could deadlock.
+        """
+        sent: list[tuple[int, str, bytes]] = []
+        for topic, payload in forecasts:
+            try:
+                info = self._client.publish(topic, payload, qos=qos, retain=retain)
+            except (ValueError, TypeError) as exc:
+                self.counters.inc("publish_failed")
+                self._ratelog("publish-invalid", "cannot publish to %r: %s", topic, exc)
+                continue
+            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                self.counters.inc("outbox_overflow")
+                why = paho.error_string(info.rc)
+                self._ratelog("outbox-full", "forecast for %r dropped: %s", topic, why)
+                continue
+            self.counters.inc("published")
+            mid = getattr(info, "mid", None)
+            if qos and mid is not None:
+                sent.append((mid, topic, payload))
+        gate = self._gate
+        batch = Batch(set(), [(m.mid, m.qos) for m in inputs if m.qos])
+        with gate.lock:
+            for mid, topic, payload in sent:
+                if not gate.take_early(mid):  # its PUBACK has not overtaken us
+                    batch.outstanding.add(mid)
+                    gate.by_mid[mid] = batch
+                    gate.pending[mid] = (topic, payload, qos, retain)
+            gate.batches.append(batch)
+        self._release()
+
+    def pending_forecasts(self) -> list[tuple[str, bytes, int, bool]]:
+        """Forecasts handed to paho that the broker has not acknowledged, oldest first."""
+        with self._gate.lock:
+            return list(self._gate.pending.values())
+
+    def _release(self) -> None:
+        """Acknowledge the inputs of every complete batch at the head, in arrival order."""
+        gate = self._gate
+        with gate.ack_lock:
+            with gate.lock:
+                inputs = gate.ready()
+            for mid, qos in inputs:
+                self._client.ack(mid, qos)
+        if inputs:
+            self.counters.inc("acked", len(inputs))
+
+    @_guarded
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        gate = self._gate
+        with gate.lock:
+            gate.pending.pop(mid, None)
+            batch = gate.by_mid.pop(mid, None)
+            if batch is None:
+                gate.note_early(mid)
+                return
+            batch.outstanding.discard(mid)
+        self._release()
+
     def publish_status(self, state: str, counters: dict[str, int | float] | None = None) -> None:
         """Retained `{"state", "ts", "counters"}` on the status topic (link counters by default)."""
         self._publish_status(state, counters)
@@ -268,8 +331,6 @@ class MqttLink:
         QoS 1 messages arriving from now on are left unacknowledged: the broker stops sending
         after its in-flight window and delivers them again in the next session.
         """
-        self._acking = True
-        self._client.manual_ack_set(True)
         self._input_stopped = True
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -371,7 +432,7 @@ class MqttLink:
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         received_at = time.time()
         self.counters.inc("received")
-        if self._input_stopped:  # not acknowledged: manual acks were switched on before
+        if self._input_stopped:  # not acknowledged: the broker delivers it again next session
             self.counters.inc("dropped_stopping")
             return
         try:
@@ -381,16 +442,21 @@ class MqttLink:
         stream = self.input_topic.stream_of(topic)
         if stream is None:
             self.counters.inc("unknown_topic")
+            self._ack_now(client, message)
             tpl = self.input_topic.template
             self._ratelog("unknown-topic", "dropped message on %r: not %s", topic, tpl)
             return
         try:
             self._inbox.put_nowait(
-                InboundMessage(stream, topic, bytes(message.payload), received_at)
+                InboundMessage(stream, topic, bytes(message.payload), received_at,
+                               message.mid, message.qos, bool(message.dup))
             )
         except queue.Full:
             self.counters.inc("dropped_queue_full")
+            self._ack_now(client, message)  # counted and let go, or it would block the session
             size = self._inbox.maxsize
             self._ratelog("inbox-full", "inbox full (%d): dropped message of %r", size, stream)
-        if self._acking and message.qos:  # raced with stop_input(): taken, so acknowledge it
+
+    def _ack_now(self, client: Any, message: paho.MQTTMessage) -> None:
+        if message.qos:
             client.ack(message.mid, message.qos)

@@ -1,0 +1,61 @@
+"""Delivery bookkeeping: received messages, and when it is safe to acknowledge them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    stream: str
+    topic: str
+    payload: bytes
+    received_at: float  # time.time() at arrival
+    mid: int = 0  # packet id, to acknowledge after processing (QoS > 0)
+    qos: int = 0
+    dup: bool = False  # the broker redelivered it (it may have been processed before a crash)
+
+
+@dataclass(slots=True)
+class Batch:
+    outstanding: set[int]  # forecast mids the broker has not acknowledged yet
+    inputs: list[tuple[int, int]]  # (mid, qos) of the inputs that produced them
+
+
+class AckGate:
+    """Acknowledge inputs only once their forecasts are safe at the broker, in arrival order.
+
+    Until then the broker keeps the inputs (persistent session) and delivers them again after a
+    crash or reconnect, so a forecast is never lost between the two hops.
+    """
+
+    EARLY_TTL_S = 10.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # guards the fields below; never held while calling paho
+        self.ack_lock = threading.Lock()  # keeps PUBACKs in order across threads
+        self.early: dict[int, float] = {}  # PUBACKs that arrived before their batch registered
+        self.batches: deque[Batch] = deque()
+        self.by_mid: dict[int, Batch] = {}
+        self.pending: dict[int, tuple[str, bytes, int, bool]] = {}  # forecasts awaiting PUBACK
+
+    def note_early(self, mid: int) -> None:
+        """A PUBACK for a mid we do not know (yet): a racing forecast, or a status message."""
+        now = time.monotonic()
+        self.early[mid] = now
+        if len(self.early) > 1000:
+            self.early = {m: t for m, t in self.early.items() if now - t < self.EARLY_TTL_S}
+
+    def take_early(self, mid: int) -> bool:
+        t = self.early.pop(mid, None)
+        return t is not None and time.monotonic() - t < self.EARLY_TTL_S
+
+    def ready(self) -> list[tuple[int, int]]:
+        """Inputs of the complete batches at the head, in order; call with the lock held."""
+        out: list[tuple[int, int]] = []
+        while self.batches and not self.batches[0].outstanding:
+            out += self.batches.popleft().inputs
+        return out
