@@ -56,7 +56,13 @@ def synthetic_rows(n: int = SERIES_ROWS, seed: int = 0) -> list[tuple[float, flo
     rows = []
     for t in range(n):
         temp = 20 + 5 * math.sin(2 * math.pi * t / day - 1.0) + rng.gauss(0, 0.5)
-        load = 100 + 30 * math.sin(2 * math.pi * t / day) + 2 * (temp - 20) + 0.01 * t + rng.gauss(0, 2)
+        load = (
+            100
+            + 30 * math.sin(2 * math.pi * t / day)
+            + 2 * (temp - 20)
+            + 0.01 * t
+            + rng.gauss(0, 2)
+        )
         rows.append((1.7e9 + t * INTERVAL_S, load, temp))
     return rows
 
@@ -66,7 +72,9 @@ def write_series(path: Path) -> Path:
         w = csv.writer(f)
         w.writerow(["time", *FEATURES])
         for ts, load, temp in synthetic_rows():
-            w.writerow([time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)), repr(load), repr(temp)])
+            w.writerow(
+                [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)), repr(load), repr(temp)]
+            )
     return path
 
 
@@ -77,18 +85,30 @@ def path_for(cache: Path, spec: BundleSpec) -> Path:
 def ensure(specs: list[BundleSpec], cache: Path, workers: int = 2) -> dict[BundleSpec, Path]:
     """Every spec's bundle path, building the missing ones in `workers` processes."""
     cache.mkdir(parents=True, exist_ok=True)
-    missing = sorted({s for s in specs if not path_for(cache, s).exists()},
-                     key=lambda s: -s.seq_len)  # longest conversions first
+    missing = sorted(
+        {s for s in specs if not path_for(cache, s).exists()}, key=lambda s: -s.seq_len
+    )  # longest conversions first
     if missing:
         t0 = time.monotonic()
-        log(f"building {len(missing)} bundle(s) in {min(workers, len(missing))} process(es) "
-            f"(cached in {cache})")
+        log(
+            f"building {len(missing)} bundle(s) in {min(workers, len(missing))} process(es) "
+            f"(cached in {cache})"
+        )
         groups = [missing[i::workers] for i in range(min(workers, len(missing)))]
         logf = (cache / "build.log").open("a")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-        procs = [subprocess.Popen([PY, "-m", "bench.bundles", str(cache), *(s.key for s in g)],
-                                  cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, env=env)
-                 for g in groups]
+        every_core = set(range(os.cpu_count() or 1))  # undo any pinning of the benchmark process
+        procs = [
+            subprocess.Popen(
+                [PY, "-m", "bench.bundles", str(cache), *(s.key for s in g)],
+                cwd=ROOT,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=lambda: os.sched_setaffinity(0, every_core),
+            )
+            for g in groups
+        ]
         codes = [p.wait() for p in procs]
         logf.close()
         if any(codes):
@@ -107,11 +127,25 @@ def _build(cache: Path, keys: list[str]) -> None:
             out = path_for(cache, spec)
             tmp = out.with_name(out.stem + f".{os.getpid()}.tmp.seqcast")
             t0 = time.monotonic()
-            fit(FitOptions(
-                data=str(series), time_col="time", features=FEATURES, targets=TARGETS,
-                split=SPLIT, seq_len=spec.seq_len, horizon=HORIZON, cell=spec.cell, units=(UNITS,),
-                epochs=1, quantize=spec.quant, report=False, verbose=0, name=key, out=str(tmp),
-            ))
+            fit(
+                FitOptions(
+                    data=str(series),
+                    time_col="time",
+                    features=FEATURES,
+                    targets=TARGETS,
+                    split=SPLIT,
+                    seq_len=spec.seq_len,
+                    horizon=HORIZON,
+                    cell=spec.cell,
+                    units=(UNITS,),
+                    epochs=1,
+                    quantize=spec.quant,
+                    report=False,
+                    verbose=0,
+                    name=key,
+                    out=str(tmp),
+                )
+            )
             tmp.replace(out)
             print(f"built {key} in {time.monotonic() - t0:.1f} s ({asdict(spec)})", flush=True)
     finally:

@@ -72,8 +72,14 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     """Median and spread: interquartile range (p25..p75), min, max, n."""
     vals = [float(v) for v in values]
     if not vals:
-        return {"median": float("nan"), "p25": float("nan"), "p75": float("nan"), "min": float("nan"),
-                "max": float("nan"), "n": 0}
+        return {
+            "median": float("nan"),
+            "p25": float("nan"),
+            "p75": float("nan"),
+            "min": float("nan"),
+            "max": float("nan"),
+            "n": 0,
+        }
     return {
         "median": statistics.median(vals),
         "p25": percentile(vals, 25),
@@ -157,23 +163,37 @@ def machine_info() -> dict[str, Any]:
 
 
 def machine_line(m: dict[str, Any]) -> str:
-    return (f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, "
-            f"Python {m['python']}, numpy {m['numpy']}, ai-edge-litert {m['ai_edge_litert']}, "
-            f"paho-mqtt {m['paho_mqtt']}, mosquitto {m['mosquitto']}; {m['date']}")
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Linux {m['kernel']}, "
+        f"Python {m['python']}, numpy {m['numpy']}, ai-edge-litert {m['ai_edge_litert']}, "
+        f"paho-mqtt {m['paho_mqtt']}, mosquitto {m['mosquitto']}; {m['date']}"
+    )
 
 
 # -- targets -----------------------------------------------------------------------------------
 
 
-def target(name: str, measured: float | None, limit: float, op: str, unit: str = "",
-           note: str = "") -> dict[str, Any]:
+def target(
+    name: str, measured: float | None, limit: float, op: str, unit: str = "", note: str = ""
+) -> dict[str, Any]:
     """A target the benchmark reports (not a test): `measured op limit`, op is '<=' or '>='."""
     if measured is None or measured != measured:  # None or NaN
         met = None
     else:
-        met = measured <= limit if op == "<=" else measured >= limit
-    return {"name": name, "target": f"{op} {limit:g}{unit}", "measured": measured, "unit": unit,
-            "met": met, "note": note}
+        met = {
+            "<=": measured <= limit,
+            "<": measured < limit,
+            ">=": measured >= limit,
+            ">": measured > limit,
+        }[op]
+    return {
+        "name": name,
+        "target": f"{op} {limit:g}{unit}",
+        "measured": measured,
+        "unit": unit,
+        "met": met,
+        "note": note,
+    }
 
 
 def targets_table(targets: list[dict[str, Any]]) -> str:
@@ -182,7 +202,9 @@ def targets_table(targets: list[dict[str, Any]]) -> str:
         m = t["measured"]
         shown = "-" if m is None else f"{m:.4g}{t['unit']}"
         verdict = {True: "met", False: "**missed**", None: "n/a"}[t["met"]]
-        rows.append([t["name"], t["target"], shown, verdict + (f" ({t['note']})" if t["note"] else "")])
+        rows.append(
+            [t["name"], t["target"], shown, verdict + (f" ({t['note']})" if t["note"] else "")]
+        )
     return md_table(["target", "goal", "measured", "verdict"], rows)
 
 
@@ -195,8 +217,9 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_results(out: Path, name: str, doc: dict[str, Any], markdown: str,
-                  plot: Callable[[Any], None] | None) -> dict[str, Path]:
+def write_results(
+    out: Path, name: str, doc: dict[str, Any], markdown: str, plot: Callable[[Any], None] | None
+) -> dict[str, Path]:
     """bench/results/<name>.json, .md and .png (matplotlib Agg); returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"{name}.json", "md": out / f"{name}.md", "png": out / f"{name}.png"}

@@ -32,8 +32,9 @@ BASE = B.BundleSpec(48, "lstm", "float32")
 def _start(kind: str, port: int, bundle: Path, work: Path, qos: int, queue: int) -> Running:
     if kind == "relay":
         return start_relay(port, work, qos)
-    return start_daemon(port, bundle, work, qos_in=qos, qos_out=qos, max_streams=10000,
-                        queue_size=queue)
+    return start_daemon(
+        port, bundle, work, qos_in=qos, qos_out=qos, max_streams=10000, queue_size=queue
+    )
 
 
 def _warm(run: Running, port: int, streams: int, seq_len: int) -> None:
@@ -41,15 +42,23 @@ def _warm(run: Running, port: int, streams: int, seq_len: int) -> None:
     if run.kind != "daemon":
         return
     before = run.counters().get("samples", 0)
-    spec = {"host": "127.0.0.1", "port": port, "streams": streams, "rounds": seq_len - 1,
-            "per_message": seq_len - 1, "ts0": TS0, "interval": B.INTERVAL_S}
+    spec = {
+        "host": "127.0.0.1",
+        "port": port,
+        "streams": streams,
+        "rounds": seq_len - 1,
+        "per_message": seq_len - 1,
+        "ts0": TS0,
+        "interval": B.INTERVAL_S,
+    }
     tool("flood", spec, timeout=120)
     if not run.wait_samples(before + streams * (seq_len - 1), timeout=300):
         raise RuntimeError(f"warm-up of {streams} streams did not finish:\n{run.log_tail()}")
 
 
-def throughput(kind: str, port: int, bundle: Path, work: Path, streams: int, messages: int,
-               qos: int) -> dict[str, Any]:
+def throughput(
+    kind: str, port: int, bundle: Path, work: Path, streams: int, messages: int, qos: int
+) -> dict[str, Any]:
     run = _start(kind, port, bundle, work, qos, queue=2_000_000)
     try:
         _warm(run, port, streams, BASE.seq_len)
@@ -57,42 +66,93 @@ def throughput(kind: str, port: int, bundle: Path, work: Path, streams: int, mes
         total = rounds * streams
         before = run.counters() if kind == "daemon" else {}
         counter = Counter(port, expect=total, idle_s=10.0)
-        spec = {"host": "127.0.0.1", "port": port, "streams": streams, "rounds": rounds,
-                "start_round": BASE.seq_len - 1, "ts0": TS0, "interval": B.INTERVAL_S, "qos": qos}
+        spec = {
+            "host": "127.0.0.1",
+            "port": port,
+            "streams": streams,
+            "rounds": rounds,
+            "start_round": BASE.seq_len - 1,
+            "ts0": TS0,
+            "interval": B.INTERVAL_S,
+            "qos": qos,
+        }
         pub = tool("flood", spec, timeout=600)
         got = counter.result(timeout=total / 500 + 60)
         after = run.counters() if kind == "daemon" else {}
     finally:
         code = run.stop()
     seconds = max(1e-9, (got["last_ns"] - pub["start_ns"]) / 1e9)
-    samples = after.get("samples", 0) - before.get("samples", 0) if kind == "daemon" else got["count"]
-    r = {"kind": kind, "streams": streams, "qos": qos, "messages": total, "received": got["count"],
-         "seconds": seconds, "forecasts_per_s": got["count"] / seconds,
-         "samples_per_s": samples / seconds, "publish_per_s": total / max(1e-9, (pub["end_ns"] - pub["start_ns"]) / 1e9),
-         "start_s": run.start_s, "exit_code": code}
+    samples = (
+        after.get("samples", 0) - before.get("samples", 0) if kind == "daemon" else got["count"]
+    )
+    r = {
+        "kind": kind,
+        "streams": streams,
+        "qos": qos,
+        "messages": total,
+        "received": got["count"],
+        "seconds": seconds,
+        "forecasts_per_s": got["count"] / seconds,
+        "samples_per_s": samples / seconds,
+        "publish_per_s": total / max(1e-9, (pub["end_ns"] - pub["start_ns"]) / 1e9),
+        "start_s": run.start_s,
+        "exit_code": code,
+    }
     if kind == "daemon":
-        r["counters"] = {k: after.get(k, 0) - before.get(k, 0) for k in
-                         ("samples", "forecasts", "messages", "invokes", "mqtt_received",
-                          "mqtt_dropped_queue_full", "bad_payloads")}
-    log(f"e2e: {kind:6s} {streams:>6} streams qos {qos}: {r['forecasts_per_s']:>8.0f} forecasts/s "
-        f"({got['count']}/{total} in {seconds:.2f} s; publisher {r['publish_per_s']:.0f}/s)")
+        r["counters"] = {
+            k: after.get(k, 0) - before.get(k, 0)
+            for k in (
+                "samples",
+                "forecasts",
+                "messages",
+                "invokes",
+                "mqtt_received",
+                "mqtt_dropped_queue_full",
+                "mqtt_outbox_overflow",
+                "mqtt_publish_failed",
+                "bad_payloads",
+            )
+        }
+    log(
+        f"e2e: {kind:6s} {streams:>6} streams qos {qos}: {r['forecasts_per_s']:>8.0f} forecasts/s "
+        f"({got['count']}/{total} in {seconds:.2f} s; publisher {r['publish_per_s']:.0f}/s)"
+    )
     return r
 
 
-def latency(kind: str, port: int, bundle: Path, work: Path, streams: int, rate: float,
-            seconds: float, qos: int) -> dict[str, Any]:
+def latency(
+    kind: str,
+    port: int,
+    bundle: Path,
+    work: Path,
+    streams: int,
+    rate: float,
+    seconds: float,
+    qos: int,
+) -> dict[str, Any]:
     run = _start(kind, port, bundle, work, qos, queue=10000)
     try:
         _warm(run, port, streams, BASE.seq_len)
-        spec = {"host": "127.0.0.1", "port": port, "streams": streams, "rate": rate,
-                "seconds": seconds, "start_round": BASE.seq_len - 1, "ts0": TS0,
-                "interval": B.INTERVAL_S, "qos": qos, "filter": "forecasts/+"}
+        spec = {
+            "host": "127.0.0.1",
+            "port": port,
+            "streams": streams,
+            "rate": rate,
+            "seconds": seconds,
+            "start_round": BASE.seq_len - 1,
+            "ts0": TS0,
+            "interval": B.INTERVAL_S,
+            "qos": qos,
+            "filter": "forecasts/+",
+        }
         res = tool("latency", spec, timeout=seconds + 60)
     finally:
         run.stop()
     ms = res["ms"]
-    log(f"e2e: {kind:6s} latency at {rate:.0f}/s qos {qos}: p50 {ms['p50']} ms, p99 {ms['p99']} ms "
-        f"({res['matched']}/{res['sent']} matched)")
+    log(
+        f"e2e: {kind:6s} latency at {rate:.0f}/s qos {qos}: p50 {ms['p50']} ms, p99 {ms['p99']} ms "
+        f"({res['matched']}/{res['sent']} matched)"
+    )
     return {"kind": kind, "streams": streams, "rate": rate, "qos": qos, **res}
 
 
@@ -102,8 +162,8 @@ def run(quick: bool, cache: Path) -> dict[str, Any]:
     bundle = B.ensure([BASE], cache)[BASE]
     pinned = pin_self(LOAD_CORE)
     stream_counts = (1, 100) if quick else (1, 100, 1000, 10000)
-    repeats, messages = (1, 20_000) if quick else (2, 100_000)
-    rates, lat_s = ((1000.0,), 2.0) if quick else ((100.0, 1000.0, 5000.0), 5.0)
+    repeats, messages = (1, 6_000) if quick else (2, 25_000)
+    rates, lat_s = ((1000.0,), 2.0) if quick else ((100.0, 1000.0, 5000.0), 3.0)
     thr: list[dict[str, Any]] = []
     lat: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="seqcast-bench-") as tmp, LocalMosquitto() as broker:
@@ -121,23 +181,42 @@ def run(quick: bool, cache: Path) -> dict[str, Any]:
             for kind in ("relay", "daemon"):
                 lat.append(latency(kind, port, bundle, work, 100, rate, lat_s, qos=1))
     summary_rows = summarize(thr)
-    return {"name": "e2e", "orchestrator_core": pinned, "bundle": BASE.key, "repeats": repeats,
-            "throughput": thr, "latency": lat, "summary": summary_rows,
-            "targets": targets_of(summary_rows, lat, quick)}
+    return {
+        "name": "e2e",
+        "orchestrator_core": pinned,
+        "bundle": BASE.key,
+        "repeats": repeats,
+        "throughput": thr,
+        "latency": lat,
+        "summary": summary_rows,
+        "targets": targets_of(summary_rows, lat, quick),
+    }
 
 
 def summarize(thr: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for n, qos in sorted({(r["streams"], r["qos"]) for r in thr}):
-        rel = [r["forecasts_per_s"] for r in thr if (r["streams"], r["qos"], r["kind"]) == (n, qos, "relay")]
+        rel = [
+            r["forecasts_per_s"]
+            for r in thr
+            if (r["streams"], r["qos"], r["kind"]) == (n, qos, "relay")
+        ]
         dae = [r for r in thr if (r["streams"], r["qos"], r["kind"]) == (n, qos, "daemon")]
         d_out = summary([r["forecasts_per_s"] for r in dae])
         d_in = summary([r["samples_per_s"] for r in dae])
         relay = summary(rel)
         ratio = d_out["median"] / relay["median"] if relay["n"] and d_out["n"] else None
-        out.append({"streams": n, "qos": qos, "relay_per_s": relay, "daemon_forecasts_per_s": d_out,
-                    "daemon_samples_per_s": d_in, "daemon_over_relay": ratio,
-                    "lost": sum(r["messages"] - r["received"] for r in dae)})
+        out.append(
+            {
+                "streams": n,
+                "qos": qos,
+                "relay_per_s": relay,
+                "daemon_forecasts_per_s": d_out,
+                "daemon_samples_per_s": d_in,
+                "daemon_over_relay": ratio,
+                "lost": sum(r["messages"] - r["received"] for r in dae),
+            }
+        )
     return out
 
 
@@ -147,36 +226,97 @@ def targets_of(rows: list[dict[str, Any]], lat: list[dict[str, Any]], quick: boo
     n = head["streams"] if head else 0
     ratio = head["daemon_over_relay"] if head else None
     rate = head["daemon_samples_per_s"]["median"] if head else None
-    p99 = [x["ms"]["p99"] for x in lat if x["kind"] == "daemon" and x["rate"] == 1000.0 and x["ms"]["p99"]]
+    p99 = [
+        x["ms"]["p99"]
+        for x in lat
+        if x["kind"] == "daemon" and x["rate"] == 1000.0 and x["ms"]["p99"]
+    ]
     return [
-        target(f"daemon / relay throughput ({n} streams, QoS 0)", None if ratio is None else 100 * ratio,
-               90, ">=", "%"),
+        target(
+            f"daemon / relay throughput ({n} streams, QoS 0)",
+            None if ratio is None else 100 * ratio,
+            90,
+            ">=",
+            "%",
+        ),
         target(f"daemon samples/s on one core ({n} streams, QoS 0)", rate, 20000, ">=", "/s"),
-        target("daemon p99 latency at 1,000 samples/s (QoS 1)", statistics.median(p99) if p99 else None,
-               2, "<", " ms"),
+        target(
+            "daemon p99 latency at 1,000 samples/s (QoS 1)",
+            statistics.median(p99) if p99 else None,
+            2,
+            "<",
+            " ms",
+        ),
     ]
 
 
 def markdown(doc: dict[str, Any]) -> str:
     rows = []
     for r in doc["summary"]:
-        rows.append([r["streams"], r["qos"], f"{r['relay_per_s']['median']:,.0f}",
-                     f"{r['daemon_forecasts_per_s']['median']:,.0f} ({r['daemon_forecasts_per_s']['min']:,.0f}–{r['daemon_forecasts_per_s']['max']:,.0f})",
-                     f"{r['daemon_samples_per_s']['median']:,.0f}",
-                     "-" if r["daemon_over_relay"] is None else f"{100 * r['daemon_over_relay']:.0f}%",
-                     r["lost"]])
-    lrows = [[x["kind"], f"{x['rate']:.0f}", x["qos"], f"{x['achieved_rate']:.0f}",
-              f"{x['matched']}/{x['sent']}", *(_ms(x["ms"][k]) for k in ("p50", "p90", "p99", "max"))]
-             for x in doc["latency"]]
-    return "\n".join([
-        f"# End to end through mosquitto (median of {doc['repeats']} interleaved runs; daemon/relay "
-        "on core 0, load on core 1)", "",
-        "## Throughput (publisher floods; every sample of a warm stream yields one forecast)", "",
-        md_table(["streams", "QoS in/out", "relay msgs/s", "daemon forecasts/s (min–max)",
-                  "daemon samples/s", "daemon / relay", "lost"], rows), "",
-        "## Latency, sensor publish -> forecast received (ms), 100 streams", "",
-        md_table(["process", "rate /s", "QoS in/out", "achieved /s", "matched", "p50", "p90", "p99",
-                  "max"], lrows)])
+        rows.append(
+            [
+                r["streams"],
+                r["qos"],
+                f"{r['relay_per_s']['median']:,.0f}",
+                _range(r["daemon_forecasts_per_s"]),
+                f"{r['daemon_samples_per_s']['median']:,.0f}",
+                "-" if r["daemon_over_relay"] is None else f"{100 * r['daemon_over_relay']:.0f}%",
+                r["lost"],
+            ]
+        )
+    lrows = [
+        [
+            x["kind"],
+            f"{x['rate']:.0f}",
+            x["qos"],
+            f"{x['achieved_rate']:.0f}",
+            f"{x['matched']}/{x['sent']}",
+            *(_ms(x["ms"][k]) for k in ("p50", "p90", "p99", "max")),
+        ]
+        for x in doc["latency"]
+    ]
+    return "\n".join(
+        [
+            f"# End to end through mosquitto (median of {doc['repeats']} interleaved runs; "
+            "daemon/relay on core 0, load on core 1)",
+            "",
+            "## Throughput (publisher floods; every sample of a warm stream yields one forecast)",
+            "",
+            md_table(
+                [
+                    "streams",
+                    "QoS in/out",
+                    "relay msgs/s",
+                    "daemon forecasts/s (min–max)",
+                    "daemon samples/s",
+                    "daemon / relay",
+                    "lost",
+                ],
+                rows,
+            ),
+            "",
+            "## Latency, sensor publish -> forecast received (ms), 100 streams",
+            "",
+            md_table(
+                [
+                    "process",
+                    "rate /s",
+                    "QoS in/out",
+                    "achieved /s",
+                    "matched",
+                    "p50",
+                    "p90",
+                    "p99",
+                    "max",
+                ],
+                lrows,
+            ),
+        ]
+    )
+
+
+def _range(s: dict[str, float]) -> str:
+    return f"{s['median']:,.0f} ({s['min']:,.0f}–{s['max']:,.0f})"
 
 
 def _ms(v: float | None) -> str:
@@ -188,23 +328,40 @@ def plot(doc: dict[str, Any]) -> Callable[[Any], None]:
         a1, a2 = fig.subplots(1, 2)
         rows = [r for r in doc["summary"] if r["qos"] == 0]
         xs = range(len(rows))
-        a1.bar([x - 0.2 for x in xs], [r["relay_per_s"]["median"] for r in rows], 0.4, label="relay (floor)")
-        a1.bar([x + 0.2 for x in xs], [r["daemon_forecasts_per_s"]["median"] for r in rows], 0.4,
-               label="daemon")
+        a1.bar(
+            [x - 0.2 for x in xs],
+            [r["relay_per_s"]["median"] for r in rows],
+            0.4,
+            label="relay (floor)",
+        )
+        a1.bar(
+            [x + 0.2 for x in xs],
+            [r["daemon_forecasts_per_s"]["median"] for r in rows],
+            0.4,
+            label="daemon",
+        )
         a1.axhline(20000, color="gray", ls=":", label="target 20k/s")
         a1.set_xticks(list(xs), [f"{r['streams']:,}" for r in rows])
         a1.set(xlabel="streams", ylabel="messages / s", title="throughput, QoS 0, one core")
         a1.legend(fontsize=7)
         for kind, color in (("relay", "tab:blue"), ("daemon", "tab:orange")):
-            pts = sorted((x["rate"], x["ms"]["p50"], x["ms"]["p99"]) for x in doc["latency"]
-                         if x["kind"] == kind and x["ms"]["p50"] is not None)
+            pts = sorted(
+                (x["rate"], x["ms"]["p50"], x["ms"]["p99"])
+                for x in doc["latency"]
+                if x["kind"] == kind and x["ms"]["p50"] is not None
+            )
             if pts:
-                r, p50, p99 = zip(*pts)
+                r, p50, p99 = zip(*pts, strict=True)
                 a2.plot(r, p50, "o-", color=color, label=f"{kind} p50")
                 a2.plot(r, p99, "s--", color=color, label=f"{kind} p99")
         a2.axhline(2, color="gray", ls=":", label="target p99 2 ms")
-        a2.set(xscale="log", xlabel="samples / s", ylabel="ms", title="publish -> forecast latency, QoS 1")
+        a2.set(
+            xscale="log",
+            yscale="log",
+            xlabel="samples / s",
+            ylabel="ms",
+            title="publish -> forecast latency, QoS 1",
+        )
         a2.legend(fontsize=7)
 
     return draw
-

@@ -19,18 +19,31 @@ from bench.mqttraw import StatusWatcher
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def daemon_config(path: Path, port: int, bundle: Path, client_id: str, *, qos_in: int = 1,
-                  qos_out: int = 1, max_streams: int = 10000, queue_size: int = 10000,
-                  backend: str = "litert") -> Path:
+def daemon_config(
+    path: Path,
+    port: int,
+    bundle: Path,
+    client_id: str,
+    *,
+    qos_in: int = 1,
+    qos_out: int = 1,
+    max_streams: int = 10000,
+    queue_size: int = 10000,
+    backend: str = "litert",
+    status_interval_s: float = 0.5,
+) -> Path:
     sections: dict[str, dict[str, Any]] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": client_id, "qos_in": qos_in},
         "model": {"path": str(bundle), "backend": backend, "watch": False},
         "input": {"topic": "sensors/{stream}/data"},
         "output": {"topic": "forecasts/{stream}", "qos": qos_out},
         "streams": {"max_streams": max_streams},
-        "status": {"interval_s": 0.5},
-        "state": {"dir": str(path.parent / f"state-{client_id}"), "snapshot_interval_s": 0,
-                  "queue_size": queue_size},
+        "status": {"interval_s": status_interval_s},
+        "state": {
+            "dir": str(path.parent / f"state-{client_id}"),
+            "snapshot_interval_s": 0,
+            "queue_size": queue_size,
+        },
         "log": {"level": "warning"},
     }
     lines = []
@@ -89,15 +102,28 @@ class Running:
             return ""
 
 
-def start_daemon(port: int, bundle: Path, workdir: Path, timeout: float = 90.0, **cfg: Any) -> Running:
+def start_daemon(
+    port: int,
+    bundle: Path,
+    workdir: Path,
+    timeout: float = 90.0,
+    entry: list[str] | None = None,
+    **cfg: Any,
+) -> Running:
+    """`seqcast-edge run` (or `python ENTRY... run -c CONF`), pinned, until its status is online."""
     client_id = f"bench-{uuid.uuid4().hex[:8]}"
     conf = daemon_config(workdir / f"{client_id}.toml", port, bundle, client_id, **cfg)
     watcher = StatusWatcher("127.0.0.1", port, f"seqcast/{client_id}/status")
     log_path = workdir / f"{client_id}.log"
     with log_path.open("wb") as logf:
         t0 = time.monotonic()
-        proc = subprocess.Popen([*taskset(DAEMON_CORE), PY, "-m", "edge.cli", "run", "-c", str(conf)],
-                                cwd=ROOT, env=ENV, stdout=logf, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [*taskset(DAEMON_CORE), PY, *(entry or ["-m", "edge.cli"]), "run", "-c", str(conf)],
+            cwd=ROOT,
+            env=ENV,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+        )
     run = Running("daemon", proc, log_path, 0.0, watcher)
     online = watcher.wait(lambda s: s.get("state") == "online" or proc.poll() is not None, timeout)
     run.start_s = time.monotonic() - t0
@@ -112,9 +138,23 @@ def start_relay(port: int, workdir: Path, qos: int = 0, timeout: float = 30.0) -
     log_path = workdir / f"{client_id}.log"
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [*taskset(DAEMON_CORE), PY, "-m", "bench.relay", "--port", str(port), "--qos", str(qos),
-         "--client-id", client_id], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-        stderr=log_path.open("wb"))
+        [
+            *taskset(DAEMON_CORE),
+            PY,
+            "-m",
+            "bench.relay",
+            "--port",
+            str(port),
+            "--qos",
+            str(qos),
+            "--client-id",
+            client_id,
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=log_path.open("wb"),
+    )
     run = Running("relay", proc, log_path, 0.0)
     if not _wait_line(proc, "ready", timeout):
         run.stop()
@@ -140,8 +180,13 @@ def _wait_line(proc: subprocess.Popen[bytes], text: str, timeout: float) -> bool
 
 def tool(cmd: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run `python -m bench.publisher CMD SPEC` on the load core; its JSON result."""
-    done = subprocess.run([*taskset(LOAD_CORE), PY, "-m", "bench.publisher", cmd, json.dumps(spec)],
-                          cwd=ROOT, env=ENV, capture_output=True, timeout=timeout)
+    done = subprocess.run(
+        [*taskset(LOAD_CORE), PY, "-m", "bench.publisher", cmd, json.dumps(spec)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        timeout=timeout,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"bench.publisher {cmd} failed: {done.stderr.decode()[-2000:]}")
     return dict(json.loads(done.stdout.decode().strip().splitlines()[-1]))
@@ -151,10 +196,20 @@ class Counter:
     """A counting subscriber process, subscribed before this returns."""
 
     def __init__(self, port: int, expect: int, idle_s: float = 5.0, filt: str = "forecasts/+"):
-        spec = {"host": "127.0.0.1", "port": port, "filter": filt, "expect": expect, "idle_s": idle_s}
+        spec = {
+            "host": "127.0.0.1",
+            "port": port,
+            "filter": filt,
+            "expect": expect,
+            "idle_s": idle_s,
+        }
         self.proc = subprocess.Popen(
             [*taskset(LOAD_CORE), PY, "-m", "bench.publisher", "count", json.dumps(spec)],
-            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         if not _wait_line(self.proc, "ready", 30.0):
             self.proc.kill()
             raise RuntimeError(f"counter not ready: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]

@@ -1,6 +1,6 @@
 """Load generators and probes, each run as its own process:
 
-    python -m bench.publisher flood   SPEC_JSON   pre-encode N streams x R rounds, send at full speed
+    python -m bench.publisher flood   SPEC_JSON   pre-encode N streams x R rounds, send flat out
     python -m bench.publisher count   SPEC_JSON   count PUBLISHes on a filter, print timings
     python -m bench.publisher latency SPEC_JSON   publish at a fixed rate and time each forecast
 
@@ -31,8 +31,11 @@ def stream_name(i: int) -> str:
 def sample(stream: int, rnd: int, ts0: float, interval: float) -> bytes:
     """One sample of stream `stream` at round `rnd` (values follow a daily cycle)."""
     phase = 2 * math.pi * ((rnd + 7 * stream) % 48) / 48
-    return b'{"ts":%r,"load":%.3f,"temp":%.2f}' % (ts0 + rnd * interval, 100 + 30 * math.sin(phase),
-                                                    20 + 5 * math.sin(phase - 1.0))
+    return b'{"ts":%r,"load":%.3f,"temp":%.2f}' % (
+        ts0 + rnd * interval,
+        100 + 30 * math.sin(phase),
+        20 + 5 * math.sin(phase - 1.0),
+    )
 
 
 def encode_messages(spec: dict[str, Any]) -> list[bytes]:
@@ -50,8 +53,13 @@ def encode_messages(spec: dict[str, Any]) -> list[bytes]:
             if per == 1:
                 body = sample(s, r, ts0, interval)
             else:
-                body = b"[" + b",".join(sample(s, k, ts0, interval)
-                                        for k in range(r, min(r + per, r0 + rounds))) + b"]"
+                body = (
+                    b"["
+                    + b",".join(
+                        sample(s, k, ts0, interval) for k in range(r, min(r + per, r0 + rounds))
+                    )
+                    + b"]"
+                )
             pid = pid % 65535 + 1
             out.append(publish_packet(topics[s], body, qos, pid))
     return out
@@ -76,7 +84,12 @@ def flood(spec: dict[str, Any]) -> dict[str, Any]:
     for chunk in chunks:
         c.send(chunk)
     end = time.monotonic_ns()
-    time.sleep(0.2)  # let the broker read everything before DISCONNECT
+    deadline = time.monotonic() + 120
+    if spec.get("qos", 0):  # every PUBACK back: the broker has taken every message
+        while c.drained < 4 * len(packets) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    else:
+        time.sleep(0.2)  # let the broker read everything before DISCONNECT
     c.close()
     return {"sent": len(packets), "bytes": sum(map(len, chunks)), "start_ns": start, "end_ns": end}
 
@@ -136,8 +149,14 @@ def latency(spec: dict[str, Any]) -> dict[str, Any]:
     for i in range(total):
         s, r = i % n_streams, r0 + i // n_streams
         name = stream_name(s)
-        plan.append(((name, ts0 + r * interval), publish_packet(
-            tpl.replace("{stream}", name), sample(s, r, ts0, interval), qos, i % 65535 + 1)))
+        plan.append(
+            (
+                (name, ts0 + r * interval),
+                publish_packet(
+                    tpl.replace("{stream}", name), sample(s, r, ts0, interval), qos, i % 65535 + 1
+                ),
+            )
+        )
     period = 1e9 / spec["rate"]
     t0 = time.perf_counter_ns() + 50_000_000
     for i, (key, packet) in enumerate(plan):
@@ -151,13 +170,22 @@ def latency(spec: dict[str, Any]) -> dict[str, Any]:
     deadline = time.monotonic() + 3.0
     while len(got) < total and time.monotonic() < deadline:
         time.sleep(0.05)
+    while qos and pub.drained < 4 * total and time.monotonic() < deadline + 2.0:
+        time.sleep(0.01)
     pub.close()
     sub.close()
     lat = [(got[k] - t) / 1e6 for k, t in sent_at.items() if k in got]
-    return {"sent": total, "matched": len(lat), "rate": spec["rate"],
-            "achieved_rate": total / send_s if total else 0.0,
-            "ms": {q: percentile(lat, float(q[1:].replace("_", "."))) if lat else None
-                   for q in ("p50", "p90", "p99", "p99_9")} | {"max": max(lat) if lat else None}}
+    return {
+        "sent": total,
+        "matched": len(lat),
+        "rate": spec["rate"],
+        "achieved_rate": total / send_s if total else 0.0,
+        "ms": {
+            q: percentile(lat, float(q[1:].replace("_", "."))) if lat else None
+            for q in ("p50", "p90", "p99", "p99_9")
+        }
+        | {"max": max(lat) if lat else None},
+    }
 
 
 if __name__ == "__main__":

@@ -23,15 +23,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from edge.config import load_config
-    from edge.daemon import load, mqtt_settings
+    from edge.daemon import check_tls, load, mqtt_settings
     from edge.pipeline import resolve_mode
 
     cfg = load_config(args.config)
-    mqtt_settings(cfg)  # reads the password file: fails here, not at 3 a.m.
-    for key, path in (("ca_file", cfg.mqtt.tls.ca_file), ("cert_file", cfg.mqtt.tls.cert_file), ("key_file", cfg.mqtt.tls.key_file)):
-        if path is not None and not Path(path).is_file():
-            print(f"seqcast-edge: error: {args.config}: mqtt.tls.{key}: {path} is not a readable file", file=sys.stderr)
-            return 1
+    check_tls(mqtt_settings(cfg))  # reads the password and TLS files: fails here, not at 3 a.m.
     model = load(cfg)
     try:
         mode = resolve_mode(cfg.model.mode, model)

@@ -17,17 +17,23 @@ from pathlib import Path
 from typing import Any
 
 from edge.bundle import BundleError, read_bundle
-from edge.config import EdgeConfig, read_password
+from edge.config import ConfigError, EdgeConfig, read_password
 from edge.mqtt import InboundMessage, MqttLink, MqttSettings, TopicTemplate
+from edge.mqtt.diagnose import reason_of, tls_context
+from edge.outbox import load_outbox, save_outbox
 from edge.pipeline import Pipeline, PipelineSettings
 from edge.runtime import LoadedModel, load_model
 from edge.sdnotify import Notifier, watchdog_interval_s
+from edge.snapshot import SnapshotError, load_snapshot, save_snapshot
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 4096
 READY_TIMEOUT_S = 60.0  # READY=1 even without a broker after this long (then keep retrying)
 WATCH_INTERVAL_S = 2.0
+DRAIN_ACKS_S = 5.0  # at shutdown, how long to wait for the broker to take pending forecasts
+SNAPSHOT_FILE = "streams.npz"
+OUTBOX_FILE = "outbox.jsonl"
 
 
 def mqtt_settings(cfg: EdgeConfig, environ: Any = os.environ) -> MqttSettings:
@@ -52,6 +58,16 @@ def mqtt_settings(cfg: EdgeConfig, environ: Any = os.environ) -> MqttSettings:
         reconnect_max_s=m.reconnect_max_s,
         status_topic=cfg.status_topic,
     )
+
+
+def check_tls(settings: MqttSettings) -> None:
+    """Load the CA, certificate and key now, so a bad file fails at start in one line."""
+    if not settings.tls_enabled:
+        return
+    try:
+        tls_context(settings)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise ConfigError(f"mqtt.tls: cannot load the CA/certificate/key files: {reason_of(e)}") from None
 
 
 def pipeline_settings(cfg: EdgeConfig) -> PipelineSettings:
@@ -99,10 +115,18 @@ class Daemon:
         self.watchdog_s = watchdog_interval_s(environ)
         self.inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=cfg.state.queue_size)
         self.pipeline = Pipeline(load(cfg), pipeline_settings(cfg), cfg.output.topic)
-        self.link = MqttLink(mqtt_settings(cfg, environ), TopicTemplate(cfg.input.topic), self.inbox)
+        settings = mqtt_settings(cfg, environ)
+        check_tls(settings)
+        self.link = MqttLink(settings, TopicTemplate(cfg.input.topic), self.inbox)
         self._stop = False
         self._reload = False
         self._stamp = _FileStamp.of(Path(cfg.model.path))
+        self.state_dir = Path(cfg.state.dir)
+        try:
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"state.dir: cannot create {self.state_dir} ({e.strerror})") from None
+        self._restore_snapshot()
 
     # -- signals --------------------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -120,6 +144,8 @@ class Daemon:
     def run(self) -> int:
         self.link.start()
         self._wait_ready()
+        if self._stop:  # asked to stop before we ever served
+            return self._shutdown()
         p = self.pipeline
         log.info(
             "seqcast-edge serving %s (%s) in %s mode on backend %s; broker %s:%d; input %s -> output %s",
@@ -128,7 +154,10 @@ class Daemon:
         )
         self.notifier.ready()
         self.notifier.status(f"serving {p.model_id} ({p.mode} mode)")
+        self._republish_outbox()
         next_status = next_watchdog = next_watch = time.monotonic()
+        interval = self.cfg.state.snapshot_interval_s
+        next_snapshot = time.monotonic() + interval if interval > 0 else float("inf")
         while not self._stop:
             self._process(self._next_batch(timeout=0.5))
             now = time.monotonic()
@@ -141,6 +170,9 @@ class Daemon:
             if self.cfg.model.watch and now >= next_watch:
                 next_watch = now + WATCH_INTERVAL_S
                 self._check_file()
+            if now >= next_snapshot:
+                next_snapshot = now + interval
+                self.checkpoint()
             if self._reload:
                 self._reload = False
                 self.reload()
@@ -181,12 +213,52 @@ class Daemon:
         self.link.stop_input()
         while batch := self._next_batch(timeout=0.2):
             self._process(batch)
+        deadline = time.monotonic() + DRAIN_ACKS_S
+        while self.link.connected and self.link.pending_forecasts() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.checkpoint()
         self.link.publish_status("offline", self.counters())
         self.link.stop()
         c = self.counters()
         log.info("stopped: %d samples in, %d forecasts out, %d bad payloads, %d streams",
                  c["samples"], c["forecasts"], c["bad_payloads"], c["streams"])
         return 0
+
+    # -- state across restarts ------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Snapshot the stream table and save unacknowledged forecasts (both atomic, mode 0600)."""
+        p = self.pipeline
+        t0 = time.monotonic()
+        try:
+            n = save_snapshot(self.state_dir / SNAPSHOT_FILE, p.table, p.bundle.sha256, p.mode)
+            kept, dropped = save_outbox(self.state_dir / OUTBOX_FILE, self.link.pending_forecasts(),
+                                        self.cfg.state.outbox_max_bytes)
+        except OSError as e:
+            log.error("cannot write state to %s: %s", self.state_dir, e)
+            return
+        self.outbox_dropped += dropped
+        log.debug("checkpoint: %d streams, %d pending forecasts in %.0f ms", n, kept,
+                  1000 * (time.monotonic() - t0))
+
+    def _restore_snapshot(self) -> None:
+        self.outbox_dropped = 0
+        path = self.state_dir / SNAPSHOT_FILE
+        if not path.exists():
+            return
+        p = self.pipeline
+        try:
+            n, age = load_snapshot(path, p.table, p.bundle.sha256, p.mode)
+        except SnapshotError as e:
+            log.warning("snapshot ignored, streams start cold: %s", e)
+            return
+        log.info("restored %d streams from snapshot (%.0f s old)", n, age)
+
+    def _republish_outbox(self) -> None:
+        items = load_outbox(self.state_dir / OUTBOX_FILE)
+        for item in items:
+            self.link.publish_batch([(item.topic, item.payload)], [], item.qos, item.retain)
+        if items:
+            log.info("republished %d forecasts saved by the previous run", len(items))
 
     # -- model swap -----------------------------------------------------------------------------
     def _check_file(self) -> None:
@@ -222,4 +294,5 @@ class Daemon:
         c: dict[str, int | float] = dict(self.pipeline.counters())
         c.update({f"mqtt_{k}": v for k, v in self.link.counters.as_dict().items()})
         c["queue"] = self.inbox.qsize()
+        c["outbox_dropped"] = self.outbox_dropped
         return c

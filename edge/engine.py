@@ -39,13 +39,20 @@ class Scaling:
     target_std: np.ndarray  # (T,)
 
 
-@dataclass(slots=True)
-class _Planned:
-    slot: int
-    stream: str
-    ts: float
-    row: int  # row in the batch's scaled input matrix
-    reset: bool
+class _Wave:
+    """One invoke's worth of planned samples, as parallel lists (at most one per slot)."""
+
+    __slots__ = ("slots", "streams", "ts", "rows", "resets")
+
+    def __init__(self) -> None:
+        self.slots: list[int] = []
+        self.streams: list[str] = []
+        self.ts: list[float] = []
+        self.rows: list[int] = []  # row in the batch's scaled input matrix
+        self.resets: list[int] = []  # slots to restart before this wave's sample
+
+    def __len__(self) -> int:
+        return len(self.slots)
 
 
 class Engine:
@@ -74,11 +81,13 @@ class Engine:
         x = np.asarray([v for _, _, v in items], np.float64)  # (n, F)
         xs = ((x - self.scaling.feature_mean) / self.scaling.feature_std).astype(np.float32)
         out: list[Forecast] = []
-        waves: list[list[_Planned]] = []
+        waves: list[_Wave] = []
         depth: dict[int, int] = {}  # slot -> samples planned for it in this chunk
         table = self.table
+        touch, admit = table.touch, table.admit
+        accept, reset = Verdict.ACCEPT, Verdict.RESET
         for row, (stream, ts, _) in enumerate(items):
-            slot = table.get(stream)
+            slot = touch(stream)  # marks it recently used
             if slot is None:
                 victim = table.lru_victim()
                 if victim is not None and victim in depth:
@@ -86,68 +95,73 @@ class Engine:
                     out += self._execute(waves, xs)
                     waves, depth = [], {}
                 slot = table.lookup(stream)
-            else:
-                table.lookup(stream)  # mark recently used
-            verdict = table.admit(slot, ts)
-            if verdict is Verdict.DUPLICATE or verdict is Verdict.LATE:
+            verdict = admit(slot, ts)
+            if verdict is not accept and verdict is not reset:  # duplicate or late
                 continue
             k = depth.get(slot, 0)
             depth[slot] = k + 1
             if k == len(waves):
-                waves.append([])
-            waves[k].append(_Planned(slot, stream, ts, row, verdict is Verdict.RESET))
+                waves.append(_Wave())
+            w = waves[k]
+            w.slots.append(slot)
+            w.streams.append(stream)
+            w.ts.append(ts)
+            w.rows.append(row)
+            if verdict is reset:
+                w.resets.append(slot)
         out += self._execute(waves, xs)
         return out
 
-    def _execute(self, waves: list[list[_Planned]], xs: np.ndarray) -> list[Forecast]:
+    def _execute(self, waves: list[_Wave], xs: np.ndarray) -> list[Forecast]:
         table = self.table
         out: list[Forecast] = []
         if self.mode == "window":
             # windows are independent: every sample of every wave goes into one invoke
-            flat = [p for wave in waves for p in wave]
-            ready, windows = [], []
-            for p in flat:
-                if p.reset:
-                    table.reset(p.slot)
-                table.push(p.slot, xs[p.row])
+            flat = [(w.slots[i], w.streams[i], w.ts[i], w.rows[i], w.slots[i] in w.resets)
+                    for w in waves for i in range(len(w))]
+            ready_streams, ready_ts, windows = [], [], []
+            for slot, stream, ts, row, was_reset in flat:
+                if was_reset:
+                    table.reset(slot)
+                table.push(slot, xs[row])
                 self.samples_in += 1
-                n = int(table.count[p.slot])
+                n = int(table.count[slot])
                 if n >= self.min_history:
-                    w = table.window(p.slot).copy()  # (L, F)
+                    win = table.window(slot).copy()  # (L, F)
                     if n < table.seq_len:
-                        w[: table.seq_len - n] = self.mask_value
-                    ready.append(p)
-                    windows.append(w)
-            if ready:
+                        win[: table.seq_len - n] = self.mask_value
+                    ready_streams.append(stream)
+                    ready_ts.append(ts)
+                    windows.append(win)
+            if windows:
                 y = self.model.window(np.stack(windows))  # (B, L, F) -> (B, H, T)
                 self.invokes += 1
-                out += self._forecasts(ready, y)
+                out += self._forecasts(ready_streams, ready_ts, y)
             return out
-        for wave in waves:
-            slots = np.fromiter((p.slot for p in wave), np.int64, len(wave))
-            for p in wave:
-                if p.reset:
-                    table.reset(p.slot)
-                table.push(p.slot, xs[p.row])
-            self.samples_in += len(wave)
-            rows = np.fromiter((p.row for p in wave), np.int64, len(wave))
+        for w in waves:
+            for slot in w.resets:
+                table.reset(slot)
+            slots = np.array(w.slots, np.int64)  # (B,)
+            x = xs[w.rows]  # (B, F)
+            table.push_many(slots, x)
+            self.samples_in += len(w)
             states = [s[slots] for s in table.states]  # each (B, U)
-            y, new_states = self.model.step(xs[rows], states)  # -> (B, H, T), [(B, U)]
+            y, new_states = self.model.step(x, states)  # -> (B, H, T), [(B, U)]
             self.invokes += 1
             for s, new in zip(table.states, new_states, strict=True):
                 s[slots] = new
             warm = table.count[slots] >= self.min_history
             if warm.all():
-                out += self._forecasts(wave, y)
+                out += self._forecasts(w.streams, w.ts, y)
             elif warm.any():
-                idx = np.flatnonzero(warm)
-                out += self._forecasts([wave[i] for i in idx], y[idx])
+                idx = np.flatnonzero(warm).tolist()
+                out += self._forecasts([w.streams[i] for i in idx], [w.ts[i] for i in idx], y[idx])
         return out
 
-    def _forecasts(self, planned: list[_Planned], y: np.ndarray) -> list[Forecast]:
+    def _forecasts(self, streams: list[str], ts: list[float], y: np.ndarray) -> list[Forecast]:
         values = y.astype(np.float64) * self.scaling.target_std + self.scaling.target_mean  # (B, H, T)
-        self.forecasts_out += len(planned)
-        return [Forecast(p.stream, p.ts, values[i]) for i, p in enumerate(planned)]
+        self.forecasts_out += len(streams)
+        return list(map(Forecast, streams, ts, values))
 
     def warm_up(self, slot: int, history: np.ndarray) -> None:
         """Rebuild a stream's state by stepping scaled history (n, F) from zero (stream mode)."""

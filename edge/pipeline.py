@@ -7,7 +7,6 @@ between batches. No MQTT, no threads: the daemon feeds it, tests drive it direct
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from edge.bundle import Bundle
 from edge.codec import PayloadDecoder, PayloadError, encode_forecast
 from edge.engine import Engine, Scaling
 from edge.runtime import LoadedModel
+from edge.ratelimit import RateLimitedLog
 from edge.streams import StreamTable
 
 log = logging.getLogger(__name__)
@@ -47,25 +47,6 @@ class PipelineSettings:
     out_of_order: str = "drop"
 
 
-class RateLimitedWarning:
-    """At most one warning per `interval_s` per kind, with the number suppressed in between."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float = 10.0):
-        self.logger, self.interval_s = logger, interval_s
-        self._last: dict[str, float] = {}
-        self._suppressed: Counter[str] = Counter()
-
-    def __call__(self, kind: str, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, -1e18) < self.interval_s:
-            self._suppressed[kind] += 1
-            return
-        n = self._suppressed.pop(kind, 0)
-        self._last[kind] = now
-        suffix = f" ({n} more like this suppressed)" if n else ""
-        self.logger.warning(msg + suffix, *args)
-
-
 def resolve_mode(requested: str, model: LoadedModel) -> str:
     if requested == "auto":
         return "stream" if model.has_step else "window"
@@ -85,7 +66,7 @@ class Pipeline:
         self.extra_fields = 0
         self.messages = 0
         self.encode_errors = 0
-        self._warn = RateLimitedWarning(log)
+        self._warn = RateLimitedLog(log)
         self._install(model, table=None)
 
     def _install(self, model: LoadedModel, table: StreamTable | None) -> None:

@@ -73,8 +73,19 @@ class StreamTable:
     def streams(self) -> list[str]:
         return list(self._lru)
 
+    def items(self) -> list[tuple[str, int]]:
+        """(stream, slot), least recently used first."""
+        return list(self._lru.items())
+
     def get(self, stream: str) -> int | None:
         return self._lru.get(stream)
+
+    def touch(self, stream: str) -> int | None:
+        """The stream's slot, marked most recently used; None for an unknown stream."""
+        slot = self._lru.get(stream)
+        if slot is not None:
+            self._lru.move_to_end(stream)
+        return slot
 
     def lru_victim(self) -> int | None:
         """The slot a new stream would take over, when the table is full."""
@@ -138,6 +149,14 @@ class StreamTable:
         self.buf[slot, p + self.seq_len] = x
         self.pos[slot] = (p + 1) % self.seq_len
         self.count[slot] += 1
+
+    def push_many(self, slots: np.ndarray, x: np.ndarray) -> None:
+        """`push` for distinct slots (B,) at once: x (B, F)."""
+        p = self.pos[slots]  # (B,)
+        self.buf[slots, p] = x
+        self.buf[slots, p + self.seq_len] = x
+        self.pos[slots] = (p + 1) % self.seq_len
+        self.count[slots] += 1
 
     def window(self, slot: int) -> np.ndarray:
         """The last L samples, oldest first: a view (L, F); rows older than `count` are stale."""

@@ -107,15 +107,23 @@ class TFLiteModel:
                 for i in range(0, n, MAX_BUCKET)
             ]
             return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        b = self._bucket(n)
+        b = self._buckets.get(n)  # exact-size hit first: no rounding, no padding
+        if b is None:
+            b = self._bucket(n)
         it = b.interpreter
+        set_tensor, in_index = it.set_tensor, b.in_index
+        pad = n != b.batch
         for name, value in inputs.items():
-            value = np.asarray(value, dtype=np.float32)
-            if n != b.batch:
+            if value.__class__ is not np.ndarray or value.dtype != np.float32:
+                value = np.asarray(value, dtype=np.float32)
+            if pad:
                 padded = np.zeros((b.batch, *value.shape[1:]), dtype=np.float32)
                 padded[:n] = value
                 value = padded
-            it.set_tensor(b.in_index[name], value)
+            set_tensor(in_index[name], value)
         it.invoke()
         # get_tensor copies, so results stay valid after the next invoke.
-        return {name: it.get_tensor(idx)[:n] for name, idx in b.out_index.items()}
+        get_tensor = it.get_tensor
+        if pad:
+            return {name: get_tensor(idx)[:n] for name, idx in b.out_index.items()}
+        return {name: get_tensor(idx) for name, idx in b.out_index.items()}

@@ -33,6 +33,7 @@ class AckGate:
     """
 
     EARLY_TTL_S = 10.0
+    EARLY_MAX = 4096
 
     def __init__(self) -> None:
         self.lock = threading.Lock()  # guards the fields below; never held while calling paho
@@ -44,10 +45,10 @@ class AckGate:
 
     def note_early(self, mid: int) -> None:
         """A PUBACK for a mid we do not know (yet): a racing forecast, or a status message."""
-        now = time.monotonic()
-        self.early[mid] = now
-        if len(self.early) > 1000:
-            self.early = {m: t for m, t in self.early.items() if now - t < self.EARLY_TTL_S}
+        self.early.pop(mid, None)  # re-insert at the end: the dict stays in time order
+        self.early[mid] = time.monotonic()
+        if len(self.early) > self.EARLY_MAX:
+            del self.early[next(iter(self.early))]  # the oldest: O(1)
 
     def take_early(self, mid: int) -> bool:
         t = self.early.pop(mid, None)

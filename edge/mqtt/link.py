@@ -6,6 +6,12 @@ callback reaches paho. Subscribing happens in `on_connect`, so every reconnect r
 refused connection (bad credentials, not authorised) is not "connected": it is logged with the
 broker's reason and paho retries with exponential backoff. The status topic carries a retained
 JSON `{"state": "online"|"offline", ...}`; the last will says `offline` if the process dies.
+
+paho's reconnect loop swallows why a connection attempt failed (`on_connect_fail` gets no
+reason), and a broker that drops us before CONNACK (a TLS 1.3 broker rejecting our certificate,
+a TLS-only port) is not even a failure to it. `_diagnose` finds the reason: the exception paho is
+handling, else one bounded probe that connects and does the TLS handshake the way paho does. It
+lands in `last_error` and in one rate-limited log line per reason; never a password.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import functools
 import json
 import logging
 import queue
+import socket
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
@@ -26,106 +34,17 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.mqtt.delivery import AckGate, Batch, InboundMessage
+from edge.mqtt.diagnose import CERT_ALERT, probe, reason_of
+from edge.mqtt.settings import LinkCounters, MqttSettings
 from edge.mqtt.topics import TopicTemplate
+from edge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 STATUS_STATES = ("online", "offline")
 _PROTOCOLS = {"3.1.1": paho.MQTTv311, "5": paho.MQTTv5}
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    host: str = "localhost"
-    port: int = 1883
-    client_id: str = "seqcast-edge"
-    protocol: str = "3.1.1"  # or "5"
-    keepalive: int = 60
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)  # never printed
-    clean_session: bool = False
-    session_expiry_s: int = 86400  # MQTT 5 only
-    qos_in: int = 1
-    tls_enabled: bool = False
-    tls_ca_file: str | None = None
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    tls_insecure: bool = False
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 60.0
-    status_topic: str = "seqcast/seqcast-edge/status"
-    max_queued_messages: int = 10000  # outgoing QoS>0 messages held while offline; 0 = unlimited
-    max_inflight: int = 1000  # outgoing QoS>0 messages sent but not yet acknowledged
-
-    def __post_init__(self) -> None:
-        plain_status = bool(self.status_topic) and not set("+#\x00") & set(self.status_topic)
-        checks = [
-            ("protocol", self.protocol in _PROTOCOLS, 'must be "3.1.1" or "5"'),
-            ("port", 1 <= self.port <= 65535, "must be 1..65535"),
-            ("qos_in", self.qos_in in (0, 1, 2), "must be 0, 1 or 2"),
-            ("keepalive", self.keepalive >= 1, "must be >= 1"),
-            ("session_expiry_s", 0 <= self.session_expiry_s <= 2**32 - 1, "must be 0..2**32-1"),
-            ("reconnect_min_s", self.reconnect_min_s > 0, "must be > 0"),
-            ("reconnect_max_s", self.reconnect_max_s >= self.reconnect_min_s, ">= reconnect_min_s"),
-            ("max_queued_messages", self.max_queued_messages >= 0, "must be >= 0"),
-            ("status_topic", plain_status, "must be a topic without '+', '#' or NUL"),
-        ]
-        for key, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"mqtt.{key}: {rule}, got {getattr(self, key)!r}")
-        if self.password is not None and self.username is None:
-            raise ValueError("mqtt.password: needs mqtt.username")
-
-
-@dataclass
-class LinkCounters:
-    """Monotonic counters, bumped from paho's thread and read from others."""
-
-    received: int = 0  # every message the broker delivered on the input subscription
-    dropped_queue_full: int = 0  # received, but the inbox was full
-    unknown_topic: int = 0  # received on a topic the template does not match
-    connects: int = 0  # accepted connections (CONNACK success)
-    connect_failures: int = 0  # refused by the broker, or broker unreachable
-    disconnects: int = 0  # established connections that were lost or closed
-    published: int = 0  # publish() calls paho accepted (sent, or queued until reconnect)
-    publish_failed: int = 0  # publish() calls that were not queued
-    dropped_stopping: int = 0  # arrived after stop_input(); QoS 1 ones are left unacknowledged
-    callback_errors: int = 0  # unexpected exceptions caught inside paho callbacks
-    acked: int = 0  # inputs acknowledged after their forecasts were safe at the broker
-    outbox_overflow: int = 0  # forecasts paho could not queue (its queue was full): lost, counted
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def inc(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + n)
-
-    def as_dict(self) -> dict[str, int]:
-        with self._lock:
-            return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "_lock"}
-
-
-class _RateLimitedLog:
-    """At most one record per `kind` every `interval_s`; the next one says how many were skipped."""
-
-    def __init__(self, logger: logging.Logger, interval_s: float = 10.0) -> None:
-        self._logger = logger
-        self._interval = interval_s
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, kind: str, msg: str, *args: object, level: int = logging.WARNING) -> None:
-        now = time.monotonic()
-        with self._lock:
-            last = self._last.get(kind)
-            if last is not None and now - last < self._interval:
-                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-                return
-            self._last[kind] = now
-            skipped = self._suppressed.pop(kind, 0)
-        if skipped:
-            msg, args = msg + " (%d similar messages suppressed)", (*args, skipped)
-        self._logger.log(level, msg, *args)
+_AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
+_RETRYING = " (retrying with backoff)"
 
 
 def _paho_log(client: Any, userdata: Any, level: int, buf: str) -> None:
@@ -174,8 +93,10 @@ class MqttLink:
         self._stopping = False
         self._input_stopped = False
         self._offline_info: paho.MQTTMessageInfo | None = None
+        self._refused = False  # this attempt's CONNACK refusal is already reported
         self._gate = AckGate()
-        self._ratelog = _RateLimitedLog(log)
+        self._track_acks = True
+        self._ratelog = RateLimitedLog(log)
         self._client = self._make_client(client_factory or paho.Client)
 
     def _make_client(self, factory: Callable[..., paho.Client]) -> paho.Client:
@@ -257,13 +178,18 @@ class MqttLink:
         return False
 
     def publish_batch(
-        self, forecasts: list[tuple[str, bytes]], inputs: list[InboundMessage], qos: int, retain: bool
+        self,
+        forecasts: list[tuple[str, bytes]],
+        inputs: list[InboundMessage],
+        qos: int,
+        retain: bool,
     ) -> None:
         """Publish a batch's forecasts; its inputs are acknowledged once the broker has them all.
 
         paho is never called with our lock held: its network thread holds its own locks while it
         reports PUBACKs, and taking ours then could deadlock.
         """
+        self._track_acks = qos > 0
         sent: list[tuple[int, str, bytes]] = []
         for topic, payload in forecasts:
             try:
@@ -315,7 +241,8 @@ class MqttLink:
             gate.pending.pop(mid, None)
             batch = gate.by_mid.pop(mid, None)
             if batch is None:
-                gate.note_early(mid)
+                if self._track_acks:  # QoS 0 forecasts are never registered: nothing to race
+                    gate.note_early(mid)
                 return
             batch.outstanding.discard(mid)
         self._release()
@@ -375,12 +302,15 @@ class MqttLink:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         s = self.settings
         if reason.is_failure:
-            self._connected = False
+            self._connected, self._refused = False, True
             self.counters.inc("connect_failures")
             self.last_error = f"connection refused: {reason}"
-            msg = "MQTT broker %s:%d refused the connection: %s (retrying with backoff)"
-            self._ratelog("connect-refused", msg, s.host, s.port, reason, level=logging.ERROR)
+            auth = str(reason) in _AUTH_REFUSALS
+            hint = "check mqtt.username and mqtt.password_file; " if auth else ""
+            msg = "MQTT broker %s:%d refused the connection: %s (%sretrying with backoff)"
+            self._ratelog("connect-refused", msg, s.host, s.port, reason, hint, level=logging.ERROR)
             return
+        self._refused = False
         self._connected = True
         self.last_error = None
         self.counters.inc("connects")
@@ -396,10 +326,52 @@ class MqttLink:
 
     @_guarded
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        s = self.settings
+        # paho calls this from inside its `except OSError:`, so the error it swallowed is at hand
+        exc = sys.exc_info()[1]
+        self._refused = False
         self.counters.inc("connect_failures")
-        self.last_error = f"cannot connect to {s.host}:{s.port}"
-        self._ratelog("connect-fail", "cannot reach MQTT broker %s:%d (retrying)", s.host, s.port)
+        if not self._stopping:
+            self._report(*self._diagnose(exc if isinstance(exc, OSError) else None))
+
+    def _diagnose(self, exc: OSError | None) -> tuple[str, str]:
+        """`(kind, reason)` of a failed connection attempt; kind is "tcp" or "tls".
+
+        A TLS error paho hit is the answer. Otherwise, with TLS on, one probe tells a TCP failure
+        from a TLS one (a plain-text broker resets the handshake, which paho reports as a reset).
+        """
+        s = self.settings
+        if isinstance(exc, ssl.SSLError):
+            return "tls", reason_of(exc)
+        unambiguous = isinstance(exc, socket.gaierror | ConnectionRefusedError)  # no probe: DNS
+        if unambiguous or (exc is not None and not s.tls_enabled):
+            return "tcp", reason_of(exc)
+        found = probe(s)
+        if found is not None:
+            return found
+        return "tcp", reason_of(exc) if exc is not None else "failed (a test connection worked)"
+
+    def _report(self, kind: str, reason: str) -> None:
+        s = self.settings
+        if kind == "tls":
+            if CERT_ALERT.search(reason):
+                reason = f"the broker rejected the client certificate: {reason}"
+            text, level = f"TLS handshake with {s.host}:{s.port} failed: {reason}", logging.ERROR
+        elif kind == "closed":
+            text, level = f"MQTT broker {s.host}:{s.port} {reason}", logging.ERROR
+        else:
+            text, level = f"cannot reach MQTT broker {s.host}:{s.port}: {reason}", logging.WARNING
+        self.last_error = text
+        self._ratelog(f"connect-{kind}:{reason}", "%s", text + _RETRYING, level=level)
+
+    def _closed_before_connack(self, reason: Any) -> None:
+        """The broker (or TLS) dropped an attempt that never got a CONNACK; say why if we can."""
+        self.counters.inc("connect_failures")
+        found = probe(self.settings) if self.settings.tls_enabled else None
+        if found is not None:
+            self._report(*found)
+            return
+        why = f"closed the connection before CONNACK ({reason})"
+        self._report("closed", why if self.settings.tls_enabled else why + "; a TLS-only port?")
 
     @_guarded
     def _on_disconnect(
@@ -408,6 +380,9 @@ class MqttLink:
         was_connected, self._connected = self._connected, False
         self._subscribed.clear()
         if not was_connected:
+            refused, self._refused = self._refused, False
+            if not refused and not self._stopping:
+                self._closed_before_connack(reason)
             return
         self.counters.inc("disconnects")
         if not self._stopping:
@@ -448,8 +423,15 @@ class MqttLink:
             return
         try:
             self._inbox.put_nowait(
-                InboundMessage(stream, topic, bytes(message.payload), received_at,
-                               message.mid, message.qos, bool(message.dup))
+                InboundMessage(
+                    stream,
+                    topic,
+                    bytes(message.payload),
+                    received_at,
+                    message.mid,
+                    message.qos,
+                    bool(message.dup),
+                )
             )
         except queue.Full:
             self.counters.inc("dropped_queue_full")

@@ -1,0 +1,66 @@
+"""Why a connection attempt failed: paho's reconnect loop does not say, so we find out.
+
+A TLS error paho hit is the answer; otherwise one bounded probe connects (and handshakes, with
+TLS) the way paho does. Nothing here sends MQTT, and nothing ever formats a password.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+import time
+
+from edge.mqtt.settings import MqttSettings
+
+PROBE_TIMEOUT_S = 2.0  # the whole diagnostic connection, on paho's thread
+ALERT_WAIT_S = 0.5  # after a handshake: TLS 1.3 brokers send a certificate rejection late
+# TLS alerts a broker sends when it does not accept our client certificate
+CERT_ALERT = re.compile(r"alert (unknown ca|bad certificate|unsupported certificate|certificate \w+)")
+
+
+def reason_of(exc: BaseException) -> str:
+    """An OSError in one line, without ssl's `[SSL: CODE]` tag and `_ssl.c:N` source location."""
+    text = re.sub(r"^\[SSL(: \w+)?\] |^_ssl\.c:\d+: | \(_ssl\.c:\d+\)$", "", str(exc))
+    return text or type(exc).__name__
+
+
+def tls_context(s: MqttSettings) -> ssl.SSLContext:
+    """The context paho's `tls_set` + `tls_insecure_set` build from the same settings."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, hostname checked
+    if s.tls_cert_file:
+        ctx.load_cert_chain(s.tls_cert_file, s.tls_key_file)
+    if s.tls_ca_file:
+        ctx.load_verify_locations(s.tls_ca_file)
+    else:
+        ctx.load_default_certs()
+    if s.tls_insecure:  # like paho: the certificate is still verified, its host name is not
+        ctx.check_hostname = False
+    return ctx
+
+
+def probe(s: MqttSettings, timeout: float = PROBE_TIMEOUT_S) -> tuple[str, str] | None:
+    """Connect (and handshake, with TLS) as paho does: `("tcp"|"tls", reason)` for the step that
+    failed, None when all went well. Bounded by `timeout`; sends nothing."""
+    deadline = time.monotonic() + timeout
+    try:
+        sock = socket.create_connection((s.host, s.port), timeout=timeout)
+    except OSError as exc:
+        return "tcp", reason_of(exc)
+    with sock:
+        if not s.tls_enabled:
+            return None
+        try:
+            sock.settimeout(max(0.05, deadline - time.monotonic()))
+            tls = tls_context(s).wrap_socket(sock, server_hostname=s.host)  # handshakes
+        except OSError as exc:  # ssl.SSLError included
+            return "tls", reason_of(exc)
+        with tls:
+            tls.settimeout(max(0.05, min(ALERT_WAIT_S, deadline - time.monotonic())))
+            try:
+                closed = tls.recv(1) == b""
+            except TimeoutError:  # the broker waits for our CONNECT: TLS is fine
+                return None
+            except OSError as exc:
+                return "tls", reason_of(exc)
+    return ("tls", "the broker closed the connection after the handshake") if closed else None

@@ -1,0 +1,110 @@
+"""Persistent-session paho clients for fault-injection tests (they survive broker restarts)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+def _client(client_id: str) -> paho.Client:
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    c.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
+    c.max_inflight_messages_set(100)
+    c.max_queued_messages_set(0)
+    return c
+
+
+class Collector:
+    """Subscribes with QoS 1 in a persistent session; records (arrival time, topic, payload)."""
+
+    def __init__(self, host: str, port: int, topics: list[str], client_id: str | None = None):
+        self.messages: list[tuple[float, str, bytes]] = []
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        self.client = _client(client_id or f"collector-{uuid.uuid4().hex[:8]}")
+
+        def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+            if not rc.is_failure:
+                c.subscribe([(t, 1) for t in topics])
+
+        def on_message(c: Any, u: Any, msg: paho.MQTTMessage) -> None:
+            with self.lock:
+                self.messages.append((time.monotonic(), msg.topic, bytes(msg.payload)))
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_message = on_message
+        self.client.connect(host, port)
+        self.client.loop_start()
+        assert self.subscribed.wait(10), "collector could not subscribe"
+
+    def forecasts(self) -> list[dict]:
+        with self.lock:
+            return [json.loads(p) for _, t, p in self.messages if "/forecasts/" in t]
+
+    def wait_for(self, predicate: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return predicate()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Sender:
+    """Publishes QoS 1 in a persistent session; `accepted` holds what the broker acknowledged."""
+
+    def __init__(self, host: str, port: int):
+        self.client = _client(f"sender-{uuid.uuid4().hex[:8]}")
+        self.connected = threading.Event()
+        self.lock = threading.Lock()
+        self.by_mid: dict[int, Any] = {}
+        self.early: set[int] = set()  # PUBACKs that overtook the bookkeeping in send()
+        self.accepted: list[Any] = []
+
+        def on_publish(c: Any, u: Any, mid: int, rc: Any, p: Any) -> None:
+            with self.lock:
+                key = self.by_mid.pop(mid, None)
+                if key is None:
+                    self.early.add(mid)
+                else:
+                    self.accepted.append(key)
+
+        self.client.on_connect = lambda c, u, f, rc, p: self.connected.set()
+        self.client.on_publish = on_publish
+        self.client.connect(host, port)
+        self.client.loop_start()
+        assert self.connected.wait(10)
+
+    def send(self, topic: str, payload: bytes, key: Any) -> None:
+        # never hold our lock while calling paho: its thread holds its own when it calls on_publish
+        info = self.client.publish(topic, payload, qos=1)
+        with self.lock:
+            if info.mid in self.early:
+                self.early.discard(info.mid)
+                self.accepted.append(key)
+            else:
+                self.by_mid[info.mid] = key
+
+    def wait_all_accepted(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.accepted) >= n:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
