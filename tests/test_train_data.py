@@ -115,3 +115,21 @@ def test_scaler_is_fitted_on_train_only():
     parts = D.split(s, (0.7, 0.15, 0.15), 20)
     sc = D.FittedScaler.fit(parts.train)
     assert sc.feature_mean[0] == pytest.approx(df["load"][:700].mean())
+
+
+def test_config_file_sets_options_and_flags_win(tmp_path):
+    from train.cli import build_parser, options_from
+
+    cfg = tmp_path / "train.toml"
+    cfg.write_text('data = "x.csv"\nfeatures = ["a", "b"]\nseq-len = 24\nunits = [32, 16]\nquantize = "dynamic"\n')
+    o = options_from(build_parser().parse_args(["fit", "--config", str(cfg), "--seq-len", "12"]))
+    assert o.data == "x.csv" and o.features == ["a", "b"] and o.units == (32, 16)
+    assert o.quantize == "dynamic" and o.seq_len == 12  # the flag overrides the file
+
+
+def test_config_file_unknown_key_is_one_line(tmp_path, capsys):
+    cfg = tmp_path / "train.toml"
+    cfg.write_text("seq_len = 24\nsequence = 3\n")
+    assert main(["fit", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"seqcast-train: error: --config {cfg}: unknown key 'sequence'"
