@@ -9,18 +9,16 @@ is the one function that touches a secret.
 
 from __future__ import annotations
 
-import difflib
-import json
-import math
 import os
 import re
 import stat
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from types import NoneType, UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_type_hints
+
+from edge.validation import build, rule_text, show
 
 MAX_PASSWORD_BYTES = 65536
 
@@ -244,115 +242,13 @@ class EdgeConfig(_Section):
         inp = self.input.topic
         for key, topic in ("output.topic", self.output.topic), ("status.topic", self.status_topic):
             if _topics_overlap(topic, inp):
-                yield key, f"must not overlap input.topic {_show(inp)}, got {_show(topic)}"
-
-
-# -- the generic validator -----------------------------------------------------------------------
-
-_TOML_TYPE: dict[type, str] = {bool: "boolean", int: "integer", float: "float", str: "string"}
-_TABLE_OR_ARRAY: dict[type, str] = {dict: "a table", list: "an array"}
-
-
-def _show(value: Any) -> str:
-    """A value as it would look in TOML."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | Path):
-        return json.dumps(str(value), ensure_ascii=False)
-    if hasattr(value, "isoformat"):  # TOML dates and times
-        return str(value.isoformat())
-    return _TABLE_OR_ARRAY.get(type(value)) or repr(value)
-
-
-def _typed(value: Any) -> str:
-    kind = _TOML_TYPE.get(type(value)) or ("" if type(value) in _TABLE_OR_ARRAY else "a datetime")
-    return f"{kind} {_show(value)}".strip()
-
-
-def _unwrap(hint: Any) -> Any:
-    if get_origin(hint) in (Union, UnionType):
-        return next(a for a in get_args(hint) if a is not NoneType)
-    return hint
-
-
-def _rule_text(f: Field[Any], hint: Any) -> str:
-    m, hint = f.metadata, _unwrap(hint)
-    if get_origin(hint) is Literal:
-        return "one of " + ", ".join(_show(c) for c in get_args(hint))
-    if "ge" in m and "le" in m:
-        return f"{m['ge']}..{m['le']}"
-    if "gt" in m:
-        return f"> {m['gt']}"
-    if "ge" in m:
-        return f">= {m['ge']}"
-    return ""
-
-
-def _check(f: Field[Any], hint: Any, value: Any) -> tuple[Any, str | None]:
-    """Convert a TOML value to the field's type; return (value, None) or (None, rule broken)."""
-    hint, m = _unwrap(hint), f.metadata
-    if get_origin(hint) is Literal:
-        ok = isinstance(value, str) and value in get_args(hint)
-        return (value, None) if ok else (None, f"must be {_rule_text(f, hint)}, got {_show(value)}")
-    wanted = {bool: "a boolean", int: "an integer", float: "a number"}.get(hint, "a string")
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, str if hint is Path else hint) or (
-        hint is int and isinstance(value, bool)
-    ):
-        return None, f"must be {wanted}, got {_typed(value)}"
-    if isinstance(value, str):
-        if not value or "\x00" in value:
-            return None, f"must be a non-empty string without NUL, got {_show(value)}"
-        if "check" in m and (broken := m["check"](value)):
-            return None, f"{broken}, got {_show(value)}"
-        return (Path(value) if hint is Path else value), None
-    if isinstance(value, bool):
-        return value, None
-    too_low = ("ge" in m and not value >= m["ge"]) or ("gt" in m and not value > m["gt"])
-    if too_low or ("le" in m and not value <= m["le"]) or math.isnan(value):
-        return None, f"must be {_rule_text(f, hint)}, got {_show(value)}"
-    return value, None
-
-
-def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
-    """Build dataclass `cls` from TOML table `raw`, appending 'key: problem' lines to `errors`."""
-    if not isinstance(raw, dict):
-        errors.append(f"{prefix}: must be a table, got {_typed(raw)}")
-        return None
-    raw = {**getattr(cls, "_implied", lambda _: {})(raw), **raw}
-    hints = get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    dotted = (prefix + ".") if prefix else ""
-    for key in raw:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
-            errors.append(f"{dotted}{key}: unknown key{hint}")
-    before = len(errors)
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        key, hint = dotted + f.name, hints[f.name]
-        if is_dataclass(hint):
-            kwargs[f.name] = _build(hint, raw.get(f.name, {}), key, errors)  # type: ignore[arg-type]
-        elif f.name in raw:
-            value, broken = _check(f, hint, raw[f.name])
-            if broken:
-                errors.append(f"{key}: {broken}")
-            kwargs[f.name] = value
-        elif f.default is MISSING and f.default_factory is MISSING:
-            errors.append(f"{key}: missing required key")
-    if len(errors) > before:
-        return None
-    obj = cls(**kwargs)
-    errors.extend(f"{dotted}{key}: {msg}" for key, msg in obj._rules())
-    return obj
+                yield key, f"must not overlap input.topic {show(inp)}, got {show(topic)}"
 
 
 def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EdgeConfig:
     """Validate parsed TOML; raise `ConfigError` listing every problem as 'source: key: rule'."""
     errors: list[str] = []
-    cfg = _build(EdgeConfig, dict(data), "", errors)
+    cfg = build(EdgeConfig, dict(data), "", errors)
     if errors or cfg is None:
         raise ConfigError([f"{source}: {e}" for e in errors])
     return cfg
@@ -421,14 +317,14 @@ def _dump_section(cls: type, prefix: str, out: list[str]) -> None:
         if is_dataclass(hint):
             nested.append((hint, f"{prefix}.{f.name}"))
             continue
-        rule = _rule_text(f, hint)
+        rule = rule_text(f, hint)
         out.append(f"# {f.metadata['help']}" + (f" ({rule})" if rule else ""))
         if f.default is None:
-            out.append(f"# {f.name} = {_show(f.metadata['example'])}")
+            out.append(f"# {f.name} = {show(f.metadata['example'])}")
         elif f.default is MISSING:
-            out.append(f"{f.name} = {_show(f.metadata['example'])}  # required")
+            out.append(f"{f.name} = {show(f.metadata['example'])}  # required")
         else:
-            out.append(f"{f.name} = {_show(f.default)}")
+            out.append(f"{f.name} = {show(f.default)}")
     for sub, name in nested:
         _dump_section(sub, name, out)  # type: ignore[arg-type]
 

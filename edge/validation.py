@@ -1,0 +1,115 @@
+"""A small generic validator: TOML tables -> frozen dataclasses, one error line per problem.
+
+Each dataclass field carries its rules in `field(metadata=...)` (`ge`, `gt`, `le`, `check`) and
+its type in the hint (`int`, `float`, `bool`, `str`, `Path`, `Literal[...]`, nested dataclasses);
+a class may add cross-field rules with `_rules()` and implied defaults with `_implied(raw)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from dataclasses import MISSING, Field, fields, is_dataclass
+from pathlib import Path
+from types import NoneType, UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+TOML_TYPE: dict[type, str] = {bool: "boolean", int: "integer", float: "float", str: "string"}
+TABLE_OR_ARRAY: dict[type, str] = {dict: "a table", list: "an array"}
+
+
+def show(value: Any) -> str:
+    """A value as it would look in TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return json.dumps(str(value), ensure_ascii=False)
+    if hasattr(value, "isoformat"):  # TOML dates and times
+        return str(value.isoformat())
+    return TABLE_OR_ARRAY.get(type(value)) or repr(value)
+
+
+def typed(value: Any) -> str:
+    kind = TOML_TYPE.get(type(value)) or ("" if type(value) in TABLE_OR_ARRAY else "a datetime")
+    return f"{kind} {show(value)}".strip()
+
+
+def unwrap(hint: Any) -> Any:
+    if get_origin(hint) in (Union, UnionType):
+        return next(a for a in get_args(hint) if a is not NoneType)
+    return hint
+
+
+def rule_text(f: Field[Any], hint: Any) -> str:
+    m, hint = f.metadata, unwrap(hint)
+    if get_origin(hint) is Literal:
+        return "one of " + ", ".join(show(c) for c in get_args(hint))
+    if "ge" in m and "le" in m:
+        return f"{m['ge']}..{m['le']}"
+    if "gt" in m:
+        return f"> {m['gt']}"
+    if "ge" in m:
+        return f">= {m['ge']}"
+    return ""
+
+
+def check(f: Field[Any], hint: Any, value: Any) -> tuple[Any, str | None]:
+    """Convert a TOML value to the field's type; return (value, None) or (None, rule broken)."""
+    hint, m = unwrap(hint), f.metadata
+    if get_origin(hint) is Literal:
+        ok = isinstance(value, str) and value in get_args(hint)
+        return (value, None) if ok else (None, f"must be {rule_text(f, hint)}, got {show(value)}")
+    wanted = {bool: "a boolean", int: "an integer", float: "a number"}.get(hint, "a string")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, str if hint is Path else hint) or (
+        hint is int and isinstance(value, bool)
+    ):
+        return None, f"must be {wanted}, got {typed(value)}"
+    if isinstance(value, str):
+        if not value or "\x00" in value:
+            return None, f"must be a non-empty string without NUL, got {show(value)}"
+        if "check" in m and (broken := m["check"](value)):
+            return None, f"{broken}, got {show(value)}"
+        return (Path(value) if hint is Path else value), None
+    if isinstance(value, bool):
+        return value, None
+    too_low = ("ge" in m and not value >= m["ge"]) or ("gt" in m and not value > m["gt"])
+    if too_low or ("le" in m and not value <= m["le"]) or math.isnan(value):
+        return None, f"must be {rule_text(f, hint)}, got {show(value)}"
+    return value, None
+
+
+def build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
+    """Build dataclass `cls` from TOML table `raw`, appending 'key: problem' lines to `errors`."""
+    if not isinstance(raw, dict):
+        errors.append(f"{prefix}: must be a table, got {typed(raw)}")
+        return None
+    raw = {**getattr(cls, "_implied", lambda _: {})(raw), **raw}
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    dotted = (prefix + ".") if prefix else ""
+    for key in raw:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            errors.append(f"{dotted}{key}: unknown key{hint}")
+    before = len(errors)
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        key, hint = dotted + f.name, hints[f.name]
+        if is_dataclass(hint):
+            kwargs[f.name] = build(hint, raw.get(f.name, {}), key, errors)  # type: ignore[arg-type]
+        elif f.name in raw:
+            value, broken = check(f, hint, raw[f.name])
+            if broken:
+                errors.append(f"{key}: {broken}")
+            kwargs[f.name] = value
+        elif f.default is MISSING and f.default_factory is MISSING:
+            errors.append(f"{key}: missing required key")
+    if len(errors) > before:
+        return None
+    obj = cls(**kwargs)
+    errors.extend(f"{dotted}{key}: {msg}" for key, msg in obj._rules())
+    return obj
