@@ -3,13 +3,13 @@
 from edge.backends import NoBackendError
 from edge.backends.base import ModelLoadError
 from edge.bundle import BundleError
+from edge.config import ConfigError
 from edge.runtime import SelfTestError
 
-USER_ERRORS: tuple[type[Exception], ...] = (BundleError, NoBackendError, ModelLoadError, SelfTestError)
-
-try:  # the config module is optional until the daemon is wired in
-    from edge.config import ConfigError
-
-    USER_ERRORS += (ConfigError,)
-except ImportError:  # pragma: no cover
-    pass
+USER_ERRORS: tuple[type[Exception], ...] = (
+    BundleError,
+    ConfigError,
+    NoBackendError,
+    ModelLoadError,
+    SelfTestError,
+)
