@@ -6,26 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.daemon_harness import BLOCKED_TF_ENTRY
 from tests.synth import write_csv
 from train.fit import FitOptions, fit
 
 pytestmark = [pytest.mark.tflite]
 
-# Runs a module with tensorflow/keras made unimportable, then proves they were never loaded.
-BLOCKER = """
-import sys, runpy
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'train'):
-            raise ImportError(f'blocked on the device: {name}')
-sys.meta_path.insert(0, Block())
-sys.argv = ['seqcast-edge'] + sys.argv[1:]
-try:
-    runpy.run_module('edge.cli', run_name='__main__')
-finally:
-    leaked = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]
-    assert not leaked, leaked
-"""
+BLOCKER = BLOCKED_TF_ENTRY
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +43,7 @@ def test_inspect_json_without_tensorflow(bundle):
 
 
 def test_the_blocker_really_blocks():
+    assert "runpy.run_module('edge.cli', run_name='__main__')" in BLOCKER
     proc = subprocess.run([sys.executable, "-c", BLOCKER.replace("runpy.run_module('edge.cli', run_name='__main__')", "import tensorflow")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "blocked on the device" in proc.stderr
