@@ -27,8 +27,12 @@ LOAD_CORE = 1  # publishers, subscribers, mosquitto and the orchestrator run her
 # -- pinning -----------------------------------------------------------------------------------
 
 
+_CORES = sorted(os.sched_getaffinity(0))  # before `pin_self` narrows this process to one core
+
+
 def cores() -> list[int]:
-    return sorted(os.sched_getaffinity(0))
+    """The cores this machine lets us use (as found at start, whatever pinning happened since)."""
+    return list(_CORES)
 
 
 def core(want: int) -> int | None:

@@ -29,11 +29,13 @@ TS0 = 1.0e9  # 2001: far enough back that no run reaches the future-timestamp li
 BASE = B.BundleSpec(48, "lstm", "float32")
 
 
-def _start(kind: str, port: int, bundle: Path, work: Path, qos: int, queue: int) -> Running:
+def _start(
+    kind: str, port: int, bundle: Path, work: Path, qos: int, queue: int, root: Path | None = None
+) -> Running:
     if kind == "relay":
         return start_relay(port, work, qos)
     return start_daemon(
-        port, bundle, work, qos_in=qos, qos_out=qos, max_streams=10000, queue_size=queue
+        port, bundle, work, root=root, qos_in=qos, qos_out=qos, max_streams=10000, queue_size=queue
     )
 
 
@@ -57,15 +59,24 @@ def _warm(run: Running, port: int, streams: int, seq_len: int) -> None:
 
 
 def throughput(
-    kind: str, port: int, bundle: Path, work: Path, streams: int, messages: int, qos: int
+    kind: str,
+    port: int,
+    bundle: Path,
+    work: Path,
+    streams: int,
+    messages: int,
+    qos: int,
+    root: Path | None = None,
 ) -> dict[str, Any]:
-    run = _start(kind, port, bundle, work, qos, queue=2_000_000)
+    """One flood; `root`: the daemon's `edge` package comes from there (see bench/ab.py)."""
+    run = _start(kind, port, bundle, work, qos, queue=2_000_000, root=root)
     try:
         _warm(run, port, streams, BASE.seq_len)
         rounds = max(1, messages // streams)
         total = rounds * streams
         before = run.counters() if kind == "daemon" else {}
         counter = Counter(port, expect=total, idle_s=10.0)
+        cpu0 = run.cpu_s()
         spec = {
             "host": "127.0.0.1",
             "port": port,
@@ -78,6 +89,7 @@ def throughput(
         }
         pub = tool("flood", spec, timeout=600)
         got = counter.result(timeout=total / 500 + 60)
+        cpu = run.cpu_s() - cpu0
         after = run.counters() if kind == "daemon" else {}
     finally:
         code = run.stop()
@@ -95,6 +107,7 @@ def throughput(
         "forecasts_per_s": got["count"] / seconds,
         "samples_per_s": samples / seconds,
         "publish_per_s": total / max(1e-9, (pub["end_ns"] - pub["start_ns"]) / 1e9),
+        "cpu_us_per_msg": 1e6 * cpu / max(1, got["count"]),  # robust to a noisy neighbour
         "start_s": run.start_s,
         "exit_code": code,
     }
@@ -115,7 +128,8 @@ def throughput(
         }
     log(
         f"e2e: {kind:6s} {streams:>6} streams qos {qos}: {r['forecasts_per_s']:>8.0f} forecasts/s "
-        f"({got['count']}/{total} in {seconds:.2f} s; publisher {r['publish_per_s']:.0f}/s)"
+        f"({got['count']}/{total} in {seconds:.2f} s; {r['cpu_us_per_msg']:.1f} µs CPU each; "
+        f"publisher {r['publish_per_s']:.0f}/s)"
     )
     return r
 
@@ -129,8 +143,9 @@ def latency(
     rate: float,
     seconds: float,
     qos: int,
+    root: Path | None = None,
 ) -> dict[str, Any]:
-    run = _start(kind, port, bundle, work, qos, queue=10000)
+    run = _start(kind, port, bundle, work, qos, queue=10000, root=root)
     try:
         _warm(run, port, streams, BASE.seq_len)
         spec = {
@@ -162,7 +177,7 @@ def run(quick: bool, cache: Path) -> dict[str, Any]:
     bundle = B.ensure([BASE], cache)[BASE]
     pinned = pin_self(LOAD_CORE)
     stream_counts = (1, 100) if quick else (1, 100, 1000, 10000)
-    repeats, messages = (1, 6_000) if quick else (2, 25_000)
+    repeats, messages = (1, 6_000) if quick else (3, 100_000)  # ~3 s a flood: noise averages out
     rates, lat_s = ((1000.0,), 2.0) if quick else ((100.0, 1000.0, 5000.0), 3.0)
     thr: list[dict[str, Any]] = []
     lat: list[dict[str, Any]] = []
@@ -176,7 +191,8 @@ def run(quick: bool, cache: Path) -> dict[str, Any]:
                     thr.append(throughput(kind, port, bundle, work, n, messages, qos=0))
         if not quick:
             for kind in ("relay", "daemon"):
-                thr.append(throughput(kind, port, bundle, work, 1000, messages // 2, qos=1))
+                # 12,500 as before: a longer QoS 1 flood overflows paho's 10,000-message outbox
+                thr.append(throughput(kind, port, bundle, work, 1000, 12_500, qos=1))
         for rate in rates:
             for kind in ("relay", "daemon"):
                 lat.append(latency(kind, port, bundle, work, 100, rate, lat_s, qos=1))
@@ -206,6 +222,11 @@ def summarize(thr: list[dict[str, Any]]) -> list[dict[str, Any]]:
         d_in = summary([r["samples_per_s"] for r in dae])
         relay = summary(rel)
         ratio = d_out["median"] / relay["median"] if relay["n"] and d_out["n"] else None
+        cpu = {
+            kind: summary([r["cpu_us_per_msg"] for r in thr if "cpu_us_per_msg" in r
+                           and (r["streams"], r["qos"], r["kind"]) == (n, qos, kind)])
+            for kind in ("relay", "daemon")
+        }
         out.append(
             {
                 "streams": n,
@@ -214,6 +235,8 @@ def summarize(thr: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "daemon_forecasts_per_s": d_out,
                 "daemon_samples_per_s": d_in,
                 "daemon_over_relay": ratio,
+                "relay_cpu_us": cpu["relay"],  # CPU time (all threads) per message
+                "daemon_cpu_us": cpu["daemon"],
                 "lost": sum(r["messages"] - r["received"] for r in dae),
             }
         )
@@ -261,6 +284,7 @@ def markdown(doc: dict[str, Any]) -> str:
                 _range(r["daemon_forecasts_per_s"]),
                 f"{r['daemon_samples_per_s']['median']:,.0f}",
                 "-" if r["daemon_over_relay"] is None else f"{100 * r['daemon_over_relay']:.0f}%",
+                f"{_cpu(r, 'relay')} / {_cpu(r, 'daemon')}",
                 r["lost"],
             ]
         )
@@ -290,6 +314,7 @@ def markdown(doc: dict[str, Any]) -> str:
                     "daemon forecasts/s (min–max)",
                     "daemon samples/s",
                     "daemon / relay",
+                    "CPU µs/msg relay / daemon",
                     "lost",
                 ],
                 rows,
@@ -317,6 +342,11 @@ def markdown(doc: dict[str, Any]) -> str:
 
 def _range(s: dict[str, float]) -> str:
     return f"{s['median']:,.0f} ({s['min']:,.0f}–{s['max']:,.0f})"
+
+
+def _cpu(row: dict[str, Any], kind: str) -> str:
+    s = row.get(f"{kind}_cpu_us") or {}
+    return f"{s['median']:.1f}" if s.get("n") else "-"
 
 
 def _ms(v: float | None) -> str:

@@ -28,9 +28,13 @@ BASE = B.BundleSpec(48, "lstm", "float32")
 CHUNK = 1000  # streams per burst: keeps the daemon's transient batch memory small
 
 
-def rss(port: int, bundle: Path, work: Path, streams: int) -> dict[str, Any]:
+def rss(
+    port: int, bundle: Path, work: Path, streams: int, root: Path | None = None
+) -> dict[str, Any]:
+    """`root`: run the `edge` package found there (A/B, see bench/ab.py)."""
     run = start_daemon(
-        port, bundle, work, max_streams=streams, qos_in=0, qos_out=0, status_interval_s=0.2
+        port, bundle, work, root=root, max_streams=streams, qos_in=0, qos_out=0,
+        status_interval_s=0.2,
     )
     pub = RawClient("127.0.0.1", port, f"bench-fp-{streams}")
     pub.sock.settimeout(None)
@@ -65,6 +69,9 @@ def rss(port: int, bundle: Path, work: Path, streams: int) -> dict[str, Any]:
         "idle_rss_mb": idle["VmRSS"] / 1024,
         "rss_mb": mem["VmRSS"] / 1024,
         "hwm_mb": mem["VmHWM"] / 1024,
+        "anon_mb": mem.get("RssAnon", 0) / 1024,  # heap, numpy arrays: ours
+        "file_mb": mem.get("RssFile", 0) / 1024,  # pages of mapped libraries (shared, reclaimable)
+        "idle_anon_mb": idle.get("RssAnon", 0) / 1024,
         "samples": counters.get("samples"),
         "forecasts": counters.get("forecasts"),
         "streams_live": counters.get("streams"),
@@ -179,6 +186,7 @@ def markdown(doc: dict[str, Any]) -> str:
             f"{m['idle_rss_mb']:.1f}",
             f"{m['rss_mb']:.1f}",
             f"{m['hwm_mb']:.1f}",
+            f"{m.get('anon_mb', 0):.1f} / {m.get('file_mb', 0):.1f}",
             f"{m['bytes_per_stream']:,.0f}",
             m["samples"],
         ]
@@ -205,6 +213,7 @@ def markdown(doc: dict[str, Any]) -> str:
                     "idle RSS MB",
                     "RSS MB",
                     "peak (VmHWM) MB",
+                    "anon / file-backed MB",
                     "bytes / stream",
                     "samples taken",
                 ],

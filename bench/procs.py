@@ -75,11 +75,16 @@ class Running:
         ok = self.watcher.wait(lambda s: s.get("counters", {}).get("samples", 0) >= n, timeout)
         return ok is not None
 
+    def cpu_s(self) -> float:
+        """CPU time (user + system, every thread) the process has used so far, in seconds."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def memory_kb(self) -> dict[str, int]:
         out = {}
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             key = line.split(":")[0]
-            if key in ("VmRSS", "VmHWM"):
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 out[key] = int(line.split()[1])
         return out
 
@@ -108,9 +113,12 @@ def start_daemon(
     workdir: Path,
     timeout: float = 90.0,
     entry: list[str] | None = None,
+    root: Path | None = None,
     **cfg: Any,
 ) -> Running:
-    """`seqcast-edge run` (or `python ENTRY... run -c CONF`), pinned, until its status is online."""
+    """`seqcast-edge run` (or `python ENTRY... run -c CONF`), pinned, until its status is online.
+
+    `root`: run the `edge` package found there instead of this checkout's (A/B runs)."""
     client_id = f"bench-{uuid.uuid4().hex[:8]}"
     conf = daemon_config(workdir / f"{client_id}.toml", port, bundle, client_id, **cfg)
     watcher = StatusWatcher("127.0.0.1", port, f"seqcast/{client_id}/status")
@@ -119,8 +127,8 @@ def start_daemon(
         t0 = time.monotonic()
         proc = subprocess.Popen(
             [*taskset(DAEMON_CORE), PY, *(entry or ["-m", "edge.cli"]), "run", "-c", str(conf)],
-            cwd=ROOT,
-            env=ENV,
+            cwd=root or ROOT,
+            env={**ENV, "PYTHONPATH": str(root)} if root else ENV,
             stdout=logf,
             stderr=subprocess.STDOUT,
         )

@@ -23,6 +23,8 @@ from edge.streams import StreamTable
 
 log = logging.getLogger(__name__)
 
+CHUNK_SAMPLES = 4096  # samples per engine call (see Pipeline.handle)
+
 
 class Inbound(Protocol):
     """One received message (the MQTT layer's InboundMessage has this shape)."""
@@ -110,7 +112,12 @@ class Pipeline:
         return self.model.bundle
 
     def handle(self, messages: Sequence[Inbound]) -> list[tuple[str, bytes]]:
-        """One batch: every message decoded, every sample processed, forecasts encoded."""
+        """One batch: every message decoded, every sample processed, forecasts encoded.
+
+        Samples go to the engine in chunks of about CHUNK_SAMPLES (in order, so the result is the
+        same), which bounds the memory a burst of many-sample messages takes in passing.
+        """
+        out: list[tuple[str, bytes]] = []
         items: list[tuple[str, float, tuple[float, ...]]] = []
         for msg in messages:
             self.messages += 1
@@ -125,7 +132,16 @@ class Pipeline:
                 self._warn("extra_fields", "ignoring unknown fields in payload on %s", msg.topic)
             for sample in decoded.samples:
                 items.append((msg.stream, sample.ts, sample.values))
-        out = []
+            if len(items) >= CHUNK_SAMPLES:
+                self._run(items, out)
+                items = []
+        self._run(items, out)
+        return out
+
+    def _run(
+        self, items: list[tuple[str, float, tuple[float, ...]]], out: list[tuple[str, bytes]]
+    ) -> None:
+        """Run `items` (stream, ts, values) through the engine; append forecast messages to out."""
         m = self.manifest
         for f in self.engine.process(items):
             try:
@@ -135,7 +151,6 @@ class Pipeline:
                 self._warn("encode", "forecast for %s not published: %s", f.stream, e)
                 continue
             out.append((self.output_topic.replace("{stream}", f.stream), payload))
-        return out
 
     def swap(self, model: LoadedModel) -> bool:
         """Serve a new (already self-tested) model from the next batch on.

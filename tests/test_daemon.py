@@ -68,8 +68,10 @@ def run_streams(tmp_path, broker, bundle, prefix, mode, extra_lines=None, n=30):
                 for topic, lines in (extra_lines or {}).items():
                     publish_lines(broker, f"{prefix}/{topic}", lines)
             messages = sub.collect(expected_count, timeout=30)
-        status = broker.sub(f"{prefix}/status", 1, timeout=5)
         assert daemon.stop() == 0, daemon.log()
+        # the retained "offline" status carries the final counters, after the inbox was drained
+        status = broker.sub(f"{prefix}/status", 1, timeout=5)
+        assert json.loads(status[0][1])["state"] == "offline"
     finally:
         daemon.kill()
     return data, messages, status, daemon

@@ -54,6 +54,41 @@ class AckGate:
         t = self.early.pop(mid, None)
         return t is not None and time.monotonic() - t < self.EARLY_TTL_S
 
+    def register(
+        self,
+        sent: list[tuple[int, str, bytes]],
+        inputs: list[tuple[int, int]],
+        qos: int,
+        retain: bool,
+    ) -> None:
+        """A batch handed to paho: `sent` (mid, topic, payload) forecasts, `inputs` (mid, qos)."""
+        batch = Batch(set(), inputs)
+        with self.lock:
+            for mid, topic, payload in sent:
+                if not self.take_early(mid):  # its PUBACK has not overtaken us
+                    batch.outstanding.add(mid)
+                    self.by_mid[mid] = batch
+                    self.pending[mid] = (topic, payload, qos, retain)
+            self.batches.append(batch)
+
+    def acked(self, mid: int, early: bool) -> bool:
+        """The broker acknowledged forecast `mid`; True if it was part of a registered batch.
+        `early`: remember an unknown mid, its batch may not be registered yet."""
+        with self.lock:
+            self.pending.pop(mid, None)
+            batch = self.by_mid.pop(mid, None)
+            if batch is None:
+                if early:
+                    self.note_early(mid)
+                return False
+            batch.outstanding.discard(mid)
+            return True
+
+    def pending_list(self) -> list[tuple[str, bytes, int, bool]]:
+        """Forecasts awaiting their PUBACK, oldest first."""
+        with self.lock:
+            return list(self.pending.values())
+
     def ready(self) -> list[tuple[int, int]]:
         """Inputs of the complete batches at the head, in order; call with the lock held."""
         out: list[tuple[int, int]] = []

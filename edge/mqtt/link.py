@@ -1,4 +1,4 @@
-"""The MQTT link: the only module in `edge` that imports paho.
+"""The MQTT link: the daemon's connection (its paho client is built by `fastclient`).
 
 paho's network thread calls our callbacks; they only turn a message into an `InboundMessage` and
 hand it over a bounded queue (`inbox.put_nowait`), counting what they drop. Nothing raised in a
@@ -26,15 +26,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from paho.mqtt.enums import MQTTErrorCode
 
-from edge.mqtt.delivery import AckGate, Batch, InboundMessage
+from edge.mqtt.delivery import AckGate, InboundMessage
 from edge.mqtt.diagnose import CERT_ALERT, probe, reason_of
+from edge.mqtt.fastclient import FastClient, build_client, connect_options
 from edge.mqtt.settings import LinkCounters, MqttSettings
 from edge.mqtt.topics import TopicTemplate
 from edge.ratelimit import RateLimitedLog
@@ -42,16 +42,10 @@ from edge.ratelimit import RateLimitedLog
 log = logging.getLogger(__name__)
 
 STATUS_STATES = ("online", "offline")
-_PROTOCOLS = {"3.1.1": paho.MQTTv311, "5": paho.MQTTv5}
 _AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
 _RETRYING = " (retrying with backoff)"
 
 
-def _paho_log(client: Any, userdata: Any, level: int, buf: str) -> None:
-    _PAHO_LOG.debug("paho: %s", buf)
-
-
-_PAHO_LOG = logging.getLogger(__name__ + ".paho")
 _Callback = TypeVar("_Callback", bound=Callable[..., None])
 
 
@@ -86,6 +80,7 @@ class MqttLink:
         self.last_error: str | None = None  # latest problem; cleared by a successful connect
         self._inbox = inbox
         self._subscription = input_topic.subscription()
+        self._streams: dict[str, str] = {}  # topic -> stream, a cache of input_topic.stream_of
         self._connected = False
         self._subscribed = threading.Event()
         self._sub_mid: int | None = None
@@ -97,34 +92,16 @@ class MqttLink:
         self._gate = AckGate()
         self._track_acks = True
         self._ratelog = RateLimitedLog(log)
-        self._client = self._make_client(client_factory or paho.Client)
+        self._client = self._make_client(client_factory)
 
-    def _make_client(self, factory: Callable[..., paho.Client]) -> paho.Client:
-        s = self.settings
-        kwargs: dict[str, Any] = {"clean_session": s.clean_session} if s.protocol != "5" else {}
-        kwargs.update(client_id=s.client_id, protocol=_PROTOCOLS[s.protocol])
-        kwargs.update(callback_api_version=CallbackAPIVersion.VERSION2, reconnect_on_failure=True)
-        client = factory(**kwargs)
-        client.on_log = _paho_log  # paho's own chatter (one ERROR per retry) stays at DEBUG
-        client.suppress_exceptions = True  # belt and braces: our callbacks catch already
-        client.will_set(s.status_topic, json.dumps({"state": "offline"}), qos=1, retain=True)
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.tls_enabled:
-            client.tls_set(ca_certs=s.tls_ca_file, certfile=s.tls_cert_file, keyfile=s.tls_key_file)
-            if s.tls_insecure:
-                client.tls_insecure_set(True)
-        # paho annotates the delays as int; it only multiplies and compares them
-        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]
-        client.max_queued_messages_set(s.max_queued_messages)
+    def _make_client(self, factory: Callable[..., paho.Client] | None) -> paho.Client:
+        client = build_client(self.settings, factory)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_publish = self._on_publish
-        client.manual_ack_set(True)  # inputs are acknowledged by AckGate, after processing
-        client.max_inflight_messages_set(s.max_inflight)
         return client
 
     # -- public API ---------------------------------------------------------------------------
@@ -143,14 +120,8 @@ class MqttLink:
         if self._started:
             raise RuntimeError("MqttLink.start() called twice")
         s = self.settings
-        kwargs: dict[str, Any] = {}
-        if s.protocol == "5":
-            kwargs["clean_start"] = s.clean_session
-            if not s.clean_session:
-                kwargs["properties"] = props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = s.session_expiry_s
         self._started = True
-        self._client.connect_async(s.host, s.port, keepalive=s.keepalive, **kwargs)
+        self._client.connect_async(s.host, s.port, keepalive=s.keepalive, **connect_options(s))
         self._client.loop_start()
         tls = " with TLS" if s.tls_enabled else ""
         log.info(
@@ -191,37 +162,32 @@ class MqttLink:
         """
         self._track_acks = qos > 0
         sent: list[tuple[int, str, bytes]] = []
-        for topic, payload in forecasts:
-            try:
-                info = self._client.publish(topic, payload, qos=qos, retain=retain)
-            except (ValueError, TypeError) as exc:
-                self.counters.inc("publish_failed")
-                self._ratelog("publish-invalid", "cannot publish to %r: %s", topic, exc)
-                continue
-            if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                self.counters.inc("outbox_overflow")
-                why = paho.error_string(info.rc)
-                self._ratelog("outbox-full", "forecast for %r dropped: %s", topic, why)
-                continue
-            self.counters.inc("published")
-            mid = getattr(info, "mid", None)
-            if qos and mid is not None:
-                sent.append((mid, topic, payload))
-        gate = self._gate
-        batch = Batch(set(), [(m.mid, m.qos) for m in inputs if m.qos])
-        with gate.lock:
-            for mid, topic, payload in sent:
-                if not gate.take_early(mid):  # its PUBACK has not overtaken us
-                    batch.outstanding.add(mid)
-                    gate.by_mid[mid] = batch
-                    gate.pending[mid] = (topic, payload, qos, retain)
-            gate.batches.append(batch)
+        published = 0
+        client = self._client
+        with client.wake_once() if isinstance(client, FastClient) else nullcontext():
+            for topic, payload in forecasts:
+                try:
+                    info = client.publish(topic, payload, qos=qos, retain=retain)
+                except (ValueError, TypeError) as exc:
+                    self.counters.inc("publish_failed")
+                    self._ratelog("publish-invalid", "cannot publish to %r: %s", topic, exc)
+                    continue
+                if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                    self.counters.inc("outbox_overflow")
+                    why = paho.error_string(info.rc)
+                    self._ratelog("outbox-full", "forecast for %r dropped: %s", topic, why)
+                    continue
+                published += 1
+                mid = getattr(info, "mid", None)
+                if qos and mid is not None:
+                    sent.append((mid, topic, payload))
+        self.counters.inc("published", published)  # once per batch: it takes a lock
+        self._gate.register(sent, [(m.mid, m.qos) for m in inputs if m.qos], qos, retain)
         self._release()
 
     def pending_forecasts(self) -> list[tuple[str, bytes, int, bool]]:
         """Forecasts handed to paho that the broker has not acknowledged, oldest first."""
-        with self._gate.lock:
-            return list(self._gate.pending.values())
+        return self._gate.pending_list()
 
     def _release(self) -> None:
         """Acknowledge the inputs of every complete batch at the head, in arrival order."""
@@ -236,16 +202,9 @@ class MqttLink:
 
     @_guarded
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        gate = self._gate
-        with gate.lock:
-            gate.pending.pop(mid, None)
-            batch = gate.by_mid.pop(mid, None)
-            if batch is None:
-                if self._track_acks:  # QoS 0 forecasts are never registered: nothing to race
-                    gate.note_early(mid)
-                return
-            batch.outstanding.discard(mid)
-        self._release()
+        # QoS 0 forecasts are never registered: no race to remember an early PUBACK for
+        if self._gate.acked(mid, early=self._track_acks):
+            self._release()
 
     def publish_status(self, state: str, counters: dict[str, int | float] | None = None) -> None:
         """Retained `{"state", "ts", "counters"}` on the status topic (link counters by default)."""
@@ -406,7 +365,7 @@ class MqttLink:
     @_guarded
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         received_at = time.time()
-        self.counters.inc("received")
+        self.counters.received += 1  # only ever bumped here, on paho's thread: no lock needed
         if self._input_stopped:  # not acknowledged: the broker delivers it again next session
             self.counters.inc("dropped_stopping")
             return
@@ -414,25 +373,21 @@ class MqttLink:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"
-        stream = self.input_topic.stream_of(topic)
+        stream = self._streams.get(topic)
+        if stream is None and (stream := self.input_topic.stream_of(topic)) is not None:
+            if len(self._streams) >= 65536:  # bounded: a cache, not a registry
+                self._streams.clear()
+            self._streams[topic] = stream
         if stream is None:
             self.counters.inc("unknown_topic")
             self._ack_now(client, message)
             tpl = self.input_topic.template
             self._ratelog("unknown-topic", "dropped message on %r: not %s", topic, tpl)
             return
+        m, at = message, received_at
+        inbound = InboundMessage(stream, topic, bytes(m.payload), at, m.mid, m.qos, bool(m.dup))
         try:
-            self._inbox.put_nowait(
-                InboundMessage(
-                    stream,
-                    topic,
-                    bytes(message.payload),
-                    received_at,
-                    message.mid,
-                    message.qos,
-                    bool(message.dup),
-                )
-            )
+            self._inbox.put_nowait(inbound)
         except queue.Full:
             self.counters.inc("dropped_queue_full")
             self._ack_now(client, message)  # counted and let go, or it would block the session

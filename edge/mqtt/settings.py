@@ -53,7 +53,11 @@ class MqttSettings:
 
 @dataclass
 class LinkCounters:
-    """Monotonic counters, bumped from paho's thread and read from others."""
+    """Monotonic counters, bumped from paho's thread and the main thread, read from others.
+
+    `inc` takes a lock. A counter bumped by one thread only may be bumped in place instead
+    (`received`, per message on paho's thread): a reader sees the old value or the new one.
+    """
 
     received: int = 0  # every message the broker delivered on the input subscription
     dropped_queue_full: int = 0  # received, but the inbox was full
