@@ -193,9 +193,10 @@ def run(quick: bool, cache: Path) -> dict[str, Any]:
             for kind in ("relay", "daemon"):
                 # 12,500 as before: a longer QoS 1 flood overflows paho's 10,000-message outbox
                 thr.append(throughput(kind, port, bundle, work, 1000, 12_500, qos=1))
-        for rate in rates:
-            for kind in ("relay", "daemon"):
-                lat.append(latency(kind, port, bundle, work, 100, rate, lat_s, qos=1))
+        for _ in range(repeats):  # interleaved too: one 3 s run's p99 is 30 samples
+            for rate in rates:
+                for kind in ("relay", "daemon"):
+                    lat.append(latency(kind, port, bundle, work, 100, rate, lat_s, qos=1))
     summary_rows = summarize(thr)
     return {
         "name": "e2e",
@@ -288,17 +289,21 @@ def markdown(doc: dict[str, Any]) -> str:
                 r["lost"],
             ]
         )
-    lrows = [
-        [
-            x["kind"],
-            f"{x['rate']:.0f}",
-            x["qos"],
-            f"{x['achieved_rate']:.0f}",
-            f"{x['matched']}/{x['sent']}",
-            *(_ms(x["ms"][k]) for k in ("p50", "p90", "p99", "max")),
-        ]
-        for x in doc["latency"]
-    ]
+    lrows = []
+    for kind, rate, qos in sorted({(x["kind"], x["rate"], x["qos"]) for x in doc["latency"]},
+                                  key=lambda k: (k[1], k[0] != "relay")):
+        runs = [x for x in doc["latency"] if (x["kind"], x["rate"], x["qos"]) == (kind, rate, qos)]
+        p99 = [x["ms"]["p99"] for x in runs if x["ms"]["p99"] is not None]
+        lrows.append([
+            kind,
+            f"{rate:.0f}",
+            qos,
+            f"{statistics.median(x['achieved_rate'] for x in runs):.0f}",
+            f"{sum(x['matched'] for x in runs)}/{sum(x['sent'] for x in runs)}",
+            *(_ms(_median([x["ms"][k] for x in runs])) for k in ("p50", "p90", "p99")),
+            f"{min(p99):.2f}–{max(p99):.2f}" if p99 else "-",
+            _ms(max((x["ms"]["max"] for x in runs if x["ms"]["max"] is not None), default=None)),
+        ])
     return "\n".join(
         [
             f"# End to end through mosquitto (median of {doc['repeats']} interleaved runs; "
@@ -307,33 +312,17 @@ def markdown(doc: dict[str, Any]) -> str:
             "## Throughput (publisher floods; every sample of a warm stream yields one forecast)",
             "",
             md_table(
-                [
-                    "streams",
-                    "QoS in/out",
-                    "relay msgs/s",
-                    "daemon forecasts/s (min–max)",
-                    "daemon samples/s",
-                    "daemon / relay",
-                    "CPU µs/msg relay / daemon",
-                    "lost",
-                ],
+                ["streams", "QoS in/out", "relay msgs/s", "daemon forecasts/s (min–max)",
+                 "daemon samples/s", "daemon / relay", "CPU µs/msg relay / daemon", "lost"],
                 rows,
             ),
             "",
-            "## Latency, sensor publish -> forecast received (ms), 100 streams",
+            f"## Latency, sensor publish -> forecast received (ms), 100 streams (median of "
+            f"{doc['repeats']} runs)",
             "",
             md_table(
-                [
-                    "process",
-                    "rate /s",
-                    "QoS in/out",
-                    "achieved /s",
-                    "matched",
-                    "p50",
-                    "p90",
-                    "p99",
-                    "max",
-                ],
+                ["process", "rate /s", "QoS in/out", "achieved /s", "matched", "p50", "p90", "p99",
+                 "p99 min–max", "max"],
                 lrows,
             ),
         ]
@@ -347,6 +336,11 @@ def _range(s: dict[str, float]) -> str:
 def _cpu(row: dict[str, Any], kind: str) -> str:
     s = row.get(f"{kind}_cpu_us") or {}
     return f"{s['median']:.1f}" if s.get("n") else "-"
+
+
+def _median(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
 
 
 def _ms(v: float | None) -> str:

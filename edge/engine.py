@@ -21,7 +21,7 @@ from edge.streams import StreamTable, Verdict
 
 # Rows per interpreter invoke. The backend keeps one interpreter per power-of-two batch it has
 # seen, each with tensors sized for it, so capping invokes caps that memory (LSTM-64 step model:
-# 1.6 MB for all buckets up to 128, 8.8 MB up to 1,024; window model at seq_len 48: 7 to 11 MB per
+# 2.2 MB for all buckets up to 128, 8.8 MB up to 1,024; window model at seq_len 48: 7 to 11 MB per
 # bucket, 50 MB for 1,024). Cost per row is flat from here on (step: 0.33 µs at 128, 0.31 at
 # 1,024; a window is slower at 1,024 than at 128).
 MAX_INVOKE = 128
