@@ -186,3 +186,10 @@ def test_window_only_architectures(tmp_path, flag):
     assert np.max(np.abs(tfl - r.forecaster.model.predict(xw, verbose=0))) < FLOAT32_TOL
     model, report = load_model(r.bundle)
     assert report.passed and not model.has_step
+
+
+def test_long_seq_len_with_a_short_test_split(tmp_path):
+    """seq_len 100 with a 180-row test split (< 2 x seq_len) still builds its self-test vectors."""
+    r = fit(_opts(tmp_path, data=str(write_csv(tmp_path / "long.csv", n=1200)), seq_len=100, horizon=2, units=(8,), epochs=1))
+    assert len(r.bundle.manifest.selftest["window"]["x"]) >= 2
+    assert load_model(r.bundle)[1].passed

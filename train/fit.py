@@ -127,7 +127,8 @@ def _train(o: FitOptions, arch: Architecture, splits: D.Splits, scaler: D.Fitted
 
 def _selftest_vectors(model: LoadedModel, x_test: np.ndarray, L: int, min_history: int, tol: float):
     """A few inputs with the interpreter's own outputs; the device must reproduce them."""
-    wx = np.stack([x_test[i : i + L] for i in (0, len(x_test) // 2 - L, len(x_test) - L)])
+    starts = sorted({0, (len(x_test) - L) // 2, len(x_test) - L})  # the split holds >= L + H rows
+    wx = np.stack([x_test[i : i + L] for i in starts])
     if min_history < L:  # one left-padded, masked short history
         short = np.full((L, x_test.shape[1]), MASK_VALUE, np.float32)
         short[-min_history:] = x_test[:min_history]
