@@ -127,6 +127,7 @@ class Daemon:
             self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as e:
             raise ConfigError(f"state.dir: cannot create {self.state_dir} ({e.strerror})") from None
+        self.outbox_dropped = 0  # unsent forecasts the outbox file had no room for
         self._restore_snapshot()
 
     # -- signals --------------------------------------------------------------------------------
@@ -246,7 +247,6 @@ class Daemon:
                   1000 * (time.monotonic() - t0))
 
     def _restore_snapshot(self) -> None:
-        self.outbox_dropped = 0
         path = self.state_dir / SNAPSHOT_FILE
         if not path.exists():
             return
