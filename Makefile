@@ -47,9 +47,16 @@ bench: venv broker
 bench-quick: venv broker
 	PATH="/usr/sbin:$$PATH" $(BIN)/python -m bench.run --quick
 
+# ruff over every Python folder; mypy (strict, see pyproject.toml) on the device package. mypy reads
+# `seqcast.*` through a symlinked view, since the package is mapped from the top-level folders.
+SOURCES   := edge train deploy tools tests bench
+TYPECHECK := build/typecheck
 lint: venv
-	$(BIN)/ruff check edge train deploy tests bench
-	$(BIN)/mypy edge
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	@mkdir -p $(TYPECHECK)/seqcast
+	@for d in edge train deploy tools; do ln -sfn ../../../$$d $(TYPECHECK)/seqcast/$$d; done
+	cd $(TYPECHECK) && MYPYPATH=. ../../$(BIN)/mypy --config-file ../../pyproject.toml -p seqcast.edge
 
 clean:
-	rm -rf $(VENV) artifacts .pytest_cache
+	rm -rf $(VENV) artifacts .pytest_cache build dist

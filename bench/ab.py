@@ -28,8 +28,11 @@ from bench.e2e import BASE, throughput
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.ab",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("variants", nargs="+", help="NAME=DIR holding an edge/ package")
     p.add_argument("--streams", type=int, default=1000)
     p.add_argument("--messages", type=int, default=25000)
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-relay", action="store_true")
     p.add_argument("--json", type=Path, help="also write every run here")
     args = p.parse_args(argv)
-    from edge.localbroker import LocalMosquitto
+    from seqcast.tools.localbroker import LocalMosquitto
 
     variants = []
     for v in args.variants:
@@ -60,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             order += variants[k:] + variants[:k]
             for name, root in order:
                 kind = "relay" if root is None else "daemon"
-                r = throughput(kind, port, bundle, work, args.streams, args.messages, args.qos,
-                               root=root)
+                r = throughput(
+                    kind, port, bundle, work, args.streams, args.messages, args.qos, root=root
+                )
                 r["variant"] = name
                 runs.append(r)
                 log(f"ab: round {rnd} {name}: {r['forecasts_per_s']:.0f}/s")
@@ -71,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         xs = [r["forecasts_per_s"] for r in runs if r["variant"] == n]
         cpu = statistics.median(r["cpu_us_per_msg"] for r in runs if r["variant"] == n)
-        print(f"{n:12s} {statistics.median(xs):8.0f} {min(xs):8.0f} {max(xs):8.0f}  {cpu:10.1f}  "
-              + " ".join(f"{x:.0f}" for x in xs))
+        print(
+            f"{n:12s} {statistics.median(xs):8.0f} {min(xs):8.0f} {max(xs):8.0f}  {cpu:10.1f}  "
+            + " ".join(f"{x:.0f}" for x in xs)
+        )
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1, default=str) + "\n")
     return 0

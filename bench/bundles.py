@@ -118,7 +118,7 @@ def ensure(specs: list[BundleSpec], cache: Path, workers: int = 2) -> dict[Bundl
 
 
 def _build(cache: Path, keys: list[str]) -> None:
-    from train.fit import FitOptions, fit
+    from seqcast.train.fit import FitOptions, fit
 
     series = write_series(cache / f"series-{os.getpid()}.csv")
     try:

@@ -128,7 +128,7 @@ def _version(module: str) -> str | None:
 
 
 def _mosquitto_version() -> str | None:
-    from edge.localbroker import mosquitto_path
+    from seqcast.tools.localbroker import mosquitto_path
 
     exe = mosquitto_path()
     if not exe:

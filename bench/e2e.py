@@ -15,15 +15,16 @@ sample's publish to its forecast's arrival, matched by (stream, ts): no change t
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import bundles as B
-from bench.common import LOAD_CORE, log, md_table, pin_self, summary, target
+from bench.common import LOAD_CORE, log, pin_self
+from bench.e2e_report import markdown, plot, summarize, targets_of
 from bench.procs import Counter, Running, start_daemon, start_relay, tool
+
+__all__ = ["markdown", "plot", "run"]
 
 TS0 = 1.0e9  # 2001: far enough back that no run reaches the future-timestamp limit
 BASE = B.BundleSpec(48, "lstm", "float32")
@@ -172,7 +173,7 @@ def latency(
 
 
 def run(quick: bool, cache: Path) -> dict[str, Any]:
-    from edge.localbroker import LocalMosquitto
+    from seqcast.tools.localbroker import LocalMosquitto
 
     bundle = B.ensure([BASE], cache)[BASE]
     pinned = pin_self(LOAD_CORE)
@@ -208,184 +209,3 @@ def run(quick: bool, cache: Path) -> dict[str, Any]:
         "summary": summary_rows,
         "targets": targets_of(summary_rows, lat, quick),
     }
-
-
-def summarize(thr: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for n, qos in sorted({(r["streams"], r["qos"]) for r in thr}):
-        rel = [
-            r["forecasts_per_s"]
-            for r in thr
-            if (r["streams"], r["qos"], r["kind"]) == (n, qos, "relay")
-        ]
-        dae = [r for r in thr if (r["streams"], r["qos"], r["kind"]) == (n, qos, "daemon")]
-        d_out = summary([r["forecasts_per_s"] for r in dae])
-        d_in = summary([r["samples_per_s"] for r in dae])
-        relay = summary(rel)
-        ratio = d_out["median"] / relay["median"] if relay["n"] and d_out["n"] else None
-        cpu = {
-            kind: summary([r["cpu_us_per_msg"] for r in thr if "cpu_us_per_msg" in r
-                           and (r["streams"], r["qos"], r["kind"]) == (n, qos, kind)])
-            for kind in ("relay", "daemon")
-        }
-        out.append(
-            {
-                "streams": n,
-                "qos": qos,
-                "relay_per_s": relay,
-                "daemon_forecasts_per_s": d_out,
-                "daemon_samples_per_s": d_in,
-                "daemon_over_relay": ratio,
-                "relay_cpu_us": cpu["relay"],  # CPU time (all threads) per message
-                "daemon_cpu_us": cpu["daemon"],
-                "lost": sum(r["messages"] - r["received"] for r in dae),
-            }
-        )
-    return out
-
-
-def targets_of(rows: list[dict[str, Any]], lat: list[dict[str, Any]], quick: bool) -> list[dict]:
-    head = next((r for r in rows if r["streams"] == 1000 and r["qos"] == 0), None)
-    head = head or max((r for r in rows if r["qos"] == 0), key=lambda r: r["streams"], default=None)
-    n = head["streams"] if head else 0
-    ratio = head["daemon_over_relay"] if head else None
-    rate = head["daemon_samples_per_s"]["median"] if head else None
-    p99 = [
-        x["ms"]["p99"]
-        for x in lat
-        if x["kind"] == "daemon" and x["rate"] == 1000.0 and x["ms"]["p99"]
-    ]
-    return [
-        target(
-            f"daemon / relay throughput ({n} streams, QoS 0)",
-            None if ratio is None else 100 * ratio,
-            90,
-            ">=",
-            "%",
-        ),
-        target(f"daemon samples/s on one core ({n} streams, QoS 0)", rate, 20000, ">=", "/s"),
-        target(
-            "daemon p99 latency at 1,000 samples/s (QoS 1)",
-            statistics.median(p99) if p99 else None,
-            2,
-            "<",
-            " ms",
-        ),
-    ]
-
-
-def markdown(doc: dict[str, Any]) -> str:
-    rows = []
-    for r in doc["summary"]:
-        rows.append(
-            [
-                r["streams"],
-                r["qos"],
-                f"{r['relay_per_s']['median']:,.0f}",
-                _range(r["daemon_forecasts_per_s"]),
-                f"{r['daemon_samples_per_s']['median']:,.0f}",
-                "-" if r["daemon_over_relay"] is None else f"{100 * r['daemon_over_relay']:.0f}%",
-                f"{_cpu(r, 'relay')} / {_cpu(r, 'daemon')}",
-                r["lost"],
-            ]
-        )
-    lrows = []
-    for kind, rate, qos in sorted({(x["kind"], x["rate"], x["qos"]) for x in doc["latency"]},
-                                  key=lambda k: (k[1], k[0] != "relay")):
-        runs = [x for x in doc["latency"] if (x["kind"], x["rate"], x["qos"]) == (kind, rate, qos)]
-        p99 = [x["ms"]["p99"] for x in runs if x["ms"]["p99"] is not None]
-        lrows.append([
-            kind,
-            f"{rate:.0f}",
-            qos,
-            f"{statistics.median(x['achieved_rate'] for x in runs):.0f}",
-            f"{sum(x['matched'] for x in runs)}/{sum(x['sent'] for x in runs)}",
-            *(_ms(_median([x["ms"][k] for x in runs])) for k in ("p50", "p90", "p99")),
-            f"{min(p99):.2f}–{max(p99):.2f}" if p99 else "-",
-            _ms(max((x["ms"]["max"] for x in runs if x["ms"]["max"] is not None), default=None)),
-        ])
-    return "\n".join(
-        [
-            f"# End to end through mosquitto (median of {doc['repeats']} interleaved runs; "
-            "daemon/relay on core 0, load on core 1)",
-            "",
-            "## Throughput (publisher floods; every sample of a warm stream yields one forecast)",
-            "",
-            md_table(
-                ["streams", "QoS in/out", "relay msgs/s", "daemon forecasts/s (min–max)",
-                 "daemon samples/s", "daemon / relay", "CPU µs/msg relay / daemon", "lost"],
-                rows,
-            ),
-            "",
-            f"## Latency, sensor publish -> forecast received (ms), 100 streams (median of "
-            f"{doc['repeats']} runs)",
-            "",
-            md_table(
-                ["process", "rate /s", "QoS in/out", "achieved /s", "matched", "p50", "p90", "p99",
-                 "p99 min–max", "max"],
-                lrows,
-            ),
-        ]
-    )
-
-
-def _range(s: dict[str, float]) -> str:
-    return f"{s['median']:,.0f} ({s['min']:,.0f}–{s['max']:,.0f})"
-
-
-def _cpu(row: dict[str, Any], kind: str) -> str:
-    s = row.get(f"{kind}_cpu_us") or {}
-    return f"{s['median']:.1f}" if s.get("n") else "-"
-
-
-def _median(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return statistics.median(vals) if vals else None
-
-
-def _ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:.2f}"
-
-
-def plot(doc: dict[str, Any]) -> Callable[[Any], None]:
-    def draw(fig: Any) -> None:
-        a1, a2 = fig.subplots(1, 2)
-        rows = [r for r in doc["summary"] if r["qos"] == 0]
-        xs = range(len(rows))
-        a1.bar(
-            [x - 0.2 for x in xs],
-            [r["relay_per_s"]["median"] for r in rows],
-            0.4,
-            label="relay (floor)",
-        )
-        a1.bar(
-            [x + 0.2 for x in xs],
-            [r["daemon_forecasts_per_s"]["median"] for r in rows],
-            0.4,
-            label="daemon",
-        )
-        a1.axhline(20000, color="gray", ls=":", label="target 20k/s")
-        a1.set_xticks(list(xs), [f"{r['streams']:,}" for r in rows])
-        a1.set(xlabel="streams", ylabel="messages / s", title="throughput, QoS 0, one core")
-        a1.legend(fontsize=7)
-        for kind, color in (("relay", "tab:blue"), ("daemon", "tab:orange")):
-            pts = sorted(
-                (x["rate"], x["ms"]["p50"], x["ms"]["p99"])
-                for x in doc["latency"]
-                if x["kind"] == kind and x["ms"]["p50"] is not None
-            )
-            if pts:
-                r, p50, p99 = zip(*pts, strict=True)
-                a2.plot(r, p50, "o-", color=color, label=f"{kind} p50")
-                a2.plot(r, p99, "s--", color=color, label=f"{kind} p99")
-        a2.axhline(2, color="gray", ls=":", label="target p99 2 ms")
-        a2.set(
-            xscale="log",
-            yscale="log",
-            xlabel="samples / s",
-            ylabel="ms",
-            title="publish -> forecast latency, QoS 1",
-        )
-        a2.legend(fontsize=7)
-
-    return draw

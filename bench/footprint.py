@@ -33,7 +33,13 @@ def rss(
 ) -> dict[str, Any]:
     """`root`: run the `edge` package found there (A/B, see bench/ab.py)."""
     run = start_daemon(
-        port, bundle, work, root=root, max_streams=streams, qos_in=0, qos_out=0,
+        port,
+        bundle,
+        work,
+        root=root,
+        max_streams=streams,
+        qos_in=0,
+        qos_out=0,
         status_interval_s=0.2,
     )
     pub = RawClient("127.0.0.1", port, f"bench-fp-{streams}")
@@ -92,7 +98,6 @@ def backends() -> dict[str, str | None]:
     for key, module in (
         ("litert", "ai_edge_litert"),
         ("tflite_runtime", "tflite_runtime"),
-        ("tensorflow", "tensorflow"),
     ):
         if importlib.util.find_spec(module) is None:
             why = f"{module} is not installed"
@@ -121,7 +126,7 @@ def cold_starts(
 
 
 def run(quick: bool, cache: Path) -> dict[str, Any]:
-    from edge.localbroker import LocalMosquitto
+    from seqcast.tools.localbroker import LocalMosquitto
 
     bundle = B.ensure([BASE], cache)[BASE]
     pinned = pin_self(LOAD_CORE)

@@ -78,8 +78,8 @@ def plan(quick: bool) -> tuple[list[B.BundleSpec], tuple[int, ...]]:
 
 
 def _model_cells(spec: B.BundleSpec, path: Path, batches: tuple[int, ...]) -> list[Cell]:
-    from edge.bundle import read_bundle
-    from edge.runtime import load_model
+    from seqcast.edge.model.bundle import read_bundle
+    from seqcast.edge.model.runtime import load_model
 
     model, _ = load_model(read_bundle(path), "litert", 1)
     rng = np.random.default_rng(0)
@@ -96,16 +96,17 @@ def _model_cells(spec: B.BundleSpec, path: Path, batches: tuple[int, ...]) -> li
 
 def _engine_cells(spec: B.BundleSpec, path: Path, batches: tuple[int, ...]) -> list[Cell]:
     """Engine and whole-pipeline cells: B streams, one new sample each per call, kept warm."""
-    from edge.bundle import read_bundle
-    from edge.pipeline import Pipeline, PipelineSettings
-    from edge.runtime import load_model
+    from seqcast.edge.config import StreamsConfig
+    from seqcast.edge.model.bundle import read_bundle
+    from seqcast.edge.model.runtime import load_model
+    from seqcast.edge.path.pipeline import Pipeline
 
     model, _ = load_model(read_bundle(path), "litert", 1)
     cells = []
     rows = B.synthetic_rows(512)
     for mode in ("stream", "window"):
         for b in batches:
-            pipe = Pipeline(model, PipelineSettings(mode=mode, max_streams=b), "forecasts/{stream}")
+            pipe = Pipeline(model, mode=mode, streams=StreamsConfig(max_streams=b))
             names = [f"meter-{i}" for i in range(b)]
             clock = {"t": 0}
 

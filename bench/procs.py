@@ -126,7 +126,14 @@ def start_daemon(
     with log_path.open("wb") as logf:
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            [*taskset(DAEMON_CORE), PY, *(entry or ["-m", "edge.cli"]), "run", "-c", str(conf)],
+            [
+                *taskset(DAEMON_CORE),
+                PY,
+                *(entry or ["-m", "seqcast.edge.cli"]),
+                "run",
+                "-c",
+                str(conf),
+            ],
             cwd=root or ROOT,
             env={**ENV, "PYTHONPATH": str(root)} if root else ENV,
             stdout=logf,

@@ -1,52 +1,110 @@
-"""`seqcast-edge`: the device side. Never imports TensorFlow."""
+"""`seqcast-edge`: the device side. Never imports TensorFlow.
+
+Device commands: run, check, inspect, config. The simulator tools (replay, demo) live in
+`seqcast.tools` and are listed here too; `demo` needs the train extra and says so.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from seqcast.edge.config import load_config
+    from seqcast.edge.service.daemon import Daemon
+
+    cfg = load_config(args.config)
+    if not args.verbose:  # the command line wins over the config file
+        logging.getLogger().setLevel(cfg.log.level.upper())
+    daemon = Daemon(cfg)
+    daemon.install_signal_handlers()
+    return daemon.run()
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from seqcast.edge.config import load_config, read_password
+    from seqcast.edge.path.pipeline import resolve_mode
+    from seqcast.edge.service.daemon import check_tls, load
+
+    cfg = load_config(args.config)
+    read_password(cfg.mqtt)  # reads the password and TLS files: fails here, not at 3 a.m.
+    check_tls(cfg.mqtt)
+    model = load(cfg)
+    try:
+        mode = resolve_mode(cfg.model.mode, model)
+    except ValueError as e:
+        print(f"seqcast-edge: error: {args.config}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    m = model.bundle.manifest
+    print(
+        f"ok: {args.config} is valid; {model.bundle.model_id} passes its self-test on "
+        f"{model.backend} ({mode} mode, seq_len {m.seq_len}, horizon {m.horizon})"
+    )
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from seqcast.edge.config import dump_default_config
+
+    print(dump_default_config(), end="")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from edge.inspect_bundle import inspect
+    from seqcast.edge.model.inspect import inspect
 
     text, passed = inspect(args.bundle, args.json, args.backend)
     print(text)
     return 0 if passed else EXIT_ERROR
 
 
-def _add_inspect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("inspect", help="print a bundle's manifest and run its self-test")
-    p.add_argument("bundle", help="path to a .seqcast bundle")
-    p.add_argument("--json", action="store_true", help="print the manifest and self-test result as JSON")
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "litert", "tflite_runtime", "tensorflow"],
-        help="interpreter backend (auto: the first that loads and passes the self-test)",
-    )
-    p.set_defaults(func=_cmd_inspect)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqcast-edge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_inspect(sub)
-    from edge import commands
 
-    commands.register(sub)
+    p = sub.add_parser("run", help="run the daemon (what systemd starts)")
+    p.add_argument("-c", "--config", required=True, type=Path, help="edge.toml")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("check", help="validate the config and the bundle (self-test), then exit")
+    p.add_argument("-c", "--config", required=True, type=Path, help="edge.toml")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("inspect", help="print a bundle's manifest and run its self-test")
+    p.add_argument("bundle", help="path to a .seqcast bundle")
+    p.add_argument(
+        "--json", action="store_true", help="print the manifest and self-test result as JSON"
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "litert", "tflite_runtime"],
+        help="interpreter backend (auto: the first that loads and passes the self-test)",
+    )
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("config", help="print a commented config with every key and its default")
+    p.set_defaults(func=_cmd_config)
+
+    from seqcast.tools.cli import register_tools
+
+    register_tools(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else getattr(args, "log_level", logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    from edge.errors import USER_ERRORS
+    level = logging.DEBUG if args.verbose else logging.INFO
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, stream=sys.stderr, format=fmt)
+    from seqcast.edge.errors import USER_ERRORS
 
     try:
         return int(args.func(args))

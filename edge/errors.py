@@ -1,10 +1,10 @@
-"""The errors a user can cause and fix (bad config, bundle, missing backend): printed as one line."""
+"""The errors a user can cause and fix (bad config, bundle, missing backend): one line each."""
 
-from edge.backends import NoBackendError
-from edge.backends.base import ModelLoadError
-from edge.bundle import BundleError
-from edge.config import ConfigError
-from edge.runtime import SelfTestError
+from seqcast.edge.config import ConfigError
+from seqcast.edge.model.backends import NoBackendError
+from seqcast.edge.model.backends.base import ModelLoadError
+from seqcast.edge.model.bundle import BundleError
+from seqcast.edge.model.runtime import SelfTestError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     BundleError,

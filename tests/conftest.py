@@ -7,13 +7,39 @@ missing broker is a failure: CI must not silently skip the broker tests.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
 from broker import Broker, mosquitto_available
+
+# Tests that train a model (TensorFlow, pandas) carry the `train` marker, so an edge-only install
+# runs the rest with `pytest -m "not train"`. A test is marked when it uses a trained bundle or
+# converts models (`tflite`); modules that import the trainer at the top are not even collected
+# where the train extra is missing.
+TRAIN_FIXTURES = {"small_bundle", "vic_bundle"}
+TRAIN_MODULES = [
+    "test_sweep.py",
+    "test_train_data.py",
+    "test_train_tflite.py",
+    "test_edge_without_tf.py",
+]
+_TRAIN_EXTRA = all(
+    importlib.util.find_spec(m) is not None for m in ("tensorflow", "keras", "pandas")
+)
+collect_ignore = [] if _TRAIN_EXTRA else TRAIN_MODULES
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAIN_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker(
+            "tflite"
+        ):
+            item.add_marker(pytest.mark.train)
 
 
 def _require_mosquitto() -> None:
@@ -68,14 +94,14 @@ def unique_topic() -> str:
 @pytest.fixture(scope="session")
 def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A tiny streaming LSTM bundle on the synthetic series (features load, temp; seq_len 6)."""
-    from synth import write_csv
-
-    from train.fit import FitOptions, fit
+    from seqcast.train.fit import FitOptions, fit
+    from synth import SMALL_FIT, write_csv
 
     tmp = tmp_path_factory.mktemp("small-bundle")
-    r = fit(FitOptions(data=str(write_csv(tmp / "s.csv", n=800)), time_col="time",
-                       features=["load", "temp"], targets=["load"], seq_len=6, horizon=3,
-                       units=(8,), epochs=1, report=False, out=str(tmp / "m.seqcast")))
+    csv = str(write_csv(tmp / "s.csv", n=800))
+    r = fit(
+        FitOptions(data=csv, out=str(tmp / "m.seqcast"), **SMALL_FIT)  # type: ignore[arg-type]
+    )
     return r.bundle.path
 
 
@@ -86,11 +112,14 @@ def vic_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
     import subprocess
     import sys
 
+    from seqcast.tools.demo import VIC_ELEC_FIT
+
     out = tmp_path_factory.mktemp("vic") / "vic_elec.seqcast"
     proc = subprocess.run(
-        [sys.executable, "-m", "train.cli", "fit", "--example", "vic_elec", "--seq-len", "48",
-         "--horizon", "4", "--out", str(out)],
-        capture_output=True, text=True, timeout=900,
+        [sys.executable, "-m", "seqcast.train.cli", *VIC_ELEC_FIT.split(), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc.stdout

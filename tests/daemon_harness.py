@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundle import read_bundle
-from edge.runtime import load_model
+from seqcast.edge.model.bundle import read_bundle
+from seqcast.edge.model.runtime import load_model
 from tests.broker import MOSQUITTO_PUB, Broker
 
 # Starts `seqcast-edge` with tensorflow/keras/train unimportable; at exit proves none was loaded.
@@ -22,12 +22,13 @@ BLOCKED_TF_ENTRY = """
 import sys, runpy
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'train'):
+        top = name.split('.')[0]
+        if top in ('tensorflow', 'keras', 'tf_keras', 'pandas') or name.startswith('seqcast.train'):
             raise ImportError(f'blocked on the device: {name}')
 sys.meta_path.insert(0, Block())
 sys.argv = ['seqcast-edge'] + sys.argv[1:]
 try:
-    runpy.run_module('edge.cli', run_name='__main__')
+    runpy.run_module('seqcast.edge.cli', run_name='__main__')
 finally:
     leaked = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]
     if leaked:
@@ -38,7 +39,11 @@ finally:
 
 def write_config(path: Path, broker: Broker, bundle: Path, prefix: str, **sections: dict) -> Path:
     base: dict[str, dict] = {
-        "mqtt": {"host": broker.host, "port": broker.port, "client_id": f"edge-{prefix.replace('/', '-')}"},
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "client_id": f"edge-{prefix.replace('/', '-')}",
+        },
         "model": {"path": str(bundle)},
         "input": {"topic": f"{prefix}/sensors/{{stream}}/data"},
         "output": {"topic": f"{prefix}/forecasts/{{stream}}"},
@@ -66,7 +71,10 @@ class DaemonProcess:
         log = log_path.open("w")
         proc = subprocess.Popen(
             [sys.executable, "-c", BLOCKED_TF_ENTRY, "run", "-c", str(config)],
-            stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
         )
         return cls(proc, log_path)
 
@@ -97,13 +105,28 @@ class DaemonProcess:
 def publish_lines(broker: Broker, topic: str, lines: list[bytes], qos: int = 1) -> None:
     """Many single-line messages through one real `mosquitto_pub -l` process, in order."""
     done = subprocess.run(
-        [MOSQUITTO_PUB, "-h", broker.host, "-p", str(broker.port), "-t", topic, "-q", str(qos), "-l"],
-        input=b"\n".join(lines) + b"\n", capture_output=True, timeout=60,
+        [
+            MOSQUITTO_PUB,
+            "-h",
+            broker.host,
+            "-p",
+            str(broker.port),
+            "-t",
+            topic,
+            "-q",
+            str(qos),
+            "-l",
+        ],
+        input=b"\n".join(lines) + b"\n",
+        capture_output=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
 
 
-def offline_forecasts(bundle_path: Path, samples: list[tuple[float, list[float]]], mode: str) -> list[tuple[float, list]]:
+def offline_forecasts(
+    bundle_path: Path, samples: list[tuple[float, list[float]]], mode: str
+) -> list[tuple[float, list]]:
     """What the daemon should publish for one stream, computed by hand, one sample at a time."""
     model, _ = load_model(read_bundle(bundle_path))
     m = model.bundle.manifest
@@ -118,11 +141,15 @@ def offline_forecasts(bundle_path: Path, samples: list[tuple[float, list[float]]
             y = model.window(x[None, t + 1 - m.seq_len : t + 1])
         if t + 1 >= m.min_history:
             values = y[0].astype(np.float64) * sc.target_std + sc.target_mean  # (H, T)
-            out.append((ts, [[ts + (k + 1) * m.interval_s, *row] for k, row in enumerate(values.tolist())]))
+            out.append(
+                (ts, [[ts + (k + 1) * m.interval_s, *row] for k, row in enumerate(values.tolist())])
+            )
     return out
 
 
-def received(messages: list[tuple[str, bytes]], targets: list[str]) -> dict[str, list[tuple[float, list]]]:
+def received(
+    messages: list[tuple[str, bytes]], targets: list[str]
+) -> dict[str, list[tuple[float, list]]]:
     """Forecast messages grouped by stream, in arrival order, as (ts, [[ts_k, value...]...])."""
     out: dict[str, list[tuple[float, list]]] = {}
     for _, payload in messages:

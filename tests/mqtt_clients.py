@@ -108,3 +108,23 @@ class Sender:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def make_mqtt_link(template: str, *, maxsize: int = 0, factory: Any = None, **flat: Any) -> Any:
+    """An `MqttLink` from flat keyword settings (`host`, `tls_ca_file`, `password`,
+    `status_topic`, ...), built into the `[mqtt]` section the daemon would pass."""
+    from seqcast.edge.config import MqttConfig, TlsConfig, TopicTemplate
+    from seqcast.edge.mqtt import MqttLink
+
+    tls = {k.removeprefix("tls_"): flat.pop(k) for k in list(flat) if k.startswith("tls_")}
+    password = flat.pop("password", None)
+    status_topic = flat.pop("status_topic", "seqcast/seqcast-edge/status")
+    cfg = MqttConfig(**flat, tls=TlsConfig(**tls))
+    return MqttLink(
+        cfg,
+        TopicTemplate(template),
+        status_topic=status_topic,
+        password=password,
+        inbox_size=maxsize,
+        client_factory=factory,
+    )

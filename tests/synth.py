@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def synthetic_frame(n: int = 2400, interval_s: float = 1800.0, seed: int = 0) -> pd.DataFrame:
     """A daily cycle with a slow trend and noise: 'load' follows 'temp' and the time of day."""
+    import pandas as pd  # here, not at import: edge-only test runs import this module too
+
     rng = np.random.default_rng(seed)
     t = np.arange(n)
     day = 86400.0 / interval_s
@@ -17,6 +22,19 @@ def synthetic_frame(n: int = 2400, interval_s: float = 1800.0, seed: int = 0) ->
     load = 100 + 30 * np.sin(2 * np.pi * t / day) + 2 * (temp - 20) + 0.01 * t + rng.normal(0, 2, n)
     times = pd.to_datetime(1.7e9 + t * interval_s, unit="s", utc=True)
     return pd.DataFrame({"time": times.strftime("%Y-%m-%dT%H:%M:%SZ"), "load": load, "temp": temp})
+
+
+# The columns and a tiny model for fit() on a synthetic CSV; tests override what they need.
+SMALL_FIT: dict[str, object] = {
+    "time_col": "time",
+    "features": ["load", "temp"],
+    "targets": ["load"],
+    "seq_len": 6,
+    "horizon": 3,
+    "units": (8,),
+    "epochs": 1,
+    "report": False,
+}
 
 
 def write_csv(path: Path, **kwargs: object) -> Path:

@@ -76,7 +76,7 @@ def test_quick_benchmarks_write_results(tmp_path: Path) -> None:
     fp = docs["footprint"]
     assert [m["streams"] for m in fp["rss"]] == [10, 1000]
     assert all(m["rss_mb"] > 0 and m["samples"] == m["streams"] * 48 for m in fp["rss"])
-    assert {c["backend"] for c in fp["cold_start"]} == {"litert", "tflite_runtime", "tensorflow"}
+    assert {c["backend"] for c in fp["cold_start"]} == {"litert", "tflite_runtime"}
     assert any(c["available"] and c["seconds"]["n"] >= 1 for c in fp["cold_start"])
     assert all(c["reason"] for c in fp["cold_start"] if not c["available"])
 

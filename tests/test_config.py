@@ -1,4 +1,4 @@
-"""edge.config: defaults, every rule's message, passwords, the commented example."""
+"""seqcast.edge.config: defaults, every rule's message, passwords, the commented example."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import get_type_hints
 
 import pytest
 
-from edge import config as cfgmod
-from edge.config import (
+from seqcast.edge.config import (
     ConfigError,
     EdgeConfig,
     MqttConfig,
@@ -20,6 +19,7 @@ from edge.config import (
     parse_config,
     read_password,
 )
+from seqcast.edge.config import files as cfgmod
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "edge" / "edge.example.toml"
 MINIMAL = '[model]\npath = "/var/lib/seqcast/model.seqcast"\n'

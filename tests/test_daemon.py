@@ -12,7 +12,13 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.daemon_harness import DaemonProcess, offline_forecasts, publish_lines, received, write_config
+from tests.daemon_harness import (
+    DaemonProcess,
+    offline_forecasts,
+    publish_lines,
+    received,
+    write_config,
+)
 from tests.synth import synthetic_frame
 
 pytestmark = [pytest.mark.broker, pytest.mark.tflite]
@@ -28,7 +34,9 @@ def bundle(small_bundle):
 def stream_data(n: int, seed: int) -> list[tuple[float, list[float]]]:
     df = synthetic_frame(n, seed=seed)
     ts = 1_700_000_000.0 + 1800.0 * np.arange(n)
-    return [(float(t), [float(a), float(b)]) for t, a, b in zip(ts, df["load"], df["temp"], strict=True)]
+    return [
+        (float(t), [float(a), float(b)]) for t, a, b in zip(ts, df["load"], df["temp"], strict=True)
+    ]
 
 
 def as_json(samples):
@@ -36,20 +44,33 @@ def as_json(samples):
 
 
 def as_array(samples, chunk=5):
-    return [json.dumps([{"ts": ts, "load": v[0], "temp": v[1]} for ts, v in samples[i : i + chunk]]).encode()
-            for i in range(0, len(samples), chunk)]
+    return [
+        json.dumps(
+            [{"ts": ts, "load": v[0], "temp": v[1]} for ts, v in samples[i : i + chunk]]
+        ).encode()
+        for i in range(0, len(samples), chunk)
+    ]
 
 
 def as_senml(samples):
-    return [json.dumps([{"bn": "dev/", "bt": ts, "n": "load", "v": v[0]}, {"n": "temp", "v": v[1]}]).encode()
-            for ts, v in samples]
+    return [
+        json.dumps(
+            [{"bn": "dev/", "bt": ts, "n": "load", "v": v[0]}, {"n": "temp", "v": v[1]}]
+        ).encode()
+        for ts, v in samples
+    ]
 
 
 def as_csv(samples):
     return [f"{ts!r},{v[0]!r},{v[1]!r}".encode() for ts, v in samples]
 
 
-ENCODERS = {"meter-json": as_json, "meter-array": as_array, "meter-senml": as_senml, "meter-csv": as_csv}
+ENCODERS = {
+    "meter-json": as_json,
+    "meter-array": as_array,
+    "meter-senml": as_senml,
+    "meter-csv": as_csv,
+}
 
 
 def run_streams(tmp_path, broker, bundle, prefix, mode, extra_lines=None, n=30):
@@ -78,7 +99,9 @@ def run_streams(tmp_path, broker, bundle, prefix, mode, extra_lines=None, n=30):
 
 
 @pytest.mark.parametrize("mode", ["stream", "window"])
-def test_forecasts_equal_offline_for_every_payload_format(tmp_path, broker, bundle, unique_topic, mode):
+def test_forecasts_equal_offline_for_every_payload_format(
+    tmp_path, broker, bundle, unique_topic, mode
+):
     data, messages, _, daemon = run_streams(tmp_path, broker, bundle, unique_topic, mode)
     got = received(messages, ["load"])
     assert set(got) == set(ENCODERS)
@@ -112,16 +135,27 @@ BAD_PAYLOADS = [
 ]
 
 
-def test_bad_input_never_stops_the_daemon_or_changes_good_streams(tmp_path, broker, bundle, unique_topic):
+def test_bad_input_never_stops_the_daemon_or_changes_good_streams(
+    tmp_path, broker, bundle, unique_topic
+):
     # bad payloads go both to their own stream and onto the good streams' topics
-    extra = {"sensors/meter-json/data": BAD_PAYLOADS[:8], "sensors/meter-csv/data": BAD_PAYLOADS[8:],
-             "sensors/broken/data": BAD_PAYLOADS, "sensors/too/deep/data": [b"{}"], "elsewhere/x": [b"{}"]}
-    data, messages, status, daemon = run_streams(tmp_path, broker, bundle, unique_topic, "stream", extra)
+    extra = {
+        "sensors/meter-json/data": BAD_PAYLOADS[:8],
+        "sensors/meter-csv/data": BAD_PAYLOADS[8:],
+        "sensors/broken/data": BAD_PAYLOADS,
+        "sensors/too/deep/data": [b"{}"],
+        "elsewhere/x": [b"{}"],
+    }
+    data, messages, status, daemon = run_streams(
+        tmp_path, broker, bundle, unique_topic, "stream", extra
+    )
     got = received(messages, ["load"])
     for name, samples in data.items():
         want = offline_forecasts(bundle, samples, "stream")
         assert [ts for ts, _ in got[name]] == [ts for ts, _ in want]
-        np.testing.assert_allclose([r for _, r in got[name]], [r for _, r in want], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            [r for _, r in got[name]], [r for _, r in want], rtol=1e-6, atol=1e-6
+        )
     assert "broken" not in got
     counters = json.loads(status[0][1])["counters"]
     # each of the 3 chunks x 15 bad payloads on the good topics + 15 on 'broken', all counted
@@ -142,7 +176,9 @@ def test_sigterm_publishes_offline_and_exits_zero(tmp_path, broker, bundle, uniq
         daemon.kill()
 
 
-def test_sighup_with_a_corrupt_bundle_keeps_serving_the_old_one(tmp_path, broker, bundle, unique_topic):
+def test_sighup_with_a_corrupt_bundle_keeps_serving_the_old_one(
+    tmp_path, broker, bundle, unique_topic
+):
     import signal
 
     live = tmp_path / "live.seqcast"

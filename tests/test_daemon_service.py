@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -12,18 +13,28 @@ import time
 import numpy as np
 import pytest
 
-from edge.bundle import read_bundle
-from edge.engine import Engine, Scaling
-from edge.runtime import load_model
-from edge.streams import StreamTable
-from tests.daemon_harness import BLOCKED_TF_ENTRY, DaemonProcess, offline_forecasts, received, write_config
+from seqcast.edge.model.bundle import read_bundle
+from seqcast.edge.model.runtime import load_model
+from seqcast.edge.path.engine import Engine, Forecast, Scaling
+from seqcast.edge.path.streams import StreamTable
+from tests.daemon_harness import (
+    BLOCKED_TF_ENTRY,
+    DaemonProcess,
+    offline_forecasts,
+    received,
+    write_config,
+)
 
 pytestmark = [pytest.mark.tflite]
 
 
 def _edge(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", BLOCKED_TF_ENTRY, *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKED_TF_ENTRY, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.broker
@@ -33,15 +44,15 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path, broker, small_bundle, uniqu
     sock.bind(str(sock_path))
     sock.settimeout(0.2)
     cfg = write_config(tmp_path / "edge.toml", broker, small_bundle, unique_topic)
-    daemon = DaemonProcess.start(cfg, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"})
+    daemon = DaemonProcess.start(
+        cfg, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}
+    )
     got: list[tuple[float, str]] = []
 
     def drain(until: float) -> None:
         while time.monotonic() < until:
-            try:
+            with contextlib.suppress(TimeoutError):
                 got.append((time.monotonic(), sock.recv(4096).decode()))
-            except TimeoutError:
-                pass
 
     try:
         drain(time.monotonic() + 3.0)
@@ -77,7 +88,9 @@ def test_check_accepts_a_good_config_and_bundle(tmp_path, broker, small_bundle):
         ("model", {"mode": "stream", "path": "/nonexistent.seqcast"}, "cannot read bundle"),
     ],
 )
-def test_check_rejects_bad_config_with_one_line(tmp_path, broker, small_bundle, section, values, message):
+def test_check_rejects_bad_config_with_one_line(
+    tmp_path, broker, small_bundle, section, values, message
+):
     cfg = write_config(tmp_path / "edge.toml", broker, small_bundle, "t/check", **{section: values})
     proc = _edge("check", "-c", str(cfg))
     assert proc.returncode == 1
@@ -98,17 +111,35 @@ def test_check_rejects_a_corrupt_bundle(tmp_path, broker, small_bundle):
     cfg = write_config(tmp_path / "edge.toml", broker, bad, "t/check")
     proc = _edge("check", "-c", str(cfg))
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"seqcast-edge: error: {bad}: step.tflite: sha256 does not match manifest.files (file corrupted?)"
+    assert (
+        proc.stderr.strip()
+        == f"seqcast-edge: error: {bad}: step.tflite: sha256 does not match manifest.files "
+        "(file corrupted?)"
+    )
 
 
 @pytest.mark.broker
 def test_replay_publishes_a_csv_per_stream_column(tmp_path, broker, unique_topic):
     csv = tmp_path / "multi.csv"
-    csv.write_text("time,meter,load,temp\n" + "".join(
-        f"2024-01-01T00:{i:02d}:00Z,{'ab'[i % 2]},{i}.5,{20 + i}\n" for i in range(10)))
+    csv.write_text(
+        "time,meter,load,temp\n"
+        + "".join(f"2024-01-01T00:{i:02d}:00Z,{'ab'[i % 2]},{i}.5,{20 + i}\n" for i in range(10))
+    )
     with broker.subscriber(f"{unique_topic}/+/data", qos=1) as sub:
-        proc = _edge("replay", str(csv), "--stream-col", "meter", "--rate", "0", "--port", str(broker.port),
-                     "--host", broker.host, "--topic", f"{unique_topic}/{{stream}}/data")
+        proc = _edge(
+            "replay",
+            str(csv),
+            "--stream-col",
+            "meter",
+            "--rate",
+            "0",
+            "--port",
+            str(broker.port),
+            "--host",
+            broker.host,
+            "--topic",
+            f"{unique_topic}/{{stream}}/data",
+        )
         assert proc.returncode == 0, proc.stderr
         msgs = sub.collect(10, timeout=10)
     assert [t for t, _ in msgs] == [f"{unique_topic}/{'ab'[i % 2]}/data" for i in range(10)]
@@ -126,12 +157,18 @@ def test_batched_equals_one_at_a_time_through_the_interpreter(small_bundle):
     model, _ = load_model(read_bundle(small_bundle))
     m = model.bundle.manifest
     sc = m.scaler
-    scaling = Scaling(*(np.asarray(v) for v in (sc.feature_mean, sc.feature_std, sc.target_mean, sc.target_std)))
+    scaling = Scaling(
+        *(np.asarray(v) for v in (sc.feature_mean, sc.feature_std, sc.target_mean, sc.target_std))
+    )
     rng = np.random.default_rng(0)
-    items = [(f"s{s}", 1000.0 + 60 * t, tuple(rng.normal([100, 20], [20, 3]).tolist()))
-             for t in range(20) for s in rng.permutation(37)]
+    items = [
+        (f"s{s}", 1000.0 + 60 * t, tuple(rng.normal([100, 20], [20, 3]).tolist()))
+        for t in range(20)
+        for s in rng.permutation(37)
+    ]
     for mode in ("stream", "window"):
-        def engine() -> Engine:
+
+        def engine(mode: str = mode) -> Engine:
             table = StreamTable(64, m.seq_len, 2, [tuple(s.shape) for s in m.state])
             return Engine(model, table, scaling, mode, m.min_history, m.mask_value)
 
@@ -140,7 +177,13 @@ def test_batched_equals_one_at_a_time_through_the_interpreter(small_bundle):
         many = engine()
         got = [f for i in range(0, len(items), 50) for f in many.process(items[i : i + 50])]
         assert many.invokes < one.invokes / 5  # it really batched
-        key = lambda fs: {s: [(f.ts, f.values.tobytes()) for f in fs if f.stream == s] for s in {f.stream for f in fs}}  # noqa: E731
+
+        def key(fs: list[Forecast]) -> dict[str, list[tuple[float, bytes]]]:
+            return {
+                s: [(f.ts, f.values.tobytes()) for f in fs if f.stream == s]
+                for s in {f.stream for f in fs}
+            }
+
         assert key(got) == key(ref), mode
         assert len(ref) == 37 * (20 - m.min_history + 1)
 
@@ -150,13 +193,33 @@ def test_batched_equals_one_at_a_time_through_the_interpreter(small_bundle):
 def test_demo_runs_end_to_end(tmp_path, vic_bundle):
     bundle, _ = vic_bundle
     plot = tmp_path / "demo.png"
-    proc = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--bundle", str(bundle), "--days", "2",
-                           "--rate", "0", "--plot", str(plot)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "seqcast.edge.cli",
+            "demo",
+            "--bundle",
+            str(bundle),
+            "--days",
+            "2",
+            "--rate",
+            "0",
+            "--plot",
+            str(plot),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"received (\d+) of \1 forecasts", proc.stdout), proc.stdout  # none missing
     assert "daemon stopped on SIGTERM with exit code 0" in proc.stdout
     line = next(ln for ln in proc.stdout.splitlines() if "MAE of received forecasts" in ln)
-    mae, naive = (float(v) for v in re.findall(r"MAE of received forecasts ([\d.]+) vs persistence ([\d.]+)", line)[0])
+    mae, naive = (
+        float(v)
+        for v in re.findall(r"MAE of received forecasts ([\d.]+) vs persistence ([\d.]+)", line)[0]
+    )
     assert mae < naive
     assert plot.stat().st_size > 10_000
 
@@ -165,7 +228,11 @@ def test_daemon_log_names_the_bundle_problem(tmp_path, broker):
     cfg = write_config(tmp_path / "edge.toml", broker, tmp_path / "nope.seqcast", "t/x")
     daemon = DaemonProcess.start(cfg)
     assert daemon.proc.wait(60) == 1
-    assert daemon.log().strip().splitlines()[-1] == f"seqcast-edge: error: {tmp_path / 'nope.seqcast'}: cannot read bundle (No such file or directory)"
+    assert (
+        daemon.log().strip().splitlines()[-1]
+        == f"seqcast-edge: error: {tmp_path / 'nope.seqcast'}: cannot read bundle "
+        "(No such file or directory)"
+    )
 
 
 def test_offline_reference_is_itself_sane(small_bundle):
@@ -174,4 +241,14 @@ def test_offline_reference_is_itself_sane(small_bundle):
     out = offline_forecasts(small_bundle, samples, "stream")
     assert len(out) == 12 - 6 + 1
     assert len({round(r[0][1], 6) for _, r in out}) > 3
-    assert received([("t", json.dumps({"stream": "a", "ts": 1.0, "forecast": [{"ts": 2.0, "load": 3.0}]}).encode())], ["load"]) == {"a": [(1.0, [[2.0, 3.0]])]}
+    assert received(
+        [
+            (
+                "t",
+                json.dumps(
+                    {"stream": "a", "ts": 1.0, "forecast": [{"ts": 2.0, "load": 3.0}]}
+                ).encode(),
+            )
+        ],
+        ["load"],
+    ) == {"a": [(1.0, [[2.0, 3.0]])]}

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.engine import Engine, Scaling
-from edge.streams import StreamTable, Verdict
+from seqcast.edge.path.engine import Engine, Scaling
+from seqcast.edge.path.streams import StreamTable, Verdict
 
 
 class LinearModel:
@@ -24,7 +24,10 @@ class LinearModel:
         (h,) = states  # (B, 1)
         self.calls.append(len(x))
         new = (0.5 * h + x.sum(axis=1, keepdims=True)).astype(np.float32)
-        y = np.repeat(new[:, None, :], self.horizon, axis=1) * np.arange(1, self.horizon + 1)[None, :, None]
+        y = (
+            np.repeat(new[:, None, :], self.horizon, axis=1)
+            * np.arange(1, self.horizon + 1)[None, :, None]
+        )
         return y.astype(np.float32), [new]
 
     def window(self, x):
@@ -32,15 +35,24 @@ class LinearModel:
         h = np.zeros((len(x), 1), np.float32)
         for t in range(x.shape[1]):
             xt = np.where(x[:, t] > 1e8, 0.0, x[:, t])  # masked rows leave the state alone
-            h = np.where((x[:, t] > 1e8).all(axis=1, keepdims=True), h, 0.5 * h + xt.sum(axis=1, keepdims=True))
-        y = np.repeat(h[:, None, :], self.horizon, axis=1) * np.arange(1, self.horizon + 1)[None, :, None]
+            h = np.where(
+                (x[:, t] > 1e8).all(axis=1, keepdims=True),
+                h,
+                0.5 * h + xt.sum(axis=1, keepdims=True),
+            )
+        y = (
+            np.repeat(h[:, None, :], self.horizon, axis=1)
+            * np.arange(1, self.horizon + 1)[None, :, None]
+        )
         return y.astype(np.float32)
 
 
 SCALING = Scaling(np.array([1.0, 2.0]), np.array([2.0, 4.0]), np.array([10.0]), np.array([3.0]))
 
 
-def make_engine(mode="stream", capacity=100, seq_len=4, min_history=4, max_gap_s=math.inf, policy="drop"):
+def make_engine(
+    mode="stream", capacity=100, seq_len=4, min_history=4, max_gap_s=math.inf, policy="drop"
+):
     table = StreamTable(capacity, seq_len, 2, [(1,)], max_gap_s=max_gap_s, out_of_order=policy)
     return Engine(LinearModel(), table, SCALING, mode, min_history, 1e9)
 
@@ -97,14 +109,18 @@ def test_min_history_masks_short_windows():
     e = make_engine("window", min_history=2)
     out = e.process([("a", float(t), (float(t), 0.0)) for t in range(4)])
     assert [f.ts for f in out] == [1.0, 2.0, 3.0]
-    s = make_engine("stream", min_history=2).process([("a", float(t), (float(t), 0.0)) for t in range(4)])
+    s = make_engine("stream", min_history=2).process(
+        [("a", float(t), (float(t), 0.0)) for t in range(4)]
+    )
     for fw, fs in zip(out, s, strict=True):
         np.testing.assert_allclose(fw.values, fs.values, rtol=1e-6)
 
 
 def test_duplicates_and_late_samples_are_dropped_and_counted():
     e = make_engine(min_history=1)
-    out = e.process([("a", 1.0, (0, 0)), ("a", 1.0, (0, 0)), ("a", 0.5, (0, 0)), ("a", 2.0, (0, 0))])
+    out = e.process(
+        [("a", 1.0, (0, 0)), ("a", 1.0, (0, 0)), ("a", 0.5, (0, 0)), ("a", 2.0, (0, 0))]
+    )
     assert [f.ts for f in out] == [1.0, 2.0]
     c = e.table.counters
     assert c.dropped_duplicate == 1 and c.dropped_late == 1
@@ -130,7 +146,9 @@ def test_gap_resets_the_stream_and_restarts_warm_up():
 
 
 def test_gap_inside_one_batch_equals_sequential():
-    items = [("a", 10.0 * t, (t, 1)) for t in range(6)] + [("a", 500.0 + 10 * t, (t, 2)) for t in range(6)]
+    items = [("a", 10.0 * t, (t, 1)) for t in range(6)] + [
+        ("a", 500.0 + 10 * t, (t, 2)) for t in range(6)
+    ]
     seq = make_engine(max_gap_s=25.0)
     ref = [f for it in items for f in seq.process([it])]
     got = make_engine(max_gap_s=25.0).process(items)
@@ -161,7 +179,10 @@ def test_table_rejects_bad_settings():
 
 
 @settings(max_examples=200, deadline=None)
-@given(seq_len=st.integers(1, 9), values=st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=40))
+@given(
+    seq_len=st.integers(1, 9),
+    values=st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=40),
+)
 def test_ring_buffer_window_is_the_last_samples(seq_len, values):
     t = StreamTable(2, seq_len, 1, [])
     slot = t.lookup("x")

@@ -18,9 +18,9 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from tls import OPENSSL, make_pki, mosquitto_lines
 
-from edge.mqtt.fastclient import FastClient, compatible
+from seqcast.edge.mqtt.client import FastClient, compatible
+from tls import OPENSSL, make_pki, mosquitto_lines
 
 CONNACK = b"\x20\x02\x00\x00"
 

@@ -28,7 +28,10 @@ def series(n: int, stream_index: int) -> list[tuple[float, list[float]]]:
     t = np.arange(n)
     load = 100 + 30 * np.sin(2 * np.pi * (t + 7 * stream_index) / 48)
     temp = 20 + 3 * np.cos(2 * np.pi * t / 48)
-    return [(1_700_000_000.0 + 1800 * i, [float(a), float(b)]) for i, a, b in zip(t, load, temp, strict=True)]
+    return [
+        (1_700_000_000.0 + 1800 * i, [float(a), float(b)])
+        for i, a, b in zip(t, load, temp, strict=True)
+    ]
 
 
 def payload(ts: float, v: list[float]) -> bytes:
@@ -55,13 +58,22 @@ def check_against_offline(forecasts: list[dict], data: dict[str, list], bundle) 
     return dups
 
 
-def test_broker_restarts_during_qos1_replay_lose_nothing(tmp_path, make_broker, small_bundle, unique_topic):
+def test_broker_restarts_during_qos1_replay_lose_nothing(
+    tmp_path, make_broker, small_bundle, unique_topic
+):
     broker = make_broker(BROKER_CONFIG)
-    cfg = write_config(tmp_path / "edge.toml", broker, small_bundle, unique_topic,
-                       mqtt={"reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
-                       state={"snapshot_interval_s": 0})
+    cfg = write_config(
+        tmp_path / "edge.toml",
+        broker,
+        small_bundle,
+        unique_topic,
+        mqtt={"reconnect_min_s": 0.1, "reconnect_max_s": 0.5},
+        state={"snapshot_interval_s": 0},
+    )
     streams = {f"m{i}": series(120, i) for i in range(3)}
-    collector = Collector(broker.host, broker.port, [f"{unique_topic}/forecasts/+", f"{unique_topic}/status"])
+    collector = Collector(
+        broker.host, broker.port, [f"{unique_topic}/forecasts/+", f"{unique_topic}/status"]
+    )
     daemon = DaemonProcess.start(cfg)
     sender = None
     try:
@@ -73,19 +85,35 @@ def test_broker_restarts_during_qos1_replay_lose_nothing(tmp_path, make_broker, 
                 ts, v = samples[k]
                 sender.send(f"{unique_topic}/sensors/{name}/data", payload(ts, v), (name, ts))
             if k in (30, 60, 90):
-                n_online = sum(b'"online"' in p for _, t, p in collector.messages if t.endswith("/status"))
+                n_online = sum(
+                    b'"online"' in p for _, t, p in collector.messages if t.endswith("/status")
+                )
                 broker.restart()
                 t0 = time.monotonic()
-                assert collector.wait_for(lambda n=n_online: sum(
-                    b'"online"' in p for _, t, p in collector.messages if t.endswith("/status")) > n, 20)
+                assert collector.wait_for(
+                    lambda n=n_online: (
+                        sum(
+                            b'"online"' in p
+                            for _, t, p in collector.messages
+                            if t.endswith("/status")
+                        )
+                        > n
+                    ),
+                    20,
+                )
                 reconnects.append(time.monotonic() - t0)
             time.sleep(0.004)
         assert sender.wait_all_accepted(360, 30), f"broker accepted {len(sender.accepted)} of 360"
         expected = 3 * (120 - 6 + 1)
-        collector.wait_for(lambda: len({(d["stream"], d["ts"]) for d in collector.forecasts()}) >= expected, 30)
+        collector.wait_for(
+            lambda: len({(d["stream"], d["ts"]) for d in collector.forecasts()}) >= expected, 30
+        )
         dups = check_against_offline(collector.forecasts(), streams, small_bundle)
-        print(f"reconnect after broker restart: {', '.join(f'{r * 1000:.0f} ms' for r in reconnects)}; "
-              f"duplicate forecasts (QoS 1): {dups}")
+        print(
+            "reconnect after broker restart: "
+            f"{', '.join(f'{r * 1000:.0f} ms' for r in reconnects)}; "
+            f"duplicate forecasts (QoS 1): {dups}"
+        )
         assert daemon.stop() == 0, daemon.log()
     finally:
         daemon.kill()
@@ -94,9 +122,16 @@ def test_broker_restarts_during_qos1_replay_lose_nothing(tmp_path, make_broker, 
             sender.close()
 
 
-def test_daemon_sigkill_resumes_from_snapshot_and_processes_backlog(tmp_path, broker, small_bundle, unique_topic):
-    cfg = write_config(tmp_path / "edge.toml", broker, small_bundle, unique_topic,
-                       state={"snapshot_interval_s": 0.2})
+def test_daemon_sigkill_resumes_from_snapshot_and_processes_backlog(
+    tmp_path, broker, small_bundle, unique_topic
+):
+    cfg = write_config(
+        tmp_path / "edge.toml",
+        broker,
+        small_bundle,
+        unique_topic,
+        state={"snapshot_interval_s": 0.2},
+    )
     streams = {f"k{i}": series(60, i) for i in range(3)}
     collector = Collector(broker.host, broker.port, [f"{unique_topic}/forecasts/+"])
     sender = Sender(broker.host, broker.port)
@@ -120,10 +155,15 @@ def test_daemon_sigkill_resumes_from_snapshot_and_processes_backlog(tmp_path, br
         daemon.wait_for_log("restored 3 streams from snapshot")
         send(45, 60)
         expected = 3 * (60 - 6 + 1)
-        collector.wait_for(lambda: len({(d["stream"], d["ts"]) for d in collector.forecasts()}) >= expected, 30)
+        collector.wait_for(
+            lambda: len({(d["stream"], d["ts"]) for d in collector.forecasts()}) >= expected, 30
+        )
         forecasts = collector.forecasts()
         # no warm-up after the restart: the backlog's very first samples already have forecasts
-        assert all(any(d["stream"] == n and d["ts"] == streams[n][30][0] for d in forecasts) for n in streams)
+        assert all(
+            any(d["stream"] == n and d["ts"] == streams[n][30][0] for d in forecasts)
+            for n in streams
+        )
         dups = check_against_offline(forecasts, streams, small_bundle)
         for name, n in dups.items():  # only forecasts republished from the outbox may repeat
             assert n <= sum(1 for d in forecasts if d["stream"] == name and d.get("redelivered"))
@@ -134,8 +174,12 @@ def test_daemon_sigkill_resumes_from_snapshot_and_processes_backlog(tmp_path, br
         sender.close()
 
 
-def test_sigterm_saves_state_and_restart_continues_exactly(tmp_path, broker, small_bundle, unique_topic):
-    cfg = write_config(tmp_path / "edge.toml", broker, small_bundle, unique_topic, state={"snapshot_interval_s": 0})
+def test_sigterm_saves_state_and_restart_continues_exactly(
+    tmp_path, broker, small_bundle, unique_topic
+):
+    cfg = write_config(
+        tmp_path / "edge.toml", broker, small_bundle, unique_topic, state={"snapshot_interval_s": 0}
+    )
     streams = {"a": series(40, 0)}
     collector = Collector(broker.host, broker.port, [f"{unique_topic}/forecasts/+"])
     sender = Sender(broker.host, broker.port)
@@ -161,15 +205,16 @@ def test_sigterm_saves_state_and_restart_continues_exactly(tmp_path, broker, sma
 @pytest.fixture(scope="module")
 def other_bundles(tmp_path_factory):
     """A compatible retrain (same features and shapes, other weights) and a window-only model."""
-    from tests.synth import write_csv
-    from train.fit import FitOptions, fit
+    from seqcast.train.fit import FitOptions, fit
+    from tests.synth import SMALL_FIT, write_csv
 
     tmp = tmp_path_factory.mktemp("swap")
     csv = str(write_csv(tmp / "s.csv", n=800, seed=5))
-    common = dict(data=csv, time_col="time", features=["load", "temp"], targets=["load"], seq_len=6,
-                  horizon=3, units=(8,), epochs=1, report=False)
+    common = dict(data=csv, **SMALL_FIT)
     compatible = fit(FitOptions(**common, seed=7, out=str(tmp / "compatible.seqcast"))).bundle.path
-    window_only = fit(FitOptions(**common, mode="window", bidirectional=True, out=str(tmp / "w.seqcast"))).bundle.path
+    window_only = fit(
+        FitOptions(**common, mode="window", bidirectional=True, out=str(tmp / "w.seqcast"))
+    ).bundle.path
     return compatible, window_only
 
 
@@ -183,7 +228,9 @@ def test_hot_swap_on_file_change(tmp_path, broker, small_bundle, other_bundles, 
     compatible, window_only = other_bundles
     live = tmp_path / "live.seqcast"
     shutil.copy(small_bundle, live)
-    cfg = write_config(tmp_path / "edge.toml", broker, live, unique_topic, model={"mode": "stream", "watch": True})
+    cfg = write_config(
+        tmp_path / "edge.toml", broker, live, unique_topic, model={"mode": "stream", "watch": True}
+    )
     collector = Collector(broker.host, broker.port, [f"{unique_topic}/forecasts/+"])
     sender = Sender(broker.host, broker.port)
     daemon = DaemonProcess.start(cfg)

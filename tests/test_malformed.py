@@ -14,11 +14,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from edge.bundle import read_bundle
-from edge.codec import PayloadDecoder, PayloadError
-from edge.mqtt import InboundMessage
-from edge.pipeline import Pipeline, PipelineSettings
-from edge.runtime import load_model
+from seqcast.edge.config import StreamsConfig
+from seqcast.edge.model.bundle import read_bundle
+from seqcast.edge.model.runtime import load_model
+from seqcast.edge.mqtt import InboundMessage
+from seqcast.edge.path.decode import PayloadDecoder, PayloadError
+from seqcast.edge.path.pipeline import Pipeline
 
 pytestmark = [pytest.mark.tflite]
 
@@ -48,7 +49,9 @@ HAND_PICKED: dict[str, bytes] = {
     "json number": b"42",
     "array of numbers": b"[1, 2, 3]",
     "senml without value": b'[{"n": "load"}]',
-    "senml string value": b'[{"bn": "x/", "bt": 1700000000, "n": "load", "vs": "high"}, {"n": "temp", "v": 1}]',
+    "senml string value": (
+        b'[{"bn": "x/", "bt": 1700000000, "n": "load", "vs": "high"}, {"n": "temp", "v": 1}]'
+    ),
     "senml missing feature": b'[{"bt": 1700000000, "n": "load", "v": 1}]',
     "deep nesting": b"[" * 100000 + b"]" * 100000,
     "bom and garbage": b"\xef\xbb\xbf{\x00}",
@@ -61,7 +64,7 @@ def model(small_bundle):
 
 
 def pipeline(model) -> Pipeline:
-    return Pipeline(model, PipelineSettings(max_streams=1000), "out/{stream}")
+    return Pipeline(model, streams=StreamsConfig(max_streams=1000), output_topic="out/{stream}")
 
 
 def good_messages(n: int = 20) -> list[InboundMessage]:
@@ -69,7 +72,9 @@ def good_messages(n: int = 20) -> list[InboundMessage]:
     for k in range(n):
         for s in range(3):
             body = {"ts": T0 + 1800 * k, "load": 100 + 10 * np.sin(k + s), "temp": 20.0 + s}
-            out.append(InboundMessage(f"m{s}", f"in/m{s}", json.dumps(body).encode(), T0 + 1800 * k))
+            out.append(
+                InboundMessage(f"m{s}", f"in/m{s}", json.dumps(body).encode(), T0 + 1800 * k)
+            )
     return out
 
 
@@ -97,7 +102,7 @@ def test_hand_picked_corpus(model):
     p = pipeline(model)
     dirty = run(p, interleave(good_messages(), list(HAND_PICKED.values())))
     assert dirty == clean  # same forecasts, same order, bit for bit
-    c = p.counters()
+    c = p.counters.as_dict()
     assert c["bad_payloads"] == len(HAND_PICKED)
     assert c["messages"] == len(good_messages()) + len(HAND_PICKED)
     kinds = {k for k in c if k.startswith("bad_") and k != "bad_payloads"}
@@ -107,7 +112,12 @@ def test_hand_picked_corpus(model):
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["ts", "load", "temp", "n", "v", "bt", "x"]), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["ts", "load", "temp", "n", "v", "bt", "x"]), inner, max_size=4
+        )
+    ),
     max_leaves=12,
 )
 JUNK = st.one_of(
@@ -117,7 +127,11 @@ JUNK = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(junk=st.lists(JUNK, min_size=1, max_size=30))
 def test_generated_junk_never_changes_good_streams(model, junk):
     probe = PayloadDecoder(["load", "temp"])
@@ -130,17 +144,19 @@ def test_generated_junk_never_changes_good_streams(model, junk):
     clean = run(pipeline(model), good_messages(12))
     p = pipeline(model)
     assert run(p, interleave(good_messages(12), junk)) == clean
-    assert p.counters()["bad_payloads"] == len(junk)
+    assert p.counters["bad_payloads"] == len(junk)
 
 
 def test_flood_of_new_stream_ids_stays_bounded(model):
-    p = Pipeline(model, PipelineSettings(max_streams=100), "out/{stream}")
+    p = Pipeline(model, streams=StreamsConfig(max_streams=100), output_topic="out/{stream}")
     buf_bytes = p.table.buf.nbytes
-    flood = [InboundMessage(f"id-{i}", f"in/id-{i}", b'{"ts": 1700000000, "load": 1, "temp": 2}', T0)
-             for i in range(20_000)]
+    flood = [
+        InboundMessage(f"id-{i}", f"in/id-{i}", b'{"ts": 1700000000, "load": 1, "temp": 2}', T0)
+        for i in range(20_000)
+    ]
     for i in range(0, len(flood), 500):
         p.handle(flood[i : i + 500])
-    c = p.counters()
-    assert c["streams"] == 100 and c["evicted"] == 19_900 and c["created"] == 20_000
+    c = p.counters.as_dict()
+    assert c["streams"] == 100 and c["streams_evicted"] == 19_900 and c["streams_created"] == 20_000
     assert p.table.buf.nbytes == buf_bytes  # preallocated: nothing grows with new ids
     assert len(p.table.names) == 100

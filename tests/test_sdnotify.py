@@ -1,4 +1,4 @@
-"""edge.sdnotify against real AF_UNIX datagram sockets (a path one and an abstract one)."""
+"""seqcast.edge.service.sdnotify against real AF_UNIX datagram sockets (path and abstract)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.sdnotify import Notifier, watchdog_interval_s
+from seqcast.edge.service.sdnotify import Notifier, watchdog_interval_s
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_without_a_socket_everything_is_a_noop(env: dict[str, str]) -> None:
 
 def test_send_errors_never_raise(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     n = Notifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "gone")})
-    with caplog.at_level("DEBUG", logger="edge.sdnotify"):
+    with caplog.at_level("DEBUG", logger="seqcast.edge.service.sdnotify"):
         assert n.ready() is False
     assert "READY" in caplog.text and "failed" in caplog.text
 

@@ -7,16 +7,15 @@ in a log line, on the command line or in the environment.
 
 Covered elsewhere and not repeated here: the config rules that refuse wildcard topic templates
 (tests/test_config.py), `TopicTemplate` refusing wildcards and wildcard stream names
-(tests/test_mqtt.py), `check` refusing input.topic "sensors/#" (tests/test_daemon_service.py),
+(tests/test_topics.py), `check` refusing input.topic "sensors/#" (tests/test_daemon_service.py),
 `read_password`'s file-mode rules and `$CREDENTIALS_DIRECTORY` lookup (tests/test_config.py), and
-the refusal message with a fake paho client (tests/test_mqtt.py).
+the refusal message with a fake paho client (tests/test_mqtt_link_fake.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
 import subprocess
 import sys
 import time
@@ -27,8 +26,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.mqtt.link import MqttLink, MqttSettings
-from edge.mqtt.topics import TopicTemplate
+from mqtt_clients import make_mqtt_link
+from seqcast.edge.mqtt.link import MqttLink
 from tests.broker import MOSQUITTO_PUB, Broker, Subscriber, free_port
 from tests.daemon_harness import (
     BLOCKED_TF_ENTRY,
@@ -217,7 +216,8 @@ def test_wrong_password_is_one_clear_error_then_retries(
     pw_file = secret(tmp_path / "mqtt-password", WRONG_PASSWORD)
     cfg = edge_config(tmp_path, tls_broker, small_bundle, unique_topic, pki, pw_file)
     error = (
-        f"ERROR edge.mqtt.link: MQTT broker 127.0.0.1:{tls_broker.port} refused the connection: "
+        "ERROR seqcast.edge.mqtt.link: "
+        f"MQTT broker 127.0.0.1:{tls_broker.port} refused the connection: "
         "Not authorized (check mqtt.username and mqtt.password_file; retrying with backoff)"
     )
     # mosquitto logs every refused CONNECT: two of them prove the daemon retried
@@ -251,7 +251,9 @@ def test_untrusted_certificate_is_one_clear_error_then_retries(
         else {"cert": pki.evil_client_cert, "key": pki.evil_client_key}
     )
     cfg = edge_config(tmp_path, tls_broker, small_bundle, unique_topic, pki, pw_file, **files)
-    prefix = f"ERROR edge.mqtt.link: TLS handshake with 127.0.0.1:{tls_broker.port} failed: "
+    prefix = (
+        f"ERROR seqcast.edge.mqtt.link: TLS handshake with 127.0.0.1:{tls_broker.port} failed: "
+    )
     # each connection leaves one marker line in the broker log; a failed attempt makes at most
     # two connections (paho's, and the link's diagnostic probe), so 4 lines mean >= 2 attempts
     daemon, lines = run_failing(cfg, tls_broker, prefix + error, marker, 4)
@@ -265,8 +267,16 @@ def make_link() -> Iterator[Callable[..., MqttLink]]:
     links: list[MqttLink] = []
 
     def make(port: int, **tls: Any) -> MqttLink:
-        s = MqttSettings(host="127.0.0.1", port=port, reconnect_min_s=0.2, reconnect_max_s=1, **tls)
-        links.append(MqttLink(s, TopicTemplate("a/{stream}"), queue.Queue()))
+        links.append(
+            make_mqtt_link(
+                "a/{stream}",
+                host="127.0.0.1",
+                port=port,
+                reconnect_min_s=0.2,
+                reconnect_max_s=1,
+                **tls,
+            )
+        )
         links[-1].start()
         return links[-1]
 
@@ -277,7 +287,9 @@ def make_link() -> Iterator[Callable[..., MqttLink]]:
 
 def link_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
-        r.getMessage() for r in caplog.records if r.name == "edge.mqtt.link" and r.levelno >= 30
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "seqcast.edge.mqtt.link" and r.levelno >= 30
     ]
 
 

@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.outbox import load_outbox, save_outbox
-from edge.snapshot import SnapshotError, load_snapshot, save_snapshot
-from edge.streams import StreamTable
+from seqcast.edge.path.streams import StreamTable
+from seqcast.edge.service.outbox import load_outbox, save_outbox
+from seqcast.edge.service.snapshot import SnapshotError, load_snapshot, save_snapshot
 
 
-def filled_table(n_streams: int = 5, seq_len: int = 4, capacity: int = 10, seed: int = 0) -> StreamTable:
+def filled_table(
+    n_streams: int = 5, seq_len: int = 4, capacity: int = 10, seed: int = 0
+) -> StreamTable:
     rng = np.random.default_rng(seed)
     t = StreamTable(capacity, seq_len, 2, [(3,), (3,)], max_gap_s=100.0)
     for i in range(n_streams):
@@ -72,7 +74,9 @@ def test_corrupt_snapshot_is_refused(tmp_path, damage):
     path = tmp_path / "s.npz"
     save_snapshot(path, filled_table(), "ab" * 32, "stream")
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00" * 100, "empty": b""}[damage])
+    path.write_bytes(
+        {"truncate": data[: len(data) // 2], "garbage": b"\x00" * 100, "empty": b""}[damage]
+    )
     table = StreamTable(10, 4, 2, [(3,), (3,)])
     with pytest.raises(SnapshotError, match="unreadable"):
         load_snapshot(path, table, "ab" * 32, "stream")
@@ -101,7 +105,9 @@ def test_snapshot_round_trip_property(tmp_path_factory, n, seed):
 
 def test_outbox_round_trip_bound_and_mode(tmp_path):
     path = tmp_path / "outbox.jsonl"
-    items = [(f"forecasts/m{i}", b'{"stream":"m%d","ts":%d.0}' % (i, i), 1, False) for i in range(100)]
+    items = [
+        (f"forecasts/m{i}", b'{"stream":"m%d","ts":%d.0}' % (i, i), 1, False) for i in range(100)
+    ]
     kept, dropped = save_outbox(path, items, max_bytes=2000)
     assert kept + dropped == 100 and 0 < kept < 100 and path.stat().st_size <= 2000
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

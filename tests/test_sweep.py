@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from seqcast.train.cli import main
 from tests.synth import write_csv
-from train.cli import main
 
 pytestmark = [pytest.mark.tflite, pytest.mark.slow]
 

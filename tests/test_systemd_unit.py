@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import MqttConfig, StateConfig, dump_default_config
+from seqcast.edge.config import MqttConfig, StateConfig, dump_default_config
 
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
 UNIT = SYSTEMD / "seqcast-edge.service"

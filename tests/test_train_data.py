@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from seqcast.train import data as D
+from seqcast.train.cli import main
 from tests.synth import synthetic_frame
-from train import data as D
-from train.cli import main
+
+pytestmark = pytest.mark.train
 
 
 def _fit(csv: Path, *extra: str) -> list[str]:
@@ -118,10 +120,13 @@ def test_scaler_is_fitted_on_train_only():
 
 
 def test_config_file_sets_options_and_flags_win(tmp_path):
-    from train.cli import build_parser, options_from
+    from seqcast.train.cli import build_parser, options_from
 
     cfg = tmp_path / "train.toml"
-    cfg.write_text('data = "x.csv"\nfeatures = ["a", "b"]\nseq-len = 24\nunits = [32, 16]\nquantize = "dynamic"\n')
+    cfg.write_text(
+        'data = "x.csv"\nfeatures = ["a", "b"]\nseq-len = 24\nunits = [32, 16]\n'
+        'quantize = "dynamic"\n'
+    )
     o = options_from(build_parser().parse_args(["fit", "--config", str(cfg), "--seq-len", "12"]))
     assert o.data == "x.csv" and o.features == ["a", "b"] and o.units == (32, 16)
     assert o.quantize == "dynamic" and o.seq_len == 12  # the flag overrides the file

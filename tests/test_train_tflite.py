@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.backends import first_backend
-from edge.backends.base import TFLiteModel
-from edge.bundle import STEP_FILE, WINDOW_FILE, read_bundle
-from edge.runtime import load_model
+from seqcast.edge.model.backends import first_backend
+from seqcast.edge.model.backends.base import TFLiteModel
+from seqcast.edge.model.bundle import STEP_FILE, WINDOW_FILE, read_bundle
+from seqcast.edge.model.runtime import load_model
+from seqcast.train import export
+from seqcast.train.cli import main
+from seqcast.train.fit import FitOptions, fit
+from seqcast.train.models import MASK_VALUE
 from tests.synth import write_csv
-from train import export
-from train.cli import main
-from train.fit import FitOptions, fit
-from train.models import MASK_VALUE
 
 pytestmark = [pytest.mark.tflite, pytest.mark.slow]
 
@@ -124,7 +124,8 @@ def test_int8_bundle_error_is_measured_and_reported(tmp_path, lstm):
     # the int8 bundle's own stream/window accuracy is in its manifest, next to the baselines
     assert np.isfinite(m.metrics["stream"]["mae"]) and np.isfinite(m.metrics["window"]["mae"])
     print(
-        f"int8 stream MAE {m.metrics['stream']['mae']:.3f} vs float32 {lstm.metrics['stream']['mae']:.3f}"
+        f"int8 stream MAE {m.metrics['stream']['mae']:.3f} "
+        f"vs float32 {lstm.metrics['stream']['mae']:.3f}"
     )
     _, report = load_model(r.bundle)
     assert report.passed
@@ -156,7 +157,9 @@ def test_min_history_masked_window_equals_short_stream(tmp_path):
     assert m.min_history == 4 and m.mask_value == MASK_VALUE
     x = _test_sequence(r, 12)[0]  # (L, F)
     win = _interp(r.bundle.models[WINDOW_FILE])
-    stream = _step_tflite(_interp(r.bundle.models[STEP_FILE]), x[None], [s.name for s in m.state])[0]
+    stream = _step_tflite(_interp(r.bundle.models[STEP_FILE]), x[None], [s.name for s in m.state])[
+        0
+    ]
     for k in (4, 7, 12):
         padded = np.full((12, 2), MASK_VALUE, np.float32)
         padded[-k:] = x[:k]
@@ -166,8 +169,24 @@ def test_min_history_masked_window_equals_short_stream(tmp_path):
 
 def test_bidirectional_streaming_is_refused(tmp_path, capsys):
     csv = write_csv(tmp_path / "s.csv", n=400)
-    args = ["fit", "--data", str(csv), "--features", "load", "--targets", "load", "--time-col", "time",
-            "--seq-len", "8", "--horizon", "2", "--bidirectional", "--out", str(tmp_path / "b.seqcast")]
+    args = [
+        "fit",
+        "--data",
+        str(csv),
+        "--features",
+        "load",
+        "--targets",
+        "load",
+        "--time-col",
+        "time",
+        "--seq-len",
+        "8",
+        "--horizon",
+        "2",
+        "--bidirectional",
+        "--out",
+        str(tmp_path / "b.seqcast"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
@@ -190,6 +209,15 @@ def test_window_only_architectures(tmp_path, flag):
 
 def test_long_seq_len_with_a_short_test_split(tmp_path):
     """seq_len 100 with a 180-row test split (< 2 x seq_len) still builds its self-test vectors."""
-    r = fit(_opts(tmp_path, data=str(write_csv(tmp_path / "long.csv", n=1200)), seq_len=100, horizon=2, units=(8,), epochs=1))
+    r = fit(
+        _opts(
+            tmp_path,
+            data=str(write_csv(tmp_path / "long.csv", n=1200)),
+            seq_len=100,
+            horizon=2,
+            units=(8,),
+            epochs=1,
+        )
+    )
     assert len(r.bundle.manifest.selftest["window"]["x"]) >= 2
     assert load_model(r.bundle)[1].passed

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from train.windows import future_targets, sequences, windows
+from seqcast.train.windows import future_targets, sequences, windows
 
 
 def test_windows_exact_small_case():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import logging
 import os
 import sys
@@ -11,8 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from train.data import DataError
-from train.fit import FitOptions
+from seqcast.train.options import DataError, FitOptions
 
 EXIT_BAD_INPUT = 2
 
@@ -22,7 +22,9 @@ def _csv(cast: Any) -> Any:
         try:
             return [cast(v.strip()) for v in text.split(",") if v.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list, got {text!r}"
+            ) from None
 
     return parse
 
@@ -31,37 +33,84 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--config", type=Path, help="TOML file with any of these options (flags win)")
     g.add_argument("--data", help="CSV or Parquet table, one row per time step")
-    g.add_argument("--example", choices=["vic_elec"], help="built-in data: Victoria half-hourly electricity demand")
+    g.add_argument(
+        "--example",
+        choices=["vic_elec"],
+        help="built-in data: Victoria half-hourly electricity demand",
+    )
     g.add_argument("--time-col", help="timestamp column (ISO 8601 or Unix seconds; default: time)")
-    g.add_argument("--features", type=_csv(str), help="input columns, in order (e.g. Demand,Temperature)")
+    g.add_argument(
+        "--features", type=_csv(str), help="input columns, in order (e.g. Demand,Temperature)"
+    )
     g.add_argument("--targets", type=_csv(str), help="columns to forecast")
-    g.add_argument("--split", type=_csv(float), help="chronological train,val,test fractions (0.7,0.15,0.15)")
-    g.add_argument("--sort", action="store_true", default=None, help="sort rows by time instead of refusing unsorted data")
+    g.add_argument(
+        "--split", type=_csv(float), help="chronological train,val,test fractions (0.7,0.15,0.15)"
+    )
+    g.add_argument(
+        "--sort",
+        action="store_true",
+        default=None,
+        help="sort rows by time instead of refusing unsorted data",
+    )
     g.add_argument("--max-fill", type=int, help="interpolate gaps of at most this many steps (3)")
     g = p.add_argument_group("model")
     g.add_argument("--seq-len", type=int, help="time steps the model sees per example (48)")
     g.add_argument("--horizon", type=int, help="steps forecast after each sample (4)")
-    g.add_argument("--mode", choices=["stream", "window"], help="stream: window + step models (default); window: window model only")
+    g.add_argument(
+        "--mode",
+        choices=["stream", "window"],
+        help="stream: window + step models (default); window: window model only",
+    )
     g.add_argument("--cell", choices=["lstm", "gru"], help="recurrent cell (lstm)")
     g.add_argument("--units", type=_csv(int), help="units per stacked layer, e.g. 64,32 (64)")
     g.add_argument("--dropout", type=float, help="input dropout (0)")
     g.add_argument("--recurrent-dropout", type=float, help="recurrent dropout (0)")
-    g.add_argument("--conv1d", action="store_true", default=None, help="Conv1D + MaxPooling1D front end (window mode only)")
-    g.add_argument("--bidirectional", action="store_true", default=None, help="bidirectional layers (window mode only)")
-    g.add_argument("--min-history", type=int, help="forecast from this many samples on (masked, left-padded windows)")
+    g.add_argument(
+        "--conv1d",
+        action="store_true",
+        default=None,
+        help="Conv1D + MaxPooling1D front end (window mode only)",
+    )
+    g.add_argument(
+        "--bidirectional",
+        action="store_true",
+        default=None,
+        help="bidirectional layers (window mode only)",
+    )
+    g.add_argument(
+        "--min-history",
+        type=int,
+        help="forecast from this many samples on (masked, left-padded windows)",
+    )
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, help="maximum epochs; early stopping on validation loss (20)")
+    g.add_argument(
+        "--epochs", type=int, help="maximum epochs; early stopping on validation loss (20)"
+    )
     g.add_argument("--batch-size", type=int, help="(32)")
     g.add_argument("--patience", type=int, help="early-stopping patience in epochs (3)")
     g.add_argument("--learning-rate", type=float, help="Adam learning rate (0.003)")
     g.add_argument("--train-len", type=int, help="streaming training sequence length (4 x seq-len)")
     g.add_argument("--seed", type=int, help="random seed (0)")
     g = p.add_argument_group("output")
-    g.add_argument("--quantize", choices=["float32", "float16", "dynamic", "int8"], help="TFLite precision (float32)")
-    g.add_argument("--season", type=int, help="seasonal-naive period in steps (one day, or one week for daily data)")
+    g.add_argument(
+        "--quantize",
+        choices=["float32", "float16", "dynamic", "int8"],
+        help="TFLite precision (float32)",
+    )
+    g.add_argument(
+        "--season",
+        type=int,
+        help="seasonal-naive period in steps (one day, or one week for daily data)",
+    )
     g.add_argument("--name", help="model name in the manifest (default: file stem)")
     g.add_argument("--out", help="bundle path (model.seqcast); the report goes to <stem>.report/")
-    g.add_argument("--no-report", dest="report", action="store_false", default=None, help="skip the PNG/JSON report")
+    g.add_argument(
+        "--no-report",
+        dest="report",
+        action="store_false",
+        default=None,
+        help="skip the PNG/JSON report",
+    )
 
 
 def options_from(args: argparse.Namespace) -> FitOptions:
@@ -88,11 +137,14 @@ def options_from(args: argparse.Namespace) -> FitOptions:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from train.fit import fit
+    from seqcast.train.fit import fit
 
     result = fit(options_from(args))
     m = result.metrics
-    print(f"wrote {result.bundle.path} ({result.bundle.path.stat().st_size / 1024:.0f} KiB, {result.bundle.model_id})")
+    print(
+        f"wrote {result.bundle.path} ({result.bundle.path.stat().st_size / 1024:.0f} KiB, "
+        f"{result.bundle.model_id})"
+    )
     if result.report_dir:
         print(f"report: {result.report_dir}/")
     best = "stream" if "stream" in m else "window"
@@ -105,7 +157,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from train.sweep import sweep
+    from seqcast.train.sweep import sweep
 
     sweep(options_from(args), args.seq_lens, Path(args.sweep_dir))
     return 0
@@ -120,18 +172,41 @@ def build_parser() -> argparse.ArgumentParser:
     fit_p.set_defaults(func=_cmd_fit)
     sweep_p = sub.add_parser("sweep", help="train one model per sequence length and compare them")
     _add_fit_args(sweep_p)
-    sweep_p.add_argument("--seq-lens", type=_csv(int), required=True, help="candidates, e.g. 12,24,48,96")
-    sweep_p.add_argument("--sweep-dir", default="sweep", help="where bundles, table and plot go (sweep/)")
+    sweep_p.add_argument(
+        "--seq-lens", type=_csv(int), required=True, help="candidates, e.g. 12,24,48,96"
+    )
+    sweep_p.add_argument(
+        "--sweep-dir", default="sweep", help="where bundles, table and plot go (sweep/)"
+    )
     sweep_p.set_defaults(func=_cmd_sweep)
     return parser
 
 
+TRAIN_PACKAGES = ("tensorflow", "keras", "pandas", "pyarrow", "matplotlib", "tsdata")
+
+
+def missing_train_packages() -> list[str]:
+    """The train extra's packages that are not importable here (found without importing them)."""
+    return [name for name in TRAIN_PACKAGES if importlib.util.find_spec(name) is None]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if missing := missing_train_packages():
+        print(
+            "seqcast-train: error: the train extra is not installed "
+            f"(missing: {', '.join(missing)});"
+            " install it with: pip install 'seqcast[train]'",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to ..." noise
-    from train.models import ArchitectureError
+    from seqcast.train.models import ArchitectureError
 
     try:
         return int(args.func(args))

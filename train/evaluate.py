@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.runtime import LoadedModel
-from train.data import FittedScaler, Series
-from train.windows import future_targets, windows
+from seqcast.edge.model.runtime import LoadedModel
+from seqcast.train.data import FittedScaler, Series
+from seqcast.train.windows import future_targets, windows
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,9 @@ def default_season(interval_s: float) -> int:
 def stream_predictions(model: LoadedModel, x: np.ndarray) -> np.ndarray:
     """Step the step model over the whole of x (N, F) from zero state, batch 1: -> (N, H, T)."""
     states = model.zero_states(1)
-    out = np.empty((len(x), model.bundle.manifest.horizon, len(model.bundle.manifest.targets)), np.float32)
+    out = np.empty(
+        (len(x), model.bundle.manifest.horizon, len(model.bundle.manifest.targets)), np.float32
+    )
     for t in range(len(x)):
         y, states = model.step(x[t : t + 1], states)
         out[t] = y[0]

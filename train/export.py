@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from train.models import Forecaster, state_names, step_fn, step_signature
+from seqcast.train.models import Forecaster, state_names, step_fn, step_signature
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,9 @@ def _convert(
     representative: Representative | None,
 ) -> bytes:
     if quantization not in QUANTIZATIONS:
-        raise ValueError(f"--quantize: choose one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+        raise ValueError(
+            f"--quantize: choose one of {', '.join(QUANTIZATIONS)}, got {quantization!r}"
+        )
     with tempfile.TemporaryDirectory(prefix="seqcast-export-") as tmp:
         archive = keras.export.ExportArchive()
         for obj in track:
@@ -65,7 +67,9 @@ def convert_window(
     return _convert([window], lambda x: {"y": window(x, training=False)}, spec, quantization, rep)
 
 
-def convert_step(f: Forecaster, quantization: str, rep_inputs: list[dict[str, np.ndarray]]) -> bytes:
+def convert_step(
+    f: Forecaster, quantization: str, rep_inputs: list[dict[str, np.ndarray]]
+) -> bytes:
     """step.tflite: (x (B, F), state...) -> (y (B, H, T), state...), scaled units."""
     step = step_fn(f)
     names = ["x"] + [n for n, _ in state_names(f)]

@@ -9,58 +9,33 @@ import dataclasses
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.backends import first_backend
-from edge.bundle import STEP_FILE, WINDOW_FILE, Bundle, Manifest, Scaler, StateSpec, write_bundle
-from edge.runtime import LoadedModel
-from train import data as D
-from train.evaluate import default_season, format_table, predict, score
-from train.models import MASK_VALUE, Architecture, build, state_names, window_model
-from train.windows import sequences, windows
+from seqcast.edge.model.backends import first_backend
+from seqcast.edge.model.bundle import (
+    STEP_FILE,
+    WINDOW_FILE,
+    Bundle,
+    Manifest,
+    Scaler,
+    StateSpec,
+    write_bundle,
+)
+from seqcast.edge.model.runtime import LoadedModel
+from seqcast.train import data as D
+from seqcast.train.evaluate import default_season, format_table, predict, score
+from seqcast.train.models import MASK_VALUE, Architecture, build, state_names, window_model
+from seqcast.train.options import FitOptions
+from seqcast.train.windows import sequences, windows
 
 log = logging.getLogger(__name__)
 
 SELFTEST_TOLERANCE = {"float32": 1e-4, "float16": 1e-3, "dynamic": 1e-3, "int8": 5e-3}
-
-
-@dataclass
-class FitOptions:
-    data: str | None = None
-    example: str | None = None
-    time_col: str = "time"
-    features: list[str] = field(default_factory=list)
-    targets: list[str] = field(default_factory=list)
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    seq_len: int = 48
-    horizon: int = 4
-    mode: str = "stream"  # "stream": window + step models; "window": window model only
-    cell: str = "lstm"
-    units: tuple[int, ...] = (64,)
-    dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    conv1d: bool = False
-    bidirectional: bool = False
-    min_history: int | None = None
-    epochs: int = 20
-    batch_size: int = 32
-    patience: int = 3
-    learning_rate: float = 3e-3
-    train_len: int | None = None  # streaming training sequence length (default 4 * seq_len)
-    quantize: str = "float32"
-    sort: bool = False
-    max_fill: int = 3
-    season: int | None = None
-    seed: int = 0
-    name: str | None = None
-    out: str = "model.seqcast"
-    report: bool = True
-    verbose: int | None = None
 
 
 @dataclass
@@ -87,7 +62,9 @@ def load_series(o: FitOptions) -> D.Series:
     return D.prepare(df, time_col, features, targets, sort=o.sort, max_fill=o.max_fill)
 
 
-def _train(o: FitOptions, arch: Architecture, splits: D.Splits, scaler: D.FittedScaler, min_history: int):
+def _train(
+    o: FitOptions, arch: Architecture, splits: D.Splits, scaler: D.FittedScaler, min_history: int
+):
     import keras
 
     keras.utils.set_random_seed(o.seed)
@@ -122,7 +99,11 @@ def _train(o: FitOptions, arch: Architecture, splits: D.Splits, scaler: D.Fitted
         verbose=verbose,
         shuffle=True,
     )
-    return f, {k: [float(v) for v in vals] for k, vals in hist.history.items()}, time.perf_counter() - t0
+    return (
+        f,
+        {k: [float(v) for v in vals] for k, vals in hist.history.items()},
+        time.perf_counter() - t0,
+    )
 
 
 def _selftest_vectors(model: LoadedModel, x_test: np.ndarray, L: int, min_history: int, tol: float):
@@ -133,7 +114,10 @@ def _selftest_vectors(model: LoadedModel, x_test: np.ndarray, L: int, min_histor
         short = np.full((L, x_test.shape[1]), MASK_VALUE, np.float32)
         short[-min_history:] = x_test[:min_history]
         wx = np.concatenate([wx, short[None]])
-    st: dict[str, Any] = {"tolerance": tol, "window": {"x": wx.tolist(), "y": model.window(wx).tolist()}}
+    st: dict[str, Any] = {
+        "tolerance": tol,
+        "window": {"x": wx.tolist(), "y": model.window(wx).tolist()},
+    }
     if model.has_step:
         sx = x_test[: min(L, 64)]
         states = model.zero_states(1)
@@ -146,13 +130,15 @@ def _selftest_vectors(model: LoadedModel, x_test: np.ndarray, L: int, min_histor
 
 
 def fit(o: FitOptions) -> FitResult:
-    from train import export
+    from seqcast.train import export
 
     series = load_series(o)
     want_stream = o.mode == "stream"
     if o.mode not in ("stream", "window"):
         raise D.DataError(f"--mode: choose stream or window, got {o.mode!r}")
-    arch = Architecture(o.cell, tuple(o.units), o.dropout, o.recurrent_dropout, o.conv1d, o.bidirectional)
+    arch = Architecture(
+        o.cell, tuple(o.units), o.dropout, o.recurrent_dropout, o.conv1d, o.bidirectional
+    )
     min_history = o.min_history or o.seq_len
     if not 1 <= min_history <= o.seq_len:
         raise D.DataError(f"--min-history must be 1..--seq-len ({o.seq_len}), got {min_history}")
@@ -166,7 +152,12 @@ def fit(o: FitOptions) -> FitResult:
     log.info("trained in %.1f s", train_s)
 
     x_train = scaler.features(splits.train)
-    rep_x = np.stack([x_train[i : i + o.seq_len] for i in np.linspace(0, len(x_train) - o.seq_len, 64, dtype=int)])
+    rep_x = np.stack(
+        [
+            x_train[i : i + o.seq_len]
+            for i in np.linspace(0, len(x_train) - o.seq_len, 64, dtype=int)
+        ]
+    )
     win = window_model(f, o.seq_len, masked=min_history < o.seq_len)
     models = {WINDOW_FILE: export.convert_window(win, f, o.seq_len, o.quantize, rep_x)}
     if want_stream:
@@ -183,7 +174,11 @@ def fit(o: FitOptions) -> FitResult:
         horizon=o.horizon,
         interval_s=series.interval_s,
         scaler=Scaler(*(v.astype(float).tolist() for v in dataclasses.astuple(scaler))),
-        architecture={**arch.to_json(), "train_len": o.train_len or 4 * o.seq_len, "epochs_run": len(history["loss"])},
+        architecture={
+            **arch.to_json(),
+            "train_len": o.train_len or 4 * o.seq_len,
+            "epochs_run": len(history["loss"]),
+        },
         quantization=o.quantize,
         state=[StateSpec(n, [size]) for n, size in state_names(f)] if want_stream else [],
         min_history=min_history,
@@ -193,7 +188,9 @@ def fit(o: FitOptions) -> FitResult:
     backend = first_backend()
     provisional = LoadedModel(Bundle(manifest, models, sha256="0" * 64), backend)
     x_test = scaler.features(splits.test)
-    selftest = _selftest_vectors(provisional, x_test, o.seq_len, min_history, SELFTEST_TOLERANCE[o.quantize])
+    selftest = _selftest_vectors(
+        provisional, x_test, o.seq_len, min_history, SELFTEST_TOLERANCE[o.quantize]
+    )
     season = o.season or default_season(series.interval_s)
     history_part = series.slice(0, len(splits.train) + len(splits.val))
     preds = predict(provisional, scaler, history_part, splits.test, season)
@@ -206,7 +203,7 @@ def fit(o: FitOptions) -> FitResult:
     bundle = write_bundle(out, manifest, models)
     report_dir = None
     if o.report:
-        from train.report import write_report
+        from seqcast.train.report import write_report
 
         report_dir = write_report(out, bundle, history, preds)
     return FitResult(bundle, metrics, history, train_s, report_dir, f, win, scaler, splits)

@@ -44,18 +44,23 @@ class Architecture:
             raise ArchitectureError(f"--cell: choose lstm or gru, got {self.cell!r}")
         if not self.units or any(u < 1 for u in self.units):
             raise ArchitectureError(f"--units: need positive layer sizes, got {self.units}")
-        for name, v in (("--dropout", self.dropout), ("--recurrent-dropout", self.recurrent_dropout)):
+        for name, v in (
+            ("--dropout", self.dropout),
+            ("--recurrent-dropout", self.recurrent_dropout),
+        ):
             if not 0 <= v < 1:
                 raise ArchitectureError(f"{name}: must be in [0, 1), got {v}")
         if want_stream and self.bidirectional:
             raise ArchitectureError(
-                "--bidirectional cannot make a streaming bundle: its backward pass reads the window "
+                "--bidirectional cannot make a streaming bundle: "
+                "its backward pass reads the window "
                 "from the newest sample back to the oldest, so it must see the whole window again "
                 "for every new sample and has no per-step state to carry. Add --mode window."
             )
         if want_stream and self.conv1d:
             raise ArchitectureError(
-                "--conv1d cannot make a streaming bundle: the convolution and pooling work on whole "
+                "--conv1d cannot make a streaming bundle: "
+                "the convolution and pooling work on whole "
                 "windows, so there is no single-step form. Add --mode window."
             )
         if min_history < seq_len and not self.streaming:
@@ -99,7 +104,9 @@ class Forecaster:
     head: Any
 
 
-def build(arch: Architecture, n_features: int, horizon: int, n_targets: int, seq_len: int) -> Forecaster:
+def build(
+    arch: Architecture, n_features: int, horizon: int, n_targets: int, seq_len: int
+) -> Forecaster:
     out_dim = horizon * n_targets
     head = keras.layers.Dense(out_dim, name="head")
     if arch.streaming:

@@ -8,15 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from edge.bundle import Bundle
-from train.evaluate import Predictions
+from seqcast.edge.model.bundle import Bundle
+from seqcast.train.evaluate import Predictions
 
 
 def report_dir_for(bundle_path: Path) -> Path:
     return bundle_path.with_name(bundle_path.stem + ".report")
 
 
-def write_report(bundle_path: Path, bundle: Bundle, history: dict[str, list[float]], preds: Predictions) -> Path:
+def write_report(
+    bundle_path: Path, bundle: Bundle, history: dict[str, list[float]], preds: Predictions
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +38,12 @@ def write_report(bundle_path: Path, bundle: Bundle, history: dict[str, list[floa
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, vals in history.items():
         ax.plot(np.arange(1, len(vals) + 1), vals, marker="o", label=key)
-    ax.set(xlabel="epoch", ylabel="MSE (scaled units)", title=f"{m.name}: learning curves", yscale="log")
+    ax.set(
+        xlabel="epoch",
+        ylabel="MSE (scaled units)",
+        title=f"{m.name}: learning curves",
+        yscale="log",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=110)
@@ -45,6 +52,7 @@ def write_report(bundle_path: Path, bundle: Bundle, history: dict[str, list[floa
     # one week (or what fits) of the test split, first forecast step and last one
     n = min(len(preds.truth), int(round(7 * 86400 / m.interval_s)) if m.interval_s < 86400 else 200)
     fig, axes = plt.subplots(len(m.targets), 1, figsize=(11, 3.5 * len(m.targets)), squeeze=False)
+
     def at(k: int) -> np.ndarray:  # plot each forecast at the time it is for
         return (preds.origin_times[:n] + k * m.interval_s).astype("datetime64[s]")
 
@@ -55,7 +63,13 @@ def write_report(bundle_path: Path, bundle: Bundle, history: dict[str, list[floa
             if method in preds.by_method:
                 ax.plot(at(1), preds.by_method[method][:n, 0, j], lw=0.9, label=f"{method} t+1")
         if "stream" in preds.by_method and m.horizon > 1:
-            ax.plot(at(m.horizon), preds.by_method["stream"][:n, -1, j], lw=0.9, ls="--", label=f"stream t+{m.horizon}")
+            ax.plot(
+                at(m.horizon),
+                preds.by_method["stream"][:n, -1, j],
+                lw=0.9,
+                ls="--",
+                label=f"stream t+{m.horizon}",
+            )
         ax.set(title=f"{target}: forecast vs actual (test split)", ylabel=target)
         ax.legend(ncol=3, fontsize=8)
     fig.autofmt_xdate()

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.backends import first_backend
-from edge.runtime import LoadedModel
-from train import data as D
-from train.evaluate import Predictions, predict
-from train.fit import FitOptions, FitResult, fit, load_series
+from seqcast.edge.model.backends import first_backend
+from seqcast.edge.model.runtime import LoadedModel
+from seqcast.train import data as D
+from seqcast.train.evaluate import Predictions, predict
+from seqcast.train.fit import FitOptions, FitResult, fit, load_series
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,9 @@ def future_targets(y: np.ndarray, horizon: int) -> np.ndarray:
     return np.ascontiguousarray(sliding_window_view(y[1:], horizon, axis=0).transpose(0, 2, 1))
 
 
-def windows(x: np.ndarray, y: np.ndarray, seq_len: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+def windows(
+    x: np.ndarray, y: np.ndarray, seq_len: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Window examples: x (N, F), y (N, T) -> X (M, L, F), Y (M, H, T), M = N - L - H + 1.
 
     Example i sees steps i..i+L-1 and predicts the H steps after its last one.
@@ -23,7 +25,9 @@ def windows(x: np.ndarray, y: np.ndarray, seq_len: int, horizon: int) -> tuple[n
     n = len(x)
     m = n - seq_len - horizon + 1
     if m <= 0:
-        raise ValueError(f"series of {n} steps is shorter than seq_len ({seq_len}) + horizon ({horizon})")
+        raise ValueError(
+            f"series of {n} steps is shorter than seq_len ({seq_len}) + horizon ({horizon})"
+        )
     xw = sliding_window_view(x, seq_len, axis=0).transpose(0, 2, 1)[:m]  # -> (M, L, F)
     yw = future_targets(y, horizon)[seq_len - 1 : seq_len - 1 + m]  # -> (M, H, T)
     return np.ascontiguousarray(xw), yw
@@ -39,7 +43,9 @@ def sequences(
     """
     usable = len(x) - horizon  # steps that have a full future
     if usable < length:
-        raise ValueError(f"series of {len(x)} steps is too short for sequences of {length} + horizon {horizon}")
+        raise ValueError(
+            f"series of {len(x)} steps is too short for sequences of {length} + horizon {horizon}"
+        )
     fut = future_targets(y, horizon)  # -> (N-H, H, T)
     starts = np.arange(0, usable - length + 1, stride)
     if starts[-1] != usable - length:

@@ -6,17 +6,20 @@ TLS) the way paho does. Nothing here sends MQTT, and nothing ever formats a pass
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import ssl
 import time
 
-from edge.mqtt.settings import MqttSettings
+from seqcast.edge.config import MqttConfig, TlsConfig
 
 PROBE_TIMEOUT_S = 2.0  # the whole diagnostic connection, on paho's thread
 ALERT_WAIT_S = 0.5  # after a handshake: TLS 1.3 brokers send a certificate rejection late
 # TLS alerts a broker sends when it does not accept our client certificate
-CERT_ALERT = re.compile(r"alert (unknown ca|bad certificate|unsupported certificate|certificate \w+)")
+CERT_ALERT = re.compile(
+    r"alert (unknown ca|bad certificate|unsupported certificate|certificate \w+)"
+)
 
 
 def reason_of(exc: BaseException) -> str:
@@ -25,21 +28,21 @@ def reason_of(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def tls_context(s: MqttSettings) -> ssl.SSLContext:
+def tls_context(s: TlsConfig) -> ssl.SSLContext:
     """The context paho's `tls_set` + `tls_insecure_set` build from the same settings."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, hostname checked
-    if s.tls_cert_file:
-        ctx.load_cert_chain(s.tls_cert_file, s.tls_key_file)
-    if s.tls_ca_file:
-        ctx.load_verify_locations(s.tls_ca_file)
+    if s.cert_file:
+        ctx.load_cert_chain(s.cert_file, s.key_file)
+    if s.ca_file:
+        ctx.load_verify_locations(s.ca_file)
     else:
         ctx.load_default_certs()
-    if s.tls_insecure:  # like paho: the certificate is still verified, its host name is not
+    if s.insecure:  # like paho: the certificate is still verified, its host name is not
         ctx.check_hostname = False
     return ctx
 
 
-def probe(s: MqttSettings, timeout: float = PROBE_TIMEOUT_S) -> tuple[str, str] | None:
+def probe(s: MqttConfig, timeout: float = PROBE_TIMEOUT_S) -> tuple[str, str] | None:
     """Connect (and handshake, with TLS) as paho does: `("tcp"|"tls", reason)` for the step that
     failed, None when all went well. Bounded by `timeout`; sends nothing."""
     deadline = time.monotonic() + timeout
@@ -48,11 +51,11 @@ def probe(s: MqttSettings, timeout: float = PROBE_TIMEOUT_S) -> tuple[str, str] 
     except OSError as exc:
         return "tcp", reason_of(exc)
     with sock:
-        if not s.tls_enabled:
+        if not s.tls.enabled:
             return None
         try:
             sock.settimeout(max(0.05, deadline - time.monotonic()))
-            tls = tls_context(s).wrap_socket(sock, server_hostname=s.host)  # handshakes
+            tls = tls_context(s.tls).wrap_socket(sock, server_hostname=s.host)  # handshakes
         except OSError as exc:  # ssl.SSLError included
             return "tls", reason_of(exc)
         with tls:
@@ -64,3 +67,32 @@ def probe(s: MqttSettings, timeout: float = PROBE_TIMEOUT_S) -> tuple[str, str] 
             except OSError as exc:
                 return "tls", reason_of(exc)
     return ("tls", "the broker closed the connection after the handshake") if closed else None
+
+
+def diagnose(cfg: MqttConfig, exc: OSError | None) -> tuple[str, str]:
+    """`(kind, reason)` of a failed connection attempt; kind is "tcp" or "tls".
+
+    A TLS error paho hit is the answer. Otherwise, with TLS on, one probe tells a TCP failure
+    from a TLS one (a plain-text broker resets the handshake, which paho reports as a reset).
+    """
+    if isinstance(exc, ssl.SSLError):
+        return "tls", reason_of(exc)
+    unambiguous = isinstance(exc, socket.gaierror | ConnectionRefusedError)  # no probe: DNS
+    if exc is not None and (unambiguous or not cfg.tls.enabled):
+        return "tcp", reason_of(exc)
+    found = probe(cfg)
+    if found is not None:
+        return found
+    return "tcp", reason_of(exc) if exc is not None else "failed (a test connection worked)"
+
+
+def failure_text(cfg: MqttConfig, kind: str, reason: str) -> tuple[str, int]:
+    """The one log line (and its level) for a failed attempt of `kind` "tcp", "tls" or "closed"."""
+    where = f"{cfg.host}:{cfg.port}"
+    if kind == "tls":
+        if CERT_ALERT.search(reason):
+            reason = f"the broker rejected the client certificate: {reason}"
+        return f"TLS handshake with {where} failed: {reason}", logging.ERROR
+    if kind == "closed":
+        return f"MQTT broker {where} {reason}", logging.ERROR
+    return f"cannot reach MQTT broker {where}: {reason}", logging.WARNING

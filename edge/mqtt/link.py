@@ -9,7 +9,7 @@ JSON `{"state": "online"|"offline", ...}`; the last will says `offline` if the p
 
 paho's reconnect loop swallows why a connection attempt failed (`on_connect_fail` gets no
 reason), and a broker that drops us before CONNACK (a TLS 1.3 broker rejecting our certificate,
-a TLS-only port) is not even a failure to it. `_diagnose` finds the reason: the exception paho is
+a TLS-only port) is not even a failure to it. `diagnose` finds the reason: the exception paho is
 handling, else one bounded probe that connects and does the TLS handshake the way paho does. It
 lands in `last_error` and in one rate-limited log line per reason; never a password.
 """
@@ -20,24 +20,22 @@ import functools
 import json
 import logging
 import queue
-import socket
-import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any, TypeVar
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
-from edge.mqtt.delivery import AckGate, InboundMessage
-from edge.mqtt.diagnose import CERT_ALERT, probe, reason_of
-from edge.mqtt.fastclient import FastClient, build_client, connect_options
-from edge.mqtt.settings import LinkCounters, MqttSettings
-from edge.mqtt.topics import TopicTemplate
-from edge.ratelimit import RateLimitedLog
+from seqcast.edge.config import MqttConfig, StateConfig, TopicTemplate
+from seqcast.edge.counters import Counters
+from seqcast.edge.mqtt.configure import build_client, connect_options, wake_once
+from seqcast.edge.mqtt.delivery import AckGate, InboundMessage
+from seqcast.edge.mqtt.diagnose import diagnose, failure_text, probe
+from seqcast.edge.mqtt.inbox import Inbox
+from seqcast.edge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +67,22 @@ class MqttLink:
 
     def __init__(
         self,
-        settings: MqttSettings,
+        cfg: MqttConfig,
         input_topic: TopicTemplate,
-        inbox: queue.Queue[InboundMessage],
+        *,
+        status_topic: str,
+        password: str | None = None,
+        counters: Counters | None = None,
+        inbox_size: int = StateConfig().queue_size,
         client_factory: Callable[..., paho.Client] | None = None,
     ) -> None:
-        self.settings = settings
+        self.cfg = cfg
         self.input_topic = input_topic
-        self.counters = LinkCounters()
+        self.status_topic = status_topic
+        self.registry = counters if counters is not None else Counters()
+        self.counters = self.registry.view("mqtt_")
         self.last_error: str | None = None  # latest problem; cleared by a successful connect
-        self._inbox = inbox
+        self.inbox = Inbox(inbox_size)
         self._subscription = input_topic.subscription()
         self._streams: dict[str, str] = {}  # topic -> stream, a cache of input_topic.stream_of
         self._connected = False
@@ -92,10 +96,12 @@ class MqttLink:
         self._gate = AckGate()
         self._track_acks = True
         self._ratelog = RateLimitedLog(log)
-        self._client = self._make_client(client_factory)
+        self._client = self._make_client(client_factory, password, status_topic)
 
-    def _make_client(self, factory: Callable[..., paho.Client] | None) -> paho.Client:
-        client = build_client(self.settings, factory)
+    def _make_client(
+        self, factory: Callable[..., paho.Client] | None, password: str | None, status_topic: str
+    ) -> paho.Client:
+        client = build_client(self.cfg, password, status_topic, factory)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -119,11 +125,11 @@ class MqttLink:
         """Connect in the background; paho's thread keeps reconnecting with backoff."""
         if self._started:
             raise RuntimeError("MqttLink.start() called twice")
-        s = self.settings
+        s = self.cfg
         self._started = True
         self._client.connect_async(s.host, s.port, keepalive=s.keepalive, **connect_options(s))
         self._client.loop_start()
-        tls = " with TLS" if s.tls_enabled else ""
+        tls = " with TLS" if s.tls.enabled else ""
         log.info(
             "MQTT %s: connecting to %s:%d%s as %r", s.protocol, s.host, s.port, tls, s.client_id
         )
@@ -164,7 +170,7 @@ class MqttLink:
         sent: list[tuple[int, str, bytes]] = []
         published = 0
         client = self._client
-        with client.wake_once() if isinstance(client, FastClient) else nullcontext():
+        with wake_once(client):
             for topic, payload in forecasts:
                 try:
                     info = client.publish(topic, payload, qos=qos, retain=retain)
@@ -206,8 +212,13 @@ class MqttLink:
         if self._gate.acked(mid, early=self._track_acks):
             self._release()
 
-    def publish_status(self, state: str, counters: dict[str, int | float] | None = None) -> None:
-        """Retained `{"state", "ts", "counters"}` on the status topic (link counters by default)."""
+    def next_batch(self, timeout: float, limit: int) -> list[InboundMessage]:
+        """The messages waiting in the inbox (at most `limit`), after waiting up to `timeout` s."""
+        return self.inbox.next_batch(timeout, limit)
+
+    def publish_status(self, state: str, counters: dict[str, int] | None = None) -> None:
+        """Retained `{"state", "ts", "counters"}` on the status topic: every counter of the
+        registry by default, so the first `online` has the same schema as every later one."""
         self._publish_status(state, counters)
 
     def stop_input(self) -> None:
@@ -243,14 +254,14 @@ class MqttLink:
     # -- internals; the callbacks run on paho's thread -----------------------------------------
 
     def _publish_status(
-        self, state: str, counters: dict[str, int | float] | None = None
+        self, state: str, counters: dict[str, int] | None = None
     ) -> paho.MQTTMessageInfo | None:
         if state not in STATUS_STATES:
             raise ValueError(f"status state must be one of {STATUS_STATES}, got {state!r}")
-        counts = dict(counters) if counters is not None else self.counters.as_dict()
+        counts = dict(counters) if counters is not None else self.registry.as_dict()
         body = json.dumps({"state": state, "ts": round(time.time(), 3), "counters": counts})
         try:
-            info = self._client.publish(self.settings.status_topic, body, qos=1, retain=True)
+            info = self._client.publish(self.status_topic, body, qos=1, retain=True)
         except (ValueError, TypeError) as exc:
             self._ratelog("status", "cannot publish status: %s", exc)
             return None
@@ -259,7 +270,7 @@ class MqttLink:
 
     @_guarded
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        s = self.settings
+        s = self.cfg
         if reason.is_failure:
             self._connected, self._refused = False, True
             self.counters.inc("connect_failures")
@@ -290,47 +301,21 @@ class MqttLink:
         self._refused = False
         self.counters.inc("connect_failures")
         if not self._stopping:
-            self._report(*self._diagnose(exc if isinstance(exc, OSError) else None))
-
-    def _diagnose(self, exc: OSError | None) -> tuple[str, str]:
-        """`(kind, reason)` of a failed connection attempt; kind is "tcp" or "tls".
-
-        A TLS error paho hit is the answer. Otherwise, with TLS on, one probe tells a TCP failure
-        from a TLS one (a plain-text broker resets the handshake, which paho reports as a reset).
-        """
-        s = self.settings
-        if isinstance(exc, ssl.SSLError):
-            return "tls", reason_of(exc)
-        unambiguous = isinstance(exc, socket.gaierror | ConnectionRefusedError)  # no probe: DNS
-        if unambiguous or (exc is not None and not s.tls_enabled):
-            return "tcp", reason_of(exc)
-        found = probe(s)
-        if found is not None:
-            return found
-        return "tcp", reason_of(exc) if exc is not None else "failed (a test connection worked)"
+            self._report(*diagnose(self.cfg, exc if isinstance(exc, OSError) else None))
 
     def _report(self, kind: str, reason: str) -> None:
-        s = self.settings
-        if kind == "tls":
-            if CERT_ALERT.search(reason):
-                reason = f"the broker rejected the client certificate: {reason}"
-            text, level = f"TLS handshake with {s.host}:{s.port} failed: {reason}", logging.ERROR
-        elif kind == "closed":
-            text, level = f"MQTT broker {s.host}:{s.port} {reason}", logging.ERROR
-        else:
-            text, level = f"cannot reach MQTT broker {s.host}:{s.port}: {reason}", logging.WARNING
-        self.last_error = text
-        self._ratelog(f"connect-{kind}:{reason}", "%s", text + _RETRYING, level=level)
+        self.last_error, level = failure_text(self.cfg, kind, reason)
+        self._ratelog(f"connect-{kind}:{reason}", "%s", self.last_error + _RETRYING, level=level)
 
     def _closed_before_connack(self, reason: Any) -> None:
         """The broker (or TLS) dropped an attempt that never got a CONNACK; say why if we can."""
         self.counters.inc("connect_failures")
-        found = probe(self.settings) if self.settings.tls_enabled else None
+        found = probe(self.cfg) if self.cfg.tls.enabled else None
         if found is not None:
             self._report(*found)
             return
         why = f"closed the connection before CONNACK ({reason})"
-        self._report("closed", why if self.settings.tls_enabled else why + "; a TLS-only port?")
+        self._report("closed", why if self.cfg.tls.enabled else why + "; a TLS-only port?")
 
     @_guarded
     def _on_disconnect(
@@ -365,7 +350,7 @@ class MqttLink:
     @_guarded
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         received_at = time.time()
-        self.counters.received += 1  # only ever bumped here, on paho's thread: no lock needed
+        self.counters.add("received")  # only ever bumped here, on paho's thread: no lock needed
         if self._input_stopped:  # not acknowledged: the broker delivers it again next session
             self.counters.inc("dropped_stopping")
             return
@@ -387,11 +372,11 @@ class MqttLink:
         m, at = message, received_at
         inbound = InboundMessage(stream, topic, bytes(m.payload), at, m.mid, m.qos, bool(m.dup))
         try:
-            self._inbox.put_nowait(inbound)
+            self.inbox.put_nowait(inbound)
         except queue.Full:
             self.counters.inc("dropped_queue_full")
             self._ack_now(client, message)  # counted and let go, or it would block the session
-            size = self._inbox.maxsize
+            size = self.inbox.maxsize
             self._ratelog("inbox-full", "inbox full (%d): dropped message of %r", size, stream)
 
     def _ack_now(self, client: Any, message: paho.MQTTMessage) -> None:

@@ -1,0 +1,116 @@
+"""Reading `edge.toml` and secrets; the commented example config.
+
+`parse_config` validates parsed TOML against the sections (one error line per problem, like
+``edge.toml: mqtt.port: must be 1..65535, got 70000``); `read_password` is the one function that
+touches a secret.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import MISSING, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from seqcast.edge.config.sections import ConfigError, EdgeConfig, MqttConfig
+from seqcast.edge.config.validation import build, rule_text, show
+
+MAX_PASSWORD_BYTES = 65536
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EdgeConfig:
+    """Validate parsed TOML; raise `ConfigError` listing every problem as 'source: key: rule'."""
+    errors: list[str] = []
+    cfg = build(EdgeConfig, dict(data), "", errors)
+    if errors or not isinstance(cfg, EdgeConfig):
+        raise ConfigError([f"{source}: {e}" for e in errors])
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> EdgeConfig:
+    """Read and validate a TOML file; every failure (missing file, syntax) is one `ConfigError`."""
+    source = os.fspath(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
+    except OSError as e:
+        raise ConfigError(f"{source}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{source}: not valid UTF-8 (byte offset {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: TOML syntax error: {e}") from None
+    return parse_config(data, source)
+
+
+def read_password(cfg: MqttConfig, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Read `cfg.password_file` (None when unset); one trailing newline is stripped.
+
+    A relative name resolves in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``) when
+    that is set, else in the working directory. A file that others may access is refused.
+    Errors name the file, never its content.
+    """
+    if cfg.password_file is None:
+        return None
+    path, creds = cfg.password_file, environ.get("CREDENTIALS_DIRECTORY")
+    if not path.is_absolute() and creds:
+        path = Path(creds) / path
+    where = f"mqtt.password_file: {path}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ConfigError(f"{where}: not a regular file")
+            if st.st_mode & 0o007:
+                mode = stat.S_IMODE(st.st_mode)
+                raise ConfigError(f"{where}: others may access it (mode {mode:04o}); chmod o-rwx")
+            data = os.read(fd, MAX_PASSWORD_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise ConfigError(f"{where}: {e.strerror or type(e).__name__}") from None
+    if len(data) > MAX_PASSWORD_BYTES:
+        raise ConfigError(f"{where}: larger than {MAX_PASSWORD_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not valid UTF-8") from None
+    return text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
+
+
+# -- the commented example -----------------------------------------------------------------------
+
+
+def _dump_section(cls: type, prefix: str, out: list[str]) -> None:
+    hints = get_type_hints(cls)
+    out += ["", f"# {(cls.__doc__ or '').strip().splitlines()[0]}", f"[{prefix}]"]
+    nested = []
+    for f in fields(cls):
+        hint = hints[f.name]
+        if is_dataclass(hint):
+            nested.append((hint, f"{prefix}.{f.name}"))
+            continue
+        rule = rule_text(f, hint)
+        out.append(f"# {f.metadata['help']}" + (f" ({rule})" if rule else ""))
+        if f.default is None:
+            out.append(f"# {f.name} = {show(f.metadata['example'])}")
+        elif f.default is MISSING:
+            out.append(f"{f.name} = {show(f.metadata['example'])}  # required")
+        else:
+            out.append(f"{f.name} = {show(f.default)}")
+    for sub, name in nested:
+        _dump_section(sub, name, out)  # type: ignore[arg-type]
+
+
+def dump_default_config() -> str:
+    """A commented example `edge.toml` with every key and its default."""
+    out = [
+        "# seqcast-edge configuration (seqcast-edge check -c FILE validates it).",
+        "# Every key is shown with its default; commented keys are unset by default.",
+    ]
+    for f in fields(EdgeConfig):
+        _dump_section(get_type_hints(EdgeConfig)[f.name], f.name, out)
+    return "\n".join(out) + "\n"

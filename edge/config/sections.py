@@ -1,0 +1,215 @@
+"""The `edge.toml` sections: frozen, typed dataclasses, each field with its default and rules.
+
+Every field carries its default and a one-line ``help`` in ``field(metadata=...)``; a small generic
+validator walks the dataclass fields and their type hints, so adding a setting is one line. Unknown
+keys are errors (see `files.parse_config`). Config objects do no I/O. Each section goes to its owner
+as it is: `[mqtt]` to the MQTT link, `[input]` to the decoder, `[streams]` to the stream table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import MISSING, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from seqcast.edge.config.topics import status_template_rule, stream_template_rule
+from seqcast.edge.config.validation import show
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; `errors` holds one line per problem, the message joins them."""
+
+    def __init__(self, errors: str | list[str]) -> None:
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# -- field rules ---------------------------------------------------------------------------------
+
+
+def _opt(default: Any, help: str, **rules: Any) -> Any:
+    """A field: default (MISSING = required), help line, rules (ge, gt, le, check, example)."""
+    if is_dataclass(default):
+        return field(default_factory=type(default), metadata={"help": help, **rules})
+    return field(default=default, metadata={"help": help, **rules})
+
+
+def _client_id(value: str) -> str | None:
+    if len(value) > 128:
+        return "must be at most 128 characters"
+    if any(c in value for c in "+#/"):
+        return "must not contain '+', '#' or '/'"
+    return None
+
+
+_STREAM_TOPIC = stream_template_rule
+_STATUS_TOPIC = status_template_rule
+_PW = "mqtt-password"
+
+
+def _topics_overlap(a: str, b: str) -> bool:
+    """Whether some stream name makes template `a` and template `b` name the same topic."""
+    la, lb = a.split("/"), b.split("/")
+    return len(la) == len(lb) and all(
+        x == y or "{stream}" in (x, y) for x, y in zip(la, lb, strict=True)
+    )
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+class _Section:
+    def _rules(self) -> Iterator[tuple[str, str]]:  # cross-field rules: (relative key, message)
+        return iter(())
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsConfig(_Section):
+    """TLS to the broker; giving any file turns it on unless `enabled = false` is explicit."""
+
+    enabled: bool = _opt(False, "Connect with TLS")
+    ca_file: Path | None = _opt(
+        None, "CA bundle (PEM) to verify the broker; unset = system store", example="ca.pem"
+    )
+    cert_file: Path | None = _opt(None, "Client certificate (PEM)", example="client.pem")
+    key_file: Path | None = _opt(None, "Client private key (PEM)", example="client.key")
+    insecure: bool = _opt(False, "Skip broker hostname verification (testing only)")
+
+    @staticmethod
+    def _implied(raw: Mapping[str, Any]) -> dict[str, Any]:
+        files = ("ca_file", "cert_file", "key_file")
+        return {"enabled": True} if any(k in raw for k in files) else {}
+
+    def _rules(self) -> Iterator[tuple[str, str]]:
+        if (self.cert_file is None) != (self.key_file is None):
+            missing = "key_file" if self.key_file is None else "cert_file"
+            yield missing, "cert_file and key_file must be given together"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MqttConfig(_Section):
+    """Broker connection."""
+
+    host: str = _opt("localhost", "Broker host name or address")
+    port: int = _opt(1883, "Broker TCP port", ge=1, le=65535)
+    client_id: str = _opt("seqcast-edge", "MQTT client id, unique per broker", check=_client_id)
+    protocol: Literal["3.1.1", "5"] = _opt("3.1.1", "MQTT protocol version")
+    keepalive: int = _opt(60, "Keepalive interval in seconds", ge=5, le=3600)
+    username: str | None = _opt(None, "Broker user name", example="seqcast")
+    password_file: Path | None = _opt(
+        None, "Password file; a relative name is looked up in $CREDENTIALS_DIRECTORY", example=_PW
+    )
+    clean_session: bool = _opt(False, "Start a clean session (false: persistent session)")
+    session_expiry_s: int = _opt(86400, "Session expiry in s, MQTT 5 only", ge=0, le=2**32 - 1)
+    qos_in: int = _opt(1, "QoS of the input subscription", ge=0, le=2)
+    reconnect_min_s: float = _opt(1.0, "First reconnect delay in seconds", gt=0)
+    reconnect_max_s: float = _opt(60.0, "Longest reconnect delay in seconds", gt=0)
+    tls: TlsConfig = _opt(TlsConfig(), "TLS settings")
+
+    def _rules(self) -> Iterator[tuple[str, str]]:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            rule = f"must be >= reconnect_min_s ({self.reconnect_min_s})"
+            yield "reconnect_max_s", f"{rule}, got {self.reconnect_max_s}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(_Section):
+    """The model bundle and the interpreter."""
+
+    path: Path = _opt(MISSING, "Model bundle (*.seqcast)", example="/var/lib/seqcast/model.seqcast")
+    mode: Literal["auto", "stream", "window"] = _opt(
+        "auto", "Inference mode; auto = stream when the bundle has a step model"
+    )
+    num_threads: int = _opt(1, "Interpreter threads", ge=1, le=64)
+    backend: Literal["auto", "litert", "tflite_runtime"] = _opt(
+        "auto", "Interpreter backend; auto tries litert, then tflite_runtime"
+    )
+    watch: bool = _opt(True, "Reload the model when the bundle file changes")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputConfig(_Section):
+    """Sensor messages."""
+
+    topic: str = _opt("sensors/{stream}/data", "Input topic template", check=_STREAM_TOPIC)
+    format: Literal["auto", "json", "senml", "csv"] = _opt("auto", "Payload format")
+    timestamp_field: str = _opt("ts", "JSON field holding the timestamp")
+    extra_fields: Literal["ignore", "reject"] = _opt(
+        "ignore", "What to do with fields the model does not use"
+    )
+    max_payload_bytes: int = _opt(65536, "Largest accepted payload", ge=16, le=16777216)
+    max_samples_per_message: int = _opt(1000, "Most samples accepted in one message", ge=1)
+    max_future_s: float = _opt(86400.0, "Reject samples this many seconds ahead of the clock", ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputConfig(_Section):
+    """Forecast messages."""
+
+    topic: str = _opt("forecasts/{stream}", "Output topic template", check=_STREAM_TOPIC)
+    qos: int = _opt(1, "QoS of published forecasts", ge=0, le=2)
+    retain: bool = _opt(False, "Publish forecasts retained")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamsConfig(_Section):
+    """The per-stream table."""
+
+    max_streams: int = _opt(10000, "Most streams kept; the least recently used is evicted", ge=1)
+    max_gap: float = _opt(4.0, "A gap longer than this many intervals resets a stream", gt=0)
+    out_of_order: Literal["drop", "reset"] = _opt(
+        "drop", "Late or duplicate samples: drop (and count) them, or reset the stream"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusConfig(_Section):
+    """Retained status messages (online/offline and counters)."""
+
+    topic: str = _opt("seqcast/{client_id}/status", "Status topic", check=_STATUS_TOPIC)
+    interval_s: float = _opt(30.0, "Seconds between counter publications", gt=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateConfig(_Section):
+    """Local state: snapshots and the outbox."""
+
+    dir: Path = _opt(Path("/var/lib/seqcast"), "State directory")
+    snapshot_interval_s: float = _opt(
+        300.0, "Seconds between stream snapshots; 0 disables periodic snapshots", ge=0
+    )
+    outbox_max_bytes: int = _opt(16777216, "Bytes of unsent forecasts kept while offline", ge=0)
+    queue_size: int = _opt(10000, "Incoming message queue length", ge=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogConfig(_Section):
+    """Logging (to stderr; journald keeps it)."""
+
+    level: Literal["info", "debug", "warning", "error"] = _opt("info", "Log level")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeConfig(_Section):
+    """The whole `edge.toml`."""
+
+    mqtt: MqttConfig = _opt(MqttConfig(), "Broker connection")
+    model: ModelConfig = _opt(MISSING, "Model bundle")
+    input: InputConfig = _opt(InputConfig(), "Sensor messages")
+    output: OutputConfig = _opt(OutputConfig(), "Forecast messages")
+    streams: StreamsConfig = _opt(StreamsConfig(), "Stream table")
+    status: StatusConfig = _opt(StatusConfig(), "Status messages")
+    state: StateConfig = _opt(StateConfig(), "Local state")
+    log: LogConfig = _opt(LogConfig(), "Logging")
+
+    @property
+    def status_topic(self) -> str:
+        """The status topic with `{client_id}` filled in."""
+        return self.status.topic.replace("{client_id}", self.mqtt.client_id)
+
+    def _rules(self) -> Iterator[tuple[str, str]]:
+        inp = self.input.topic
+        for key, topic in ("output.topic", self.output.topic), ("status.topic", self.status_topic):
+            if _topics_overlap(topic, inp):
+                yield key, f"must not overlap input.topic {show(inp)}, got {show(topic)}"

@@ -1,0 +1,139 @@
+"""The counters registry: every count the daemon keeps, under one name each.
+
+One `Counters` lives as long as the daemon. The MQTT link, the pipeline, the engine and the
+stream table all bump the same registry, so nothing is copied (or forgotten) across a model swap,
+and the status topic, the logs and a metrics endpoint read the same names.
+
+Names are `CATALOG` keys, plus the `bad_<reason>` family (one per payload rejection reason).
+Gauges (live streams, queued messages) are functions read when a snapshot is taken.
+
+Threads: `inc` takes a lock and is safe from any thread; `add` does not, and is for counters that
+only one thread ever bumps (the main thread's data path, or paho's thread for `mqtt_received`).
+A reader on another thread sees the old value or the new one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+CATALOG: dict[str, str] = {
+    # the data path (main thread)
+    "messages": "input messages handed to the data path",
+    "samples": "samples stepped through the model",
+    "forecasts": "forecasts produced",
+    "invokes": "interpreter invocations",
+    "bad_payloads": "input messages rejected as bad input (all reasons; see bad_<reason>)",
+    "extra_fields": "payload fields the model does not use (ignored)",
+    "encode_errors": "forecasts that could not be encoded (not published)",
+    # the stream table (main thread)
+    "streams_created": "streams started (first sample, or after eviction)",
+    "streams_evicted": "streams evicted, least recently used first, when the table was full",
+    "streams_resets_gap": "streams restarted after a gap longer than max_gap",
+    "streams_resets_out_of_order": 'streams restarted by a late sample (out_of_order = "reset")',
+    "streams_dropped_duplicate": "samples dropped: same timestamp as the stream's last",
+    "streams_dropped_late": "samples dropped: older than the stream's last",
+    # the MQTT link (paho's thread and the main thread)
+    "mqtt_received": "messages the broker delivered on the input subscription",
+    "mqtt_dropped_queue_full": "messages dropped because the inbox was full",
+    "mqtt_unknown_topic": "messages on a topic the input template does not match",
+    "mqtt_connects": "accepted broker connections",
+    "mqtt_connect_failures": "connection attempts refused or failed",
+    "mqtt_disconnects": "established connections lost or closed",
+    "mqtt_published": "forecasts handed to the MQTT client (sent, or queued until reconnect)",
+    "mqtt_publish_failed": "forecasts the MQTT client refused",
+    "mqtt_dropped_stopping": "messages that arrived while stopping (left unacknowledged)",
+    "mqtt_callback_errors": "unexpected errors caught in MQTT callbacks",
+    "mqtt_acked": "inputs acknowledged after their forecasts were safe at the broker",
+    "mqtt_outbox_overflow": "forecasts the MQTT client could not queue (its queue was full)",
+    # local state (main thread)
+    "state_outbox_dropped": "unsent forecasts the outbox file had no room for",
+}
+FAMILIES: dict[str, str] = {"bad_": "input messages rejected for this reason"}
+
+
+def help_of(name: str) -> str:
+    """The one-line help of a counter name (catalog entry, or its family's)."""
+    if name in CATALOG:
+        return CATALOG[name]
+    for prefix, text in FAMILIES.items():
+        if name.startswith(prefix):
+            return f"{text}: {name.removeprefix(prefix)}"
+    raise KeyError(f"unknown counter {name!r}")
+
+
+class Counters:
+    """name -> monotonic count, and name -> gauge function; see the module doc for threads."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, int] = dict.fromkeys(CATALOG, 0)
+        self._gauges: dict[str, Callable[[], int]] = {}
+        self._lock = threading.Lock()
+
+    def _check(self, name: str) -> None:
+        if name not in self._values:
+            help_of(name)  # raises for a name that is neither declared nor in a family
+
+    def inc(self, name: str, n: int = 1) -> None:
+        """Add `n` to `name`; safe from any thread."""
+        with self._lock:
+            if name not in self._values:
+                self._check(name)
+            self._values[name] = self._values.get(name, 0) + n
+
+    def add(self, name: str, n: int = 1) -> None:
+        """Add `n` to `name` without the lock: for a counter only one thread bumps."""
+        if name not in self._values:
+            self._check(name)
+        self._values[name] = self._values.get(name, 0) + n
+
+    def __getitem__(self, name: str) -> int:
+        if name in self._gauges:
+            return self._gauges[name]()
+        self._check(name)
+        return self._values.get(name, 0)
+
+    def gauge(self, name: str, read: Callable[[], int]) -> None:
+        """Register (or replace) a gauge: `read()` is called whenever the counters are read."""
+        self._gauges[name] = read
+
+    def as_dict(self) -> dict[str, int]:
+        """Every counter and gauge by name, sorted, the same schema from the first call on."""
+        with self._lock:
+            values = dict(self._values)
+        values.update({name: read() for name, read in self._gauges.items()})
+        return dict(sorted(values.items()))
+
+    def view(self, prefix: str) -> CounterView:
+        return CounterView(self, prefix)
+
+
+class CounterView:
+    """The counters under one prefix, read as attributes: `view.connects` is `mqtt_connects`."""
+
+    __slots__ = ("_prefix", "_registry")
+
+    def __init__(self, registry: Counters, prefix: str) -> None:
+        self._registry = registry
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> int:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._registry[self._prefix + name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def inc(self, name: str, n: int = 1) -> None:
+        self._registry.inc(self._prefix + name, n)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self._registry.add(self._prefix + name, n)
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters under the prefix, without it."""
+        p = self._prefix
+        return {
+            k.removeprefix(p): v for k, v in self._registry.as_dict().items() if k.startswith(p)
+        }

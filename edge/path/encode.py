@@ -1,0 +1,93 @@
+"""Forecast -> bytes: the output payload of the MQTT contract (docs/ARCHITECTURE.md), hot path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from json.encoder import encode_basestring
+from math import isfinite
+
+import numpy as np
+
+
+def encode_forecast(
+    stream: str,
+    ts: float,
+    model_id: str,
+    targets: Sequence[str],
+    interval_s: float,
+    values: np.ndarray,
+) -> bytes:
+    """Compact UTF-8 JSON forecast message (docs/ARCHITECTURE.md, "MQTT").
+
+    ``values`` is ``[horizon, T]`` in original units; row ``k - 1`` is stamped
+    ``ts + k * interval_s``. Raises ValueError on a wrong shape or a non-finite number.
+
+    Built by hand, byte for byte what ``json.dumps(doc, separators=(",", ":"),
+    ensure_ascii=False, allow_nan=False)`` gives (floats are ``float.__repr__`` there too), at a
+    fraction of the cost: this runs once per forecast.
+    """
+    # H: horizon  T: targets
+    names = targets if targets.__class__ is tuple else tuple(targets)
+    arr = (
+        values
+        if values.__class__ is np.ndarray and values.dtype == np.float64
+        else (np.asarray(values, dtype=np.float64))
+    )  # -> (H, T), exact widening from float32
+    if arr.ndim != 2 or arr.shape[1] != len(names):
+        raise ValueError(f"values: expected shape (horizon, {len(names)}), got {arr.shape}")
+    keys = _TARGET_KEYS.get(names)
+    if keys is None:
+        if "ts" in names:
+            raise ValueError("targets: a target may not be named 'ts'")
+        if len(set(names)) != len(names):  # duplicate names collapse in a dict: keep json's way
+            return _encode_forecast_json(stream, ts, model_id, list(names), interval_s, arr)
+        keys = tuple("," + _quote(n) + ":" for n in names)  # ',"Demand":'
+        if len(_TARGET_KEYS) < 64:
+            _TARGET_KEYS[names] = keys
+    start, step = float(ts), float(interval_s)
+    if not (isfinite(start) and isfinite(step) and step > 0.0):
+        raise ValueError(f"ts ({start!r}) must be finite and interval_s ({step!r}) > 0")
+    rows = arr.tolist()
+    parts = [
+        '{"stream":',
+        _quote(stream),
+        ',"ts":',
+        repr(start),
+        ',"model":',
+        _quote(model_id),
+        ',"forecast":[',
+    ]
+    for k, row in enumerate(rows, 1):
+        parts.append('{"ts":' if k == 1 else ',{"ts":')
+        parts.append(repr(start + k * step))
+        for key, v in zip(keys, row, strict=True):
+            if not isfinite(v):
+                raise ValueError(f"values: forecast for {stream!r} contains non-finite numbers")
+            parts.append(key)
+            parts.append(repr(v))
+        parts.append("}")
+    parts.append("]}")
+    return "".join(parts).encode()
+
+
+_TARGET_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_quote = encode_basestring  # what json.dumps uses for strings with ensure_ascii=False
+
+
+def _encode_forecast_json(
+    stream: str, ts: float, model_id: str, names: list[str], interval_s: float, arr: np.ndarray
+) -> bytes:
+    """The reference encoding through `json.dumps` (also the path for odd target lists)."""
+    start, step = float(ts), float(interval_s)
+    if not (isfinite(start) and isfinite(step) and step > 0.0):
+        raise ValueError(f"ts ({start!r}) must be finite and interval_s ({step!r}) > 0")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"values: forecast for {stream!r} contains non-finite numbers")
+    forecast = []
+    for k, row in enumerate(arr.tolist(), 1):
+        item = {"ts": start + k * step}
+        item.update(zip(names, row, strict=True))
+        forecast.append(item)
+    doc = {"stream": stream, "ts": start, "model": model_id, "forecast": forecast}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

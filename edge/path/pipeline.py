@@ -1,0 +1,174 @@
+"""Messages in, forecast messages out: decode -> stream table -> engine -> encode.
+
+Everything that depends on the loaded bundle lives here, so a model swap is one assignment
+between batches. No MQTT, no threads: the daemon feeds it, tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from seqcast.edge.config import InputConfig, OutputConfig, StreamsConfig
+from seqcast.edge.counters import Counters
+from seqcast.edge.model.bundle import Bundle
+from seqcast.edge.model.runtime import LoadedModel
+from seqcast.edge.path.decode import PayloadDecoder, PayloadError
+from seqcast.edge.path.encode import encode_forecast
+from seqcast.edge.path.engine import Engine, Scaling
+from seqcast.edge.path.streams import StreamTable
+from seqcast.edge.ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
+
+CHUNK_SAMPLES = 4096  # samples per engine call (see Pipeline.handle)
+
+
+class Inbound(Protocol):
+    """One received message (the MQTT layer's InboundMessage has this shape)."""
+
+    @property
+    def stream(self) -> str: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+    @property
+    def received_at(self) -> float: ...
+
+
+def resolve_mode(requested: str, model: LoadedModel) -> str:
+    if requested == "auto":
+        return "stream" if model.has_step else "window"
+    if requested == "stream" and not model.has_step:
+        raise ValueError(
+            f"model.mode: {model.bundle.model_id} has no step model (window-only architecture); "
+            'use mode = "window" or "auto"'
+        )
+    return requested
+
+
+class Pipeline:
+    """The data path for one loaded model; `swap` installs another between batches.
+
+    Settings are the validated config sections, as they are; counters go to `counters`, the
+    daemon's registry, which outlives every model.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        mode: str = "auto",
+        input: InputConfig | None = None,
+        streams: StreamsConfig | None = None,
+        output_topic: str = OutputConfig().topic,
+        counters: Counters | None = None,
+    ) -> None:
+        self.requested_mode = mode
+        self.input = input if input is not None else InputConfig()
+        self.streams = streams if streams is not None else StreamsConfig()
+        self.output_topic = output_topic  # template with {stream}
+        self.counters = counters if counters is not None else Counters()
+        self._warn = RateLimitedLog(log)
+        self._install(model, table=None)
+        self.counters.gauge("streams", lambda: len(self.table))
+
+    def _install(self, model: LoadedModel, table: StreamTable | None) -> None:
+        m = model.bundle.manifest
+        self.model = model
+        self.mode = resolve_mode(self.requested_mode, model)
+        self.manifest = m
+        self.model_id = model.bundle.model_id
+        if table is None:
+            table = StreamTable(
+                capacity=self.streams.max_streams,
+                seq_len=m.seq_len,
+                n_features=len(m.features),
+                state_shapes=[tuple(st.shape) for st in m.state] if self.mode == "stream" else [],
+                max_gap_s=self.streams.max_gap * m.interval_s,
+                out_of_order=self.streams.out_of_order,
+                counters=self.counters.view("streams_"),
+            )
+        self.table = table
+        sc = m.scaler
+        scaling = Scaling(
+            *(
+                np.asarray(v, np.float64)
+                for v in (sc.feature_mean, sc.feature_std, sc.target_mean, sc.target_std)
+            )
+        )
+        self.engine = Engine(
+            model, table, scaling, self.mode, m.min_history, m.mask_value, self.counters
+        )
+        self.decoder = PayloadDecoder(m.features, self.input)
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.model.bundle
+
+    def handle(self, messages: Sequence[Inbound]) -> list[tuple[str, bytes]]:
+        """One batch: every message decoded, every sample processed, forecasts encoded.
+
+        Samples go to the engine in chunks of about CHUNK_SAMPLES (in order, so the result is the
+        same), which bounds the memory a burst of many-sample messages takes in passing.
+        """
+        out: list[tuple[str, bytes]] = []
+        items: list[tuple[str, float, tuple[float, ...]]] = []
+        counters = self.counters
+        counters.add("messages", len(messages))
+        for msg in messages:
+            try:
+                decoded = self.decoder.decode(msg.payload, msg.received_at)
+            except PayloadError as e:
+                counters.add("bad_payloads")
+                counters.add(f"bad_{e.reason}")
+                self._warn(e.reason, "bad payload on %s (%s): %s", msg.topic, e.reason, e)
+                continue
+            if decoded.extra_fields:
+                counters.add("extra_fields", decoded.extra_fields)
+                self._warn("extra_fields", "ignoring unknown fields in payload on %s", msg.topic)
+            for sample in decoded.samples:
+                items.append((msg.stream, sample.ts, sample.values))
+            if len(items) >= CHUNK_SAMPLES:
+                self._run(items, out)
+                items = []
+        self._run(items, out)
+        return out
+
+    def _run(
+        self, items: list[tuple[str, float, tuple[float, ...]]], out: list[tuple[str, bytes]]
+    ) -> None:
+        """Run `items` (stream, ts, values) through the engine; append forecast messages to out."""
+        m = self.manifest
+        for f in self.engine.process(items):
+            try:
+                payload = encode_forecast(
+                    f.stream, f.ts, self.model_id, m.targets, m.interval_s, f.values
+                )
+            except ValueError as e:
+                self.counters.add("encode_errors")
+                self._warn("encode", "forecast for %s not published: %s", f.stream, e)
+                continue
+            out.append((self.output_topic.replace("{stream}", f.stream), payload))
+
+    def swap(self, model: LoadedModel) -> bool:
+        """Serve a new (already self-tested) model from the next batch on.
+
+        Streams keep their buffers and state when the new model reads the same features with
+        the same window and state shapes; otherwise every stream restarts warm-up. Returns
+        whether streams were kept.
+        """
+        old, new = self.manifest, model.bundle.manifest
+        new_mode = resolve_mode(self.requested_mode, model)
+        compatible = (
+            new_mode == self.mode
+            and old.features == new.features
+            and old.seq_len == new.seq_len
+            and [s.shape for s in old.state] == [s.shape for s in new.state]
+        )
+        self._install(model, table=self.table if compatible else None)
+        return compatible

@@ -1,0 +1,85 @@
+"""edge/path/encode.py: encode_forecast structure, rejections and exact round trips."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from seqcast.edge.path.encode import encode_forecast
+from tests.codec_cases import RA, ROUND_TRIP
+
+# -- encode_forecast -------------------------------------------------------------------------
+
+
+def test_encode_forecast_structure() -> None:
+    values = np.array([[4382.8, 21.4], [4400.1, 21.0], [4390.0, 20.5]], dtype=np.float32)
+    raw = encode_forecast(
+        "meter-7", 1700000000, "demand@0123456789ab", ["Demand", "Temp"], 1800, values
+    )
+    assert isinstance(raw, bytes) and b" " not in raw
+    doc = json.loads(raw)
+    assert list(doc) == ["stream", "ts", "model", "forecast"]
+    assert doc["stream"] == "meter-7" and doc["model"] == "demand@0123456789ab"
+    assert doc["ts"] == RA and b'"ts":1700000000.0,' in raw  # a float even from an int
+    assert [f["ts"] for f in doc["forecast"]] == [RA + 1800.0, RA + 3600.0, RA + 5400.0]
+    assert [list(f) for f in doc["forecast"]] == [["ts", "Demand", "Temp"]] * 3
+    for k, f in enumerate(doc["forecast"]):
+        assert [f["Demand"], f["Temp"]] == [float(v) for v in values[k]]
+
+
+def test_encode_forecast_utf8_stream_name() -> None:
+    raw = encode_forecast("zähler-7", 1.0, "m@x", ["y"], 1.0, np.zeros((1, 1)))
+    assert "zähler-7".encode() in raw
+    assert json.loads(raw.decode("utf-8"))["stream"] == "zähler-7"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "text"),
+    [
+        ({"values": np.zeros((3,))}, "shape"),
+        ({"values": np.zeros((3, 2))}, "shape"),
+        ({"values": np.array([[np.nan]])}, "non-finite"),
+        ({"targets": ["ts"]}, "'ts'"),
+        ({"interval_s": 0.0}, "interval_s"),
+        ({"ts": math.inf}, "finite"),
+    ],
+)
+def test_encode_forecast_rejects(kwargs: dict[str, object], text: str) -> None:
+    args: dict[str, object] = {
+        "stream": "s",
+        "ts": RA,
+        "model_id": "m",
+        "targets": ["y"],
+        "interval_s": 60.0,
+        "values": np.zeros((2, 1)),
+        **kwargs,
+    }
+    with pytest.raises(ValueError, match=text):
+        encode_forecast(**args)  # type: ignore[arg-type]
+
+
+@ROUND_TRIP
+@given(
+    values=hnp.arrays(
+        st.sampled_from([np.float32, np.float64]),
+        st.tuples(st.integers(1, 24), st.integers(1, 3)),
+        elements={"allow_nan": False, "allow_infinity": False},
+    ),
+    ts=st.floats(0.0, 4e9),
+    interval=st.floats(1e-3, 86400.0),
+)
+def test_encode_forecast_round_trips_exactly(
+    values: np.ndarray, ts: float, interval: float
+) -> None:
+    targets = [f"t{j}" for j in range(values.shape[1])]
+    doc = json.loads(encode_forecast("s", ts, "m", targets, interval, values))
+    assert doc["ts"] == ts
+    for k, item in enumerate(doc["forecast"], 1):
+        assert item["ts"] == ts + k * interval
+        assert [item[t] for t in targets] == [float(v) for v in values[k - 1]]
