@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv broker test test-fast demo bench bench-quick lint clean
+.PHONY: all venv broker test test-fast demo bench bench-quick lint readme clean
 
 all: test
 
@@ -57,6 +57,10 @@ lint: venv
 	@mkdir -p $(TYPECHECK)/seqcast
 	@for d in edge train deploy tools; do ln -sfn ../../../$$d $(TYPECHECK)/seqcast/$$d; done
 	cd $(TYPECHECK) && MYPYPATH=. ../../$(BIN)/mypy --config-file ../../pyproject.toml -p seqcast.edge
+
+# Regenerate the README's command-line tables from the parsers (tests/test_cli.py checks them).
+readme: venv
+	$(BIN)/python -m tests.cli_tables
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache build dist

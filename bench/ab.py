@@ -3,12 +3,12 @@
     python -m bench.ab [--streams 1000] [--messages 25000] [--rounds 3] [--qos 0]
                        [--no-relay] NAME=DIR [NAME=DIR ...]
 
-Each DIR holds an `edge` package (e.g. a copy of this checkout's `edge/` taken before a change:
-`mkdir -p /tmp/ab/base && cp -r edge /tmp/ab/base/`); `NAME=.` is this checkout. Every round runs
-the relay and each variant once, the order of the variants rotating from round to round, and the
-table gives the median, min and max forecasts/s per variant, and the median CPU time the process
-under test used per forecast (user + system, all threads): on a shared machine the throughput
-moves with the neighbours' load, the CPU time per message much less.
+Each DIR holds `edge/` and `tools/` folders (e.g. the last commit's: `git worktree add
+/tmp/ab/base HEAD`); `NAME=.` is this checkout. They run as `seqcast.edge` through a symlinked
+view. Every round runs the relay and each variant once, the order of the variants rotating from
+round to round, and the table gives the median, min and max forecasts/s per variant, and the
+median CPU time the process under test used per forecast (user + system, all threads): on a
+shared machine the throughput moves with the neighbours' load, the CPU time per message much less.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     for v in args.variants:
         name, _, d = v.partition("=")
         root = ROOT if d in ("", ".") else Path(d).resolve()
-        if not (root / "edge" / "daemon.py").exists():
+        if not (root / "edge" / "cli.py").exists() or not (root / "tools").is_dir():
             p.error(f"{root} holds no edge/ package")
         variants.append((name, root))
     bundle = B.ensure([BASE], CACHE)[BASE]

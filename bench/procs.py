@@ -107,6 +107,18 @@ class Running:
             return ""
 
 
+def package_view(root: Path, workdir: Path) -> Path:
+    """A directory whose `seqcast/edge` and `seqcast/tools` are `root`'s `edge/` and `tools/`:
+    put first on PYTHONPATH, it serves another checkout's code as `seqcast.*` (A/B runs)."""
+    view = workdir / f"view-{abs(hash(str(root))):x}"
+    (view / "seqcast").mkdir(parents=True, exist_ok=True)
+    for part in ("edge", "tools"):
+        link = view / "seqcast" / part
+        if not link.exists():
+            link.symlink_to(root / part, target_is_directory=True)
+    return view
+
+
 def start_daemon(
     port: int,
     bundle: Path,
@@ -118,7 +130,7 @@ def start_daemon(
 ) -> Running:
     """`seqcast-edge run` (or `python ENTRY... run -c CONF`), pinned, until its status is online.
 
-    `root`: run the `edge` package found there instead of this checkout's (A/B runs)."""
+    `root`: run the `edge/` (and `tools/`) folders found there instead of this checkout's."""
     client_id = f"bench-{uuid.uuid4().hex[:8]}"
     conf = daemon_config(workdir / f"{client_id}.toml", port, bundle, client_id, **cfg)
     watcher = StatusWatcher("127.0.0.1", port, f"seqcast/{client_id}/status")
@@ -135,7 +147,7 @@ def start_daemon(
                 str(conf),
             ],
             cwd=root or ROOT,
-            env={**ENV, "PYTHONPATH": str(root)} if root else ENV,
+            env={**ENV, "PYTHONPATH": str(package_view(root, workdir))} if root else ENV,
             stdout=logf,
             stderr=subprocess.STDOUT,
         )

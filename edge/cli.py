@@ -70,11 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run the daemon (what systemd starts)")
-    p.add_argument("-c", "--config", required=True, type=Path, help="edge.toml")
+    p.add_argument(
+        "-c", "--config", required=True, type=Path, metavar="FILE", help="the config (edge.toml)"
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("check", help="validate the config and the bundle (self-test), then exit")
-    p.add_argument("-c", "--config", required=True, type=Path, help="edge.toml")
+    p.add_argument(
+        "-c", "--config", required=True, type=Path, metavar="FILE", help="the config (edge.toml)"
+    )
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("inspect", help="print a bundle's manifest and run its self-test")
@@ -96,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     from seqcast.tools.cli import register_tools
 
     register_tools(sub)
+    for command in sub.choices.values():  # -v works before or after the command
+        command.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+        )
     return parser
 
 

@@ -141,6 +141,7 @@ def offline_forecasts(
             y = model.window(x[None, t + 1 - m.seq_len : t + 1])
         if t + 1 >= m.min_history:
             values = y[0].astype(np.float64) * sc.target_std + sc.target_mean  # (H, T)
+            values = values.astype(np.float32).astype(np.float64)  # published at float32 precision
             out.append(
                 (ts, [[ts + (k + 1) * m.interval_s, *row] for k, row in enumerate(values.tolist())])
             )
@@ -150,10 +151,11 @@ def offline_forecasts(
 def received(
     messages: list[tuple[str, bytes]], targets: list[str]
 ) -> dict[str, list[tuple[float, list]]]:
-    """Forecast messages grouped by stream, in arrival order, as (ts, [[ts_k, value...]...])."""
+    """Forecast messages grouped by stream, in arrival order, as (ts, [[ts_k, value...]...]);
+    values as the float32 they stand for (the contract: they read back as the model's float32)."""
     out: dict[str, list[tuple[float, list]]] = {}
     for _, payload in messages:
         doc = json.loads(payload)
-        rows = [[f["ts"], *(f[t] for t in targets)] for f in doc["forecast"]]
+        rows = [[f["ts"], *(float(np.float32(f[t])) for t in targets)] for f in doc["forecast"]]
         out.setdefault(doc["stream"], []).append((doc["ts"], rows))
     return out

@@ -30,7 +30,8 @@ def test_encode_forecast_structure() -> None:
     assert [f["ts"] for f in doc["forecast"]] == [RA + 1800.0, RA + 3600.0, RA + 5400.0]
     assert [list(f) for f in doc["forecast"]] == [["ts", "Demand", "Temp"]] * 3
     for k, f in enumerate(doc["forecast"]):
-        assert [f["Demand"], f["Temp"]] == [float(v) for v in values[k]]
+        assert [f["Demand"], f["Temp"]] == [float(str(v)) for v in values[k]]
+    assert b'"Demand":4382.8,' in raw and b'"Temp":21.4}' in raw  # not 4382.7998046875
 
 
 def test_encode_forecast_utf8_stream_name() -> None:
@@ -69,7 +70,7 @@ def test_encode_forecast_rejects(kwargs: dict[str, object], text: str) -> None:
     values=hnp.arrays(
         st.sampled_from([np.float32, np.float64]),
         st.tuples(st.integers(1, 24), st.integers(1, 3)),
-        elements={"allow_nan": False, "allow_infinity": False},
+        elements=st.floats(allow_nan=False, allow_infinity=False, width=32),
     ),
     ts=st.floats(0.0, 4e9),
     interval=st.floats(1e-3, 86400.0),
@@ -82,4 +83,20 @@ def test_encode_forecast_round_trips_exactly(
     assert doc["ts"] == ts
     for k, item in enumerate(doc["forecast"], 1):
         assert item["ts"] == ts + k * interval
-        assert [item[t] for t in targets] == [float(v) for v in values[k - 1]]
+        # each value reads back as the same float32 ...
+        got = np.array([item[t] for t in targets], np.float64).astype(np.float32)
+        assert got.tobytes() == values[k - 1].astype(np.float32).tobytes()
+    # ... and is written with the fewest digits that do that (numpy's shortest float32 repr)
+    raw = encode_forecast("s", ts, "m", targets, interval, values).decode()
+    for v in values.astype(np.float32).ravel():
+        shortest = str(v)
+        digits = len(shortest.split("e")[0].replace("-", "").replace(".", "").strip("0"))
+        assert digits <= 9 and repr(float(shortest)) in raw
+
+
+def test_forecast_payload_is_smaller_at_float32_precision() -> None:
+    """The issue's example: 5.963619978111741 (float64 digits of a float32 result) -> 5.96362."""
+    values = np.array([[5.963619978111741], [1234.5678]], np.float64)
+    raw = encode_forecast("meter-1", RA, "m@0123456789ab", ["y"], 1800.0, values)
+    assert b'"y":5.96362}' in raw and b'"y":1234.5677}' in raw
+    assert b"5.963619978111741" not in raw

@@ -21,12 +21,15 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from seqcast.tools.localbroker import BrokerUnavailable, LocalMosquitto
 from seqcast.tools.replay import Row, read_rows
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # What the demo trains, and what the README shows: the default model on the real data.
 VIC_ELEC_FIT = "fit --example vic_elec --seq-len 48 --horizon 4"
@@ -125,36 +128,50 @@ def score(
     return float(np.mean(err)), float(np.mean(naive)), len(err)
 
 
+def forecast_figure(
+    forecasts: list[dict[str, Any]], rows: list[Row], stream: str, target: str
+) -> Figure:
+    """Actual values and the first and last forecast step of `stream`, on a dated UTC axis."""
+    from matplotlib import dates as mdates
+    from matplotlib.figure import Figure
+
+    mine = sorted((d for d in forecasts if d["stream"] == stream), key=lambda d: d["ts"])
+    fig = Figure(figsize=(11, 4), layout="constrained")  # makes room for the outside legend
+    ax = fig.subplots()
+    t_act = np.array([r.ts for r in rows]).astype("datetime64[s]")
+    ax.plot(t_act, [r.values[target] for r in rows], color="black", lw=1.2, label="actual")
+    steps = sorted({0, len(mine[0]["forecast"]) - 1}) if mine else []
+    for k, style in zip(steps, ("-", "--"), strict=False):
+        ts = np.array([d["forecast"][k]["ts"] for d in mine]).astype("datetime64[s]")
+        values = [d["forecast"][k][target] for d in mine]
+        ax.plot(ts, values, style, lw=1, label=f"forecast +{k + 1} step")
+    locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    # ConciseDateFormatter's defaults leave the year to the offset text; put it on the ticks.
+    ax.xaxis.set_major_formatter(
+        mdates.ConciseDateFormatter(  # type: ignore[no-untyped-call]
+            locator,
+            formats=["%Y", "%Y-%m", "%Y-%m-%d", "%H:%M", "%H:%M", "%S.%f"],
+            zero_formats=["", "%Y", "%Y-%m", "%Y-%m-%d", "%H:%M", "%H:%M"],
+        )
+    )
+    ax.set(
+        title=f"{stream}: forecasts received over MQTT vs actual {target}",
+        xlabel="time (UTC)",
+        ylabel=target,
+    )
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    return fig
+
+
 def plot(
     forecasts: list[dict[str, Any]], rows: list[Row], stream: str, target: str, out: Path
 ) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         return False
-    mine = sorted((d for d in forecasts if d["stream"] == stream), key=lambda d: d["ts"])
-    t_act = np.array([r.ts for r in rows]).astype("datetime64[s]")
-    fig, ax = plt.subplots(figsize=(11, 4))
-    ax.plot(t_act, [r.values[target] for r in rows], color="black", lw=1.2, label="actual")
-    for k, style in ((0, "-"), (len(mine[0]["forecast"]) - 1, "--")):
-        ts = np.array([d["forecast"][k]["ts"] for d in mine]).astype("datetime64[s]")
-        ax.plot(
-            ts,
-            [d["forecast"][k][target] for d in mine],
-            style,
-            lw=1,
-            label=f"forecast +{k + 1} step",
-        )
-    ax.set(title=f"{stream}: forecasts received over MQTT vs actual {target}", ylabel=target)
-    ax.legend()
-    fig.autofmt_xdate()
-    fig.tight_layout()
+    fig = forecast_figure(forecasts, rows, stream, target)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
     return True
 
 
@@ -175,7 +192,12 @@ def add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--rate", type=float, default=300.0, help="messages per second (300); 0 = flat out"
     )
-    p.add_argument("--plot", type=Path, default=Path("artifacts/demo_forecast_vs_actual.png"))
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=Path("artifacts/demo_forecast_vs_actual.png"),
+        help="where to save the forecast-vs-actual PNG (artifacts/demo_forecast_vs_actual.png)",
+    )
 
 
 def demo_main(args: argparse.Namespace) -> int:

@@ -17,11 +17,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from seqcast.edge.path.decode import PayloadError, parse_timestamp
 
 log = logging.getLogger(__name__)
 
+# CONNACK reasons (MQTT 3.1.1 and 5) that mean: wrong or missing user name or password
+AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
+CONNECT_TIMEOUT_S = 5.0  # how long replay waits for the broker to accept the connection
 TIME_COLUMNS = ("ts", "time", "Time", "timestamp", "Timestamp", "datetime", "date")
 
 
@@ -153,9 +157,88 @@ def add_replay_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--topic", default="sensors/{stream}/data", help="topic template (sensors/{stream}/data)"
     )
-    p.add_argument("--host", default="localhost")
-    p.add_argument("--port", type=int, default=1883)
-    p.add_argument("--qos", type=int, choices=[0, 1, 2], default=1)
+    p.add_argument(
+        "--qos", type=int, choices=[0, 1, 2], default=1, help="QoS of the published messages (1)"
+    )
+    mqtt = p.add_argument_group(
+        "broker connection", "the settings of the daemon's [mqtt] section, as options"
+    )
+    mqtt.add_argument("--host", default="localhost", help="broker host (localhost)")
+    mqtt.add_argument("--port", type=int, default=1883, help="broker port (1883)")
+    mqtt.add_argument("--username", metavar="USER", help="broker user name")
+    mqtt.add_argument(
+        "--password-file",
+        metavar="FILE",
+        type=Path,
+        help="read the password from FILE (one trailing newline is stripped); the file must not "
+        "be accessible by others (chmod o-rwx). There is no option for the password itself: it "
+        "would show in `ps`",
+    )
+    mqtt.add_argument(
+        "--tls", action="store_true", help="connect with TLS (implied by any of the files below)"
+    )
+    mqtt.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        type=Path,
+        help="CA bundle (PEM) to verify the broker with (default: the system store)",
+    )
+    mqtt.add_argument("--cert-file", metavar="FILE", type=Path, help="client certificate (PEM)")
+    mqtt.add_argument("--key-file", metavar="FILE", type=Path, help="client private key (PEM)")
+    mqtt.add_argument(
+        "--insecure",
+        action="store_true",
+        help="with TLS, do not check the broker's host name (its certificate is still verified; "
+        "testing only)",
+    )
+    mqtt.add_argument(
+        "--connect-timeout",
+        metavar="S",
+        type=float,
+        default=CONNECT_TIMEOUT_S,
+        help=f"give up when the broker has not accepted the connection within S seconds "
+        f"({CONNECT_TIMEOUT_S:g})",
+    )
+
+
+def connection_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`Publisher` keyword arguments from the broker options; reads the password file.
+
+    Everything here fails before connecting, with a `ReplayError` naming the option.
+    """
+    from seqcast.edge.config import ConfigError, MqttConfig, read_password
+
+    if args.password_file is not None and args.username is None:
+        raise ReplayError("--password-file needs --username")
+    if (args.cert_file is None) != (args.key_file is None):
+        raise ReplayError("--cert-file and --key-file must be given together")
+    files = {"ca_file": args.ca_file, "cert_file": args.cert_file, "key_file": args.key_file}
+    tls = args.tls or any(f is not None for f in files.values())
+    for name, path in files.items():
+        if path is not None:  # a missing file is named here; paho's error would not name it
+            try:
+                path.open("rb").close()
+            except OSError as e:
+                option = "--" + name.replace("_", "-")
+                raise ReplayError(f"{option} {path}: {e.strerror or type(e).__name__}") from None
+    if args.insecure and not tls:
+        raise ReplayError("--insecure only applies to TLS: add --tls or --ca-file")
+    if args.connect_timeout <= 0:
+        raise ReplayError(f"--connect-timeout must be > 0, got {args.connect_timeout:g}")
+    try:  # the daemon's reader: mode check, size limit, one trailing newline stripped
+        # environ={}: a relative name is relative to the working directory, as on any command line
+        cfg = MqttConfig(username=args.username, password_file=args.password_file)
+        password = read_password(cfg, environ={})
+    except ConfigError as e:
+        raise ReplayError(str(e).replace("mqtt.password_file: ", "--password-file ", 1)) from None
+    return {
+        "username": args.username,
+        "password": password,
+        "tls": tls,
+        "insecure": args.insecure,
+        "connect_timeout": args.connect_timeout,
+        **files,
+    }
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -163,6 +246,7 @@ def replay(args: argparse.Namespace) -> int:
     from seqcast.tools.clients import Publisher
 
     template = TopicTemplate(args.topic)
+    options = connection_options(args)
     features, rows = read_rows(
         args.csv,
         time_col=args.time_col,
@@ -172,7 +256,13 @@ def replay(args: argparse.Namespace) -> int:
         start=args.start,
         limit=args.limit,
     )
-    pub = Publisher(args.host, args.port, client_id=None)
+    try:
+        pub = Publisher(args.host, args.port, client_id=None, **options)
+    except ConnectionError as e:
+        hint = ""
+        if any(r in str(e) for r in AUTH_REFUSALS):
+            hint = " (check --username and --password-file)"
+        raise ReplayError(f"{e}{hint}") from None
     sent = 0
     t0 = time.monotonic()
     try:
@@ -197,7 +287,7 @@ def replay(args: argparse.Namespace) -> int:
 def replay_main(args: argparse.Namespace) -> int:
     try:
         replay(args)
-    except ReplayError as e:
+    except (ReplayError, ConnectionError) as e:  # ConnectionError: the broker went away
         print(f"seqcast-edge replay: error: {e}", file=sys.stderr)
         return 2
     return 0

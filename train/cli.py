@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from seqcast.train.options import DataError, FitOptions
+from seqcast.train.options import ArchitectureError, DataError, FitOptions
 
 EXIT_BAD_INPUT = 2
 
@@ -31,20 +31,35 @@ def _csv(cast: Any) -> Any:
 
 def _add_fit_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--config", type=Path, help="TOML file with any of these options (flags win)")
-    g.add_argument("--data", help="CSV or Parquet table, one row per time step")
+    g.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file with any of these options (flags win)",
+    )
+    g.add_argument("--data", metavar="FILE", help="CSV or Parquet table, one row per time step")
     g.add_argument(
         "--example",
         choices=["vic_elec"],
         help="built-in data: Victoria half-hourly electricity demand",
     )
-    g.add_argument("--time-col", help="timestamp column (ISO 8601 or Unix seconds; default: time)")
     g.add_argument(
-        "--features", type=_csv(str), help="input columns, in order (e.g. Demand,Temperature)"
+        "--time-col",
+        metavar="COL",
+        help="timestamp column (ISO 8601 or Unix seconds; default: time)",
     )
-    g.add_argument("--targets", type=_csv(str), help="columns to forecast")
     g.add_argument(
-        "--split", type=_csv(float), help="chronological train,val,test fractions (0.7,0.15,0.15)"
+        "--features",
+        type=_csv(str),
+        metavar="A,B",
+        help="input columns, in order (e.g. Demand,Temperature)",
+    )
+    g.add_argument("--targets", type=_csv(str), metavar="A", help="columns to forecast")
+    g.add_argument(
+        "--split",
+        type=_csv(float),
+        metavar="TRAIN,VAL,TEST",
+        help="chronological train,val,test fractions (0.7,0.15,0.15)",
     )
     g.add_argument(
         "--sort",
@@ -52,19 +67,25 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="sort rows by time instead of refusing unsorted data",
     )
-    g.add_argument("--max-fill", type=int, help="interpolate gaps of at most this many steps (3)")
+    g.add_argument(
+        "--max-fill", type=int, metavar="N", help="interpolate gaps of at most this many steps (3)"
+    )
     g = p.add_argument_group("model")
-    g.add_argument("--seq-len", type=int, help="time steps the model sees per example (48)")
-    g.add_argument("--horizon", type=int, help="steps forecast after each sample (4)")
+    g.add_argument(
+        "--seq-len", type=int, metavar="N", help="time steps the model sees per example (48)"
+    )
+    g.add_argument("--horizon", type=int, metavar="N", help="steps forecast after each sample (4)")
     g.add_argument(
         "--mode",
         choices=["stream", "window"],
         help="stream: window + step models (default); window: window model only",
     )
     g.add_argument("--cell", choices=["lstm", "gru"], help="recurrent cell (lstm)")
-    g.add_argument("--units", type=_csv(int), help="units per stacked layer, e.g. 64,32 (64)")
-    g.add_argument("--dropout", type=float, help="input dropout (0)")
-    g.add_argument("--recurrent-dropout", type=float, help="recurrent dropout (0)")
+    g.add_argument(
+        "--units", type=_csv(int), metavar="U,U", help="units per stacked layer, e.g. 64,32 (64)"
+    )
+    g.add_argument("--dropout", type=float, metavar="P", help="input dropout (0)")
+    g.add_argument("--recurrent-dropout", type=float, metavar="P", help="recurrent dropout (0)")
     g.add_argument(
         "--conv1d",
         action="store_true",
@@ -80,17 +101,28 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--min-history",
         type=int,
+        metavar="N",
         help="forecast from this many samples on (masked, left-padded windows)",
     )
     g = p.add_argument_group("training")
     g.add_argument(
-        "--epochs", type=int, help="maximum epochs; early stopping on validation loss (20)"
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="maximum epochs; early stopping on validation loss (20)",
     )
-    g.add_argument("--batch-size", type=int, help="(32)")
-    g.add_argument("--patience", type=int, help="early-stopping patience in epochs (3)")
-    g.add_argument("--learning-rate", type=float, help="Adam learning rate (0.003)")
-    g.add_argument("--train-len", type=int, help="streaming training sequence length (4 x seq-len)")
-    g.add_argument("--seed", type=int, help="random seed (0)")
+    g.add_argument("--batch-size", type=int, metavar="N", help="examples per training batch (32)")
+    g.add_argument(
+        "--patience", type=int, metavar="N", help="early-stopping patience in epochs (3)"
+    )
+    g.add_argument("--learning-rate", type=float, metavar="LR", help="Adam learning rate (0.003)")
+    g.add_argument(
+        "--train-len",
+        type=int,
+        metavar="N",
+        help="streaming training sequence length (4 x seq-len)",
+    )
+    g.add_argument("--seed", type=int, metavar="N", help="random seed (0)")
     g = p.add_argument_group("output")
     g.add_argument(
         "--quantize",
@@ -100,10 +132,15 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--season",
         type=int,
+        metavar="N",
         help="seasonal-naive period in steps (one day, or one week for daily data)",
     )
-    g.add_argument("--name", help="model name in the manifest (default: file stem)")
-    g.add_argument("--out", help="bundle path (model.seqcast); the report goes to <stem>.report/")
+    g.add_argument("--name", metavar="NAME", help="model name in the manifest (default: file stem)")
+    g.add_argument(
+        "--out",
+        metavar="FILE",
+        help="bundle path (model.seqcast); the report goes to <stem>.report/",
+    )
     g.add_argument(
         "--no-report",
         dest="report",
@@ -137,9 +174,13 @@ def options_from(args: argparse.Namespace) -> FitOptions:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from seqcast.train.prepare import prepare
+
+    options = options_from(args)
+    prepared = prepare(options)  # data and options checked before TensorFlow is imported
     from seqcast.train.fit import fit
 
-    result = fit(options_from(args))
+    result = fit(options, prepared)
     m = result.metrics
     print(
         f"wrote {result.bundle.path} ({result.bundle.path.stat().st_size / 1024:.0f} KiB, "
@@ -157,15 +198,27 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from seqcast.train.prepare import prepare
+
+    options = options_from(args)
+    if args.seq_lens:  # check data and options for the longest candidate before TensorFlow
+        prepare(dataclasses.replace(options, seq_len=max(args.seq_lens)))
     from seqcast.train.sweep import sweep
 
-    sweep(options_from(args), args.seq_lens, Path(args.sweep_dir))
+    sweep(options, args.seq_lens, Path(args.sweep_dir))
     return 0
+
+
+def add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
+    # dest "debug": FitOptions.verbose is Keras' progress setting, which -v must not touch
+    parser.add_argument(
+        "-v", "--verbose", dest="debug", action="store_true", default=default, help="debug logging"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqcast-train", description=__doc__)
-    parser.add_argument("-v", "--debug", action="store_true", help="debug logging")
+    add_verbose(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True)
     fit_p = sub.add_parser("fit", help="train one forecaster and write a .seqcast bundle")
     _add_fit_args(fit_p)
@@ -173,12 +226,21 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_p = sub.add_parser("sweep", help="train one model per sequence length and compare them")
     _add_fit_args(sweep_p)
     sweep_p.add_argument(
-        "--seq-lens", type=_csv(int), required=True, help="candidates, e.g. 12,24,48,96"
+        "--seq-lens",
+        type=_csv(int),
+        required=True,
+        metavar="N,N",
+        help="candidates, e.g. 12,24,48,96",
     )
     sweep_p.add_argument(
-        "--sweep-dir", default="sweep", help="where bundles, table and plot go (sweep/)"
+        "--sweep-dir",
+        default="sweep",
+        metavar="DIR",
+        help="where bundles, table and plot go (sweep/)",
     )
     sweep_p.set_defaults(func=_cmd_sweep)
+    for p in (fit_p, sweep_p):  # -v works before or after the command
+        add_verbose(p, default=argparse.SUPPRESS)
     return parser
 
 
@@ -206,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to ..." noise
-    from seqcast.train.models import ArchitectureError
 
     try:
         return int(args.func(args))

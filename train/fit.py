@@ -31,6 +31,8 @@ from seqcast.train import data as D
 from seqcast.train.evaluate import default_season, format_table, predict, score
 from seqcast.train.models import MASK_VALUE, Architecture, build, state_names, window_model
 from seqcast.train.options import FitOptions
+from seqcast.train.prepare import Prepared, prepare
+from seqcast.train.prepare import load_series as load_series  # sweep imports it from here
 from seqcast.train.windows import sequences, windows
 
 log = logging.getLogger(__name__)
@@ -49,17 +51,6 @@ class FitResult:
     window_keras: Any  # keras.Model (B, L, F) -> (B, H, T)
     scaler: D.FittedScaler
     splits: D.Splits
-
-
-def load_series(o: FitOptions) -> D.Series:
-    if o.example:
-        df, time_col, features, targets = D.load_example(o.example)
-        features, targets = o.features or features, o.targets or targets
-    elif o.data:
-        df, time_col, features, targets = D.read_table(o.data), o.time_col, o.features, o.targets
-    else:
-        raise D.DataError("give --data FILE or --example vic_elec")
-    return D.prepare(df, time_col, features, targets, sort=o.sort, max_fill=o.max_fill)
 
 
 def _train(
@@ -129,23 +120,14 @@ def _selftest_vectors(model: LoadedModel, x_test: np.ndarray, L: int, min_histor
     return st
 
 
-def fit(o: FitOptions) -> FitResult:
+def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
+    """Train, convert, score and write the bundle; `prepared` is `prepare(o)` when the caller
+    already checked the data (the CLI does, before TensorFlow is imported)."""
     from seqcast.train import export
 
-    series = load_series(o)
+    p = prepared if prepared is not None else prepare(o)
+    series, arch, min_history, splits = p.series, p.arch, p.min_history, p.splits
     want_stream = o.mode == "stream"
-    if o.mode not in ("stream", "window"):
-        raise D.DataError(f"--mode: choose stream or window, got {o.mode!r}")
-    arch = Architecture(
-        o.cell, tuple(o.units), o.dropout, o.recurrent_dropout, o.conv1d, o.bidirectional
-    )
-    min_history = o.min_history or o.seq_len
-    if not 1 <= min_history <= o.seq_len:
-        raise D.DataError(f"--min-history must be 1..--seq-len ({o.seq_len}), got {min_history}")
-    arch.check(want_stream, min_history, o.seq_len)
-    if o.seq_len < 1 or o.horizon < 1:
-        raise D.DataError(f"--seq-len and --horizon must be >= 1, got {o.seq_len} and {o.horizon}")
-    splits = D.split(series, o.split, o.seq_len + o.horizon)
     scaler = D.FittedScaler.fit(splits.train)
 
     f, history, train_s = _train(o, arch, splits, scaler, min_history)

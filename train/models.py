@@ -18,66 +18,10 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-MASK_VALUE = 1.0e9  # marks left padding; scaled data never gets near it
-
-
-class ArchitectureError(ValueError):
-    """An impossible combination of options, explained."""
-
-
-@dataclass(frozen=True)
-class Architecture:
-    cell: str = "lstm"  # "lstm" | "gru"
-    units: tuple[int, ...] = (64,)
-    dropout: float = 0.0
-    recurrent_dropout: float = 0.0
-    conv1d: bool = False
-    bidirectional: bool = False
-
-    @property
-    def streaming(self) -> bool:
-        """Can run one step at a time with explicit state."""
-        return not (self.conv1d or self.bidirectional)
-
-    def check(self, want_stream: bool, min_history: int, seq_len: int) -> None:
-        if self.cell not in ("lstm", "gru"):
-            raise ArchitectureError(f"--cell: choose lstm or gru, got {self.cell!r}")
-        if not self.units or any(u < 1 for u in self.units):
-            raise ArchitectureError(f"--units: need positive layer sizes, got {self.units}")
-        for name, v in (
-            ("--dropout", self.dropout),
-            ("--recurrent-dropout", self.recurrent_dropout),
-        ):
-            if not 0 <= v < 1:
-                raise ArchitectureError(f"{name}: must be in [0, 1), got {v}")
-        if want_stream and self.bidirectional:
-            raise ArchitectureError(
-                "--bidirectional cannot make a streaming bundle: "
-                "its backward pass reads the window "
-                "from the newest sample back to the oldest, so it must see the whole window again "
-                "for every new sample and has no per-step state to carry. Add --mode window."
-            )
-        if want_stream and self.conv1d:
-            raise ArchitectureError(
-                "--conv1d cannot make a streaming bundle: "
-                "the convolution and pooling work on whole "
-                "windows, so there is no single-step form. Add --mode window."
-            )
-        if min_history < seq_len and not self.streaming:
-            raise ArchitectureError(
-                "--min-history below --seq-len needs a unidirectional recurrent model "
-                "(no --conv1d, no --bidirectional)"
-            )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cell": self.cell,
-            "units": list(self.units),
-            "dropout": self.dropout,
-            "recurrent_dropout": self.recurrent_dropout,
-            "conv1d": self.conv1d,
-            "bidirectional": self.bidirectional,
-        }
+# re-exported: these used to live here and are imported from here
+from seqcast.train.options import MASK_VALUE as MASK_VALUE
+from seqcast.train.options import Architecture as Architecture
+from seqcast.train.options import ArchitectureError as ArchitectureError
 
 
 def _rnn(arch: Architecture, units: int, return_sequences: bool, unroll: bool = False) -> Any:

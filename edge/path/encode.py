@@ -10,6 +10,16 @@ from math import isfinite
 import numpy as np
 
 
+def float32_decimals(values: np.ndarray) -> np.ndarray:
+    """`values` at the model's precision: each becomes the float64 nearest to the shortest decimal
+    that reads back as the same float32, so `repr()` prints at most 9 significant digits (not 17)
+    and a consumer that parses it into a float32 gets the model's value. Shape is kept."""
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf: rejected when encoded
+        as32 = np.asarray(values).astype(np.float32)
+    decimals: np.ndarray = as32.astype(str).astype(np.float64)
+    return decimals
+
+
 def encode_forecast(
     stream: str,
     ts: float,
@@ -20,8 +30,23 @@ def encode_forecast(
 ) -> bytes:
     """Compact UTF-8 JSON forecast message (docs/ARCHITECTURE.md, "MQTT").
 
-    ``values`` is ``[horizon, T]`` in original units; row ``k - 1`` is stamped
-    ``ts + k * interval_s``. Raises ValueError on a wrong shape or a non-finite number.
+    ``values`` is ``[horizon, T]`` in original units, published at float32 precision (see
+    `float32_decimals`); row ``k - 1`` is stamped ``ts + k * interval_s``. Raises ValueError on a
+    wrong shape or a non-finite number.
+    """
+    return encode_rounded(stream, ts, model_id, targets, interval_s, float32_decimals(values))
+
+
+def encode_rounded(
+    stream: str,
+    ts: float,
+    model_id: str,
+    targets: Sequence[str],
+    interval_s: float,
+    values: np.ndarray,
+) -> bytes:
+    """`encode_forecast` for values that already went through `float32_decimals` (the engine
+    rounds a whole batch at once, which costs less than one forecast at a time).
 
     Built by hand, byte for byte what ``json.dumps(doc, separators=(",", ":"),
     ensure_ascii=False, allow_nan=False)`` gives (floats are ``float.__repr__`` there too), at a
@@ -33,7 +58,7 @@ def encode_forecast(
         values
         if values.__class__ is np.ndarray and values.dtype == np.float64
         else (np.asarray(values, dtype=np.float64))
-    )  # -> (H, T), exact widening from float32
+    )  # -> (H, T)
     if arr.ndim != 2 or arr.shape[1] != len(names):
         raise ValueError(f"values: expected shape (horizon, {len(names)}), got {arr.shape}")
     keys = _TARGET_KEYS.get(names)

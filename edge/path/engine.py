@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from seqcast.edge.counters import Counters
+from seqcast.edge.path.encode import float32_decimals
 from seqcast.edge.path.streams import StreamTable, Verdict
 
 # Rows per interpreter invoke. The backend keeps one interpreter per power-of-two batch it has
@@ -190,9 +191,9 @@ class Engine:
         return []
 
     def _forecasts(self, streams: list[str], ts: list[float], y: np.ndarray) -> list[Forecast]:
-        values = (
-            y.astype(np.float64) * self.scaling.target_std + self.scaling.target_mean
-        )  # (B, H, T)
+        # (B, H, T) in original units, at the model's float32 precision (what gets published)
+        sc = self.scaling
+        values = float32_decimals(y.astype(np.float64) * sc.target_std + sc.target_mean)
         self.counters.add("forecasts", len(streams))
         return list(map(Forecast, streams, ts, values))
 

@@ -17,7 +17,7 @@ from seqcast.edge.counters import Counters
 from seqcast.edge.model.bundle import Bundle
 from seqcast.edge.model.runtime import LoadedModel
 from seqcast.edge.path.decode import PayloadDecoder, PayloadError
-from seqcast.edge.path.encode import encode_forecast
+from seqcast.edge.path.encode import encode_rounded
 from seqcast.edge.path.engine import Engine, Scaling
 from seqcast.edge.path.streams import StreamTable
 from seqcast.edge.ratelimit import RateLimitedLog
@@ -146,7 +146,7 @@ class Pipeline:
         m = self.manifest
         for f in self.engine.process(items):
             try:
-                payload = encode_forecast(
+                payload = encode_rounded(
                     f.stream, f.ts, self.model_id, m.targets, m.interval_s, f.values
                 )
             except ValueError as e:
