@@ -33,6 +33,9 @@ CATALOG: dict[str, str] = {
     "streams_resets_out_of_order": 'streams restarted by a late sample (out_of_order = "reset")',
     "streams_dropped_duplicate": "samples dropped: same timestamp as the stream's last",
     "streams_dropped_late": "samples dropped: older than the stream's last",
+    "streams_resets_nonfinite": "streams restarted because the model's state or output was not finite",
+    "streams_held": "samples held: a forward jump beyond max_gap, waiting for confirmation",
+    "streams_dropped_outlier": "held samples dropped: the next sample did not confirm the jump",
     # the MQTT link (paho's thread and the main thread)
     "mqtt_received": "messages the broker delivered on the input subscription",
     "mqtt_dropped_queue_full": "messages dropped because the inbox was full",
@@ -46,8 +49,14 @@ CATALOG: dict[str, str] = {
     "mqtt_callback_errors": "unexpected errors caught in MQTT callbacks",
     "mqtt_acked": "inputs acknowledged after their forecasts were safe at the broker",
     "mqtt_outbox_overflow": "forecasts the MQTT client could not queue (its queue was full)",
+    "mqtt_stream_id_too_long": "messages whose stream id is longer than input.max_stream_id_bytes",
+    "mqtt_takeovers": "connections ended because another client took over the session",
+    "mqtt_backpressure": "times input was paused because too many forecasts awaited the broker",
+    "mqtt_held_for_clock": "messages left unacknowledged while the device clock was not trusted",
     # local state (main thread)
     "state_outbox_dropped": "unsent forecasts the outbox file had no room for",
+    "state_journal_replayed": "samples replayed from the journal at start",
+    "model_selftest_crashes": "interpreter backends that crashed during their self-test",
 }
 FAMILIES: dict[str, str] = {"bad_": "input messages rejected for this reason"}
 

@@ -126,6 +126,9 @@ class ModelConfig(_Section):
         "auto", "Interpreter backend; auto tries litert, then tflite_runtime"
     )
     watch: bool = _opt(True, "Reload the model when the bundle file changes")
+    isolate_selftest: bool = _opt(
+        True, "Run each backend's first self-test in a child process, so a crash moves on"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +144,15 @@ class InputConfig(_Section):
     max_payload_bytes: int = _opt(65536, "Largest accepted payload", ge=16, le=16777216)
     max_samples_per_message: int = _opt(1000, "Most samples accepted in one message", ge=1)
     max_future_s: float = _opt(86400.0, "Reject samples this many seconds ahead of the clock", ge=0)
+    max_stream_id_bytes: int = _opt(
+        128, "Longest stream id (UTF-8 bytes); longer ones are rejected and counted", ge=1, le=65535
+    )
+    max_deviation: float = _opt(
+        20.0,
+        "Reject values further than this many training standard deviations from the training "
+        "mean (0 = no limit)",
+        ge=0,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +162,11 @@ class OutputConfig(_Section):
     topic: str = _opt("forecasts/{stream}", "Output topic template", check=_STREAM_TOPIC)
     qos: int = _opt(1, "QoS of published forecasts", ge=0, le=2)
     retain: bool = _opt(False, "Publish forecasts retained")
+    max_pending: int = _opt(
+        50000,
+        "Forecasts the broker has not acknowledged yet before input is paused (backpressure)",
+        ge=1,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
