@@ -33,7 +33,7 @@ CATALOG: dict[str, str] = {
     "streams_resets_out_of_order": 'streams restarted by a late sample (out_of_order = "reset")',
     "streams_dropped_duplicate": "samples dropped: same timestamp as the stream's last",
     "streams_dropped_late": "samples dropped: older than the stream's last",
-    "streams_resets_nonfinite": "streams restarted because the model's state or output was not finite",
+    "streams_resets_nonfinite": "streams restarted: the model state or output was not finite",
     "streams_held": "samples held: a forward jump beyond max_gap, waiting for confirmation",
     "streams_dropped_outlier": "held samples dropped: the next sample did not confirm the jump",
     # the MQTT link (paho's thread and the main thread)
