@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv broker test test-fast demo bench bench-quick lint readme clean
+.PHONY: all venv broker test test-fast demo bench bench-quick bench-faults lint readme clean
 
 all: test
 
@@ -31,6 +31,11 @@ broker:
 	@if ! command -v mosquitto_pub >/dev/null 2>&1; then \
 		[ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null; \
 	fi
+	@# libfaketime: the clock tests run the daemon with a wrong wall clock
+	@if ! command -v faketime >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; }; \
+	fi
 
 test: venv broker
 	PATH="/usr/sbin:$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -46,6 +51,9 @@ bench: venv broker
 
 bench-quick: venv broker
 	PATH="/usr/sbin:$$PATH" $(BIN)/python -m bench.run --quick
+
+bench-faults: venv broker
+	PATH="/usr/sbin:$$PATH" $(BIN)/python -m bench.run --only faults
 
 # ruff over every Python folder; mypy (strict, see pyproject.toml) on the device package. mypy reads
 # `seqcast.*` through a symlinked view, since the package is mapped from the top-level folders.

@@ -11,8 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+EXIT_ERROR = 1  # the command ran and failed (a bundle's self-test in `inspect`)
+EXIT_USAGE = 2  # bad config, bundle, state directory or arguments: one line says what and where
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -31,16 +31,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from seqcast.edge.config import load_config, read_password
     from seqcast.edge.path.pipeline import resolve_mode
     from seqcast.edge.service.daemon import check_tls, load
+    from seqcast.edge.service.statedir import prepare_state_dir
 
     cfg = load_config(args.config)
     read_password(cfg.mqtt)  # reads the password and TLS files: fails here, not at 3 a.m.
     check_tls(cfg.mqtt)
+    # writable, not full, private; the lock is the daemon's alone (check runs beside it)
+    prepare_state_dir(cfg.state.dir)
     model = load(cfg)
     try:
         mode = resolve_mode(cfg.model.mode, model)
     except ValueError as e:
         print(f"seqcast-edge: error: {args.config}: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE
     m = model.bundle.manifest
     print(
         f"ok: {args.config} is valid; {model.bundle.model_id} passes its self-test on "
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except USER_ERRORS as e:
         print(f"seqcast-edge: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

@@ -58,7 +58,7 @@ CATALOG: dict[str, str] = {
     "state_journal_replayed": "samples replayed from the journal at start",
     "model_selftest_crashes": "interpreter backends that crashed during their self-test",
 }
-FAMILIES: dict[str, str] = {"bad_": "input messages rejected for this reason"}
+FAMILIES: dict[str, str] = {"bad_": "input messages (or samples) rejected for this reason"}
 
 
 def help_of(name: str) -> str:

@@ -118,6 +118,7 @@ def make_mqtt_link(template: str, *, maxsize: int = 0, factory: Any = None, **fl
 
     tls = {k.removeprefix("tls_"): flat.pop(k) for k in list(flat) if k.startswith("tls_")}
     password = flat.pop("password", None)
+    flat.setdefault("client_id", f"link-{uuid.uuid4().hex[:8]}")
     status_topic = flat.pop("status_topic", "seqcast/seqcast-edge/status")
     cfg = MqttConfig(**flat, tls=TlsConfig(**tls))
     return MqttLink(

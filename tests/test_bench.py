@@ -36,7 +36,7 @@ def test_quick_benchmarks_write_results(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
 
     docs = {}
-    for name in ("inference", "e2e", "footprint"):
+    for name in ("inference", "e2e", "footprint", "faults"):
         for ext in ("json", "md", "png"):
             path = out / f"{name}.{ext}"
             assert path.is_file() and path.stat().st_size > 0, path
@@ -79,6 +79,18 @@ def test_quick_benchmarks_write_results(tmp_path: Path) -> None:
     assert {c["backend"] for c in fp["cold_start"]} == {"litert", "tflite_runtime"}
     assert any(c["available"] and c["seconds"]["n"] >= 1 for c in fp["cold_start"])
     assert all(c["reason"] for c in fp["cold_start"] if not c["available"])
+
+    faults = docs["faults"]
+    names = [s["name"] for s in faults["scenarios"]]
+    assert names == ["kill", "broker", "big", "burst", "bad input"]
+    columns = {"expected", "received", "lost", "wrong", "duplicated", "redelivered", "seconds"}
+    assert all(columns <= set(s) and s["expected"] > 0 for s in faults["scenarios"])
+    assert [e["fault"] for e in faults["scenarios"][1]["events"]] == [
+        "broker SIGTERM",
+        "broker SIGKILL",
+    ]
+    kinds = faults["bad_input"]["kinds"]
+    assert len(kinds) >= 25 and all({"kind", "messages", "counted_as"} <= set(k) for k in kinds)
 
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["targets"]) == sum(len(d["targets"]) for d in docs.values())

@@ -20,6 +20,7 @@ from seqcast.edge.config import (
     read_password,
 )
 from seqcast.edge.config import files as cfgmod
+from seqcast.edge.config.files import default_client_id
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "edge" / "edge.example.toml"
 MINIMAL = '[model]\npath = "/var/lib/seqcast/model.seqcast"\n'
@@ -35,7 +36,7 @@ def test_minimal_file_gives_defaults(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, MINIMAL))
     assert cfg.model.path == Path("/var/lib/seqcast/model.seqcast")
     assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.protocol) == ("localhost", 1883, "3.1.1")
-    assert cfg.mqtt.client_id == "seqcast-edge" and cfg.mqtt.keepalive == 60
+    assert cfg.mqtt.client_id == default_client_id() and cfg.mqtt.keepalive == 60
     assert cfg.mqtt.username is None and cfg.mqtt.password_file is None
     assert cfg.mqtt.clean_session is False and cfg.mqtt.qos_in == 1
     assert cfg.mqtt.tls.enabled is False and cfg.mqtt.tls.ca_file is None
@@ -43,7 +44,7 @@ def test_minimal_file_gives_defaults(tmp_path: Path) -> None:
     assert cfg.input.topic == "sensors/{stream}/data" and cfg.input.format == "auto"
     assert cfg.output.topic == "forecasts/{stream}" and cfg.output.retain is False
     assert cfg.streams.max_gap == 4.0 and cfg.streams.out_of_order == "drop"
-    assert cfg.status_topic == "seqcast/seqcast-edge/status"
+    assert cfg.status_topic == f"seqcast/{default_client_id()}/status"
     assert cfg.state.dir == Path("/var/lib/seqcast") and cfg.state.snapshot_interval_s == 300.0
     assert cfg.log.level == "info"
     assert isinstance(cfg.mqtt.reconnect_min_s, float)
@@ -82,7 +83,7 @@ def test_ints_are_accepted_for_floats_and_values_kept() -> None:
     )
     assert cfg.mqtt.reconnect_min_s == 2.0 and isinstance(cfg.mqtt.reconnect_min_s, float)
     assert cfg.mqtt.protocol == "5" and cfg.mqtt.port == 8883 and cfg.model.mode == "stream"
-    assert cfg.status_topic == "edge/seqcast-edge/state"
+    assert cfg.status_topic == f"edge/{default_client_id()}/state"
 
 
 def test_tls_file_implies_enabled_unless_explicitly_false() -> None:
@@ -123,7 +124,6 @@ BAD = [
     ({"model": M, "mqtt": {"protocol": 5}}, 'mqtt.protocol: must be one of "3.1.1", "5", got 5'),
     ({"model": M, "mqtt": {"keepalive": 4}}, "mqtt.keepalive: must be 5..3600, got 4"),
     ({"model": M, "mqtt": {"qos_in": 3}}, "mqtt.qos_in: must be 0..2, got 3"),
-    ({"model": M, "mqtt": {"client_id": ""}}, "mqtt.client_id: must be a non-empty string"),
     (
         {"model": M, "mqtt": {"client_id": "a/b"}},
         "mqtt.client_id: must not contain '+', '#' or '/', got \"a/b\"",
@@ -295,13 +295,42 @@ def test_world_readable_password_file_is_refused(tmp_path: Path) -> None:
     path = secret(tmp_path / "pw", b"topsecret", 0o644)
     with pytest.raises(ConfigError) as exc:
         read_password(mqtt_with(str(path)), environ={})
-    assert (
-        str(exc.value)
-        == f"mqtt.password_file: {path}: others may access it (mode 0644); chmod o-rwx"
+    assert str(exc.value) == (
+        f"mqtt.password_file: {path}: group or others may access it (mode 0644); chmod 600 {path}"
     )
     assert "topsecret" not in str(exc.value)
-    secret(path, b"topsecret", 0o640)  # group-readable (root:seqcast 0640) is fine
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o660, 0o604, 0o610])
+def test_group_readable_password_file_is_refused(tmp_path: Path, mode: int) -> None:
+    path = secret(tmp_path / "pw", b"topsecret", mode)
+    with pytest.raises(ConfigError) as exc:
+        read_password(mqtt_with(str(path)), environ={})
+    assert str(exc.value) == (
+        f"mqtt.password_file: {path}: group or others may access it (mode {mode:04o}); "
+        f"chmod 600 {path}"
+    )
+    assert "\n" not in str(exc.value) and "topsecret" not in str(exc.value)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400])
+def test_owner_only_password_file_is_accepted(tmp_path: Path, mode: int) -> None:
+    path = secret(tmp_path / "pw", b"topsecret\n", mode)
     assert read_password(mqtt_with(str(path)), environ={}) == "topsecret"
+
+
+def test_credentials_directory_modes_are_systemds_business(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    secret(creds / "mqtt-password", b"from-systemd", 0o440)
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    assert read_password(mqtt_with("mqtt-password"), environ=env) == "from-systemd"
+    assert read_password(mqtt_with(str(creds / "mqtt-password")), environ=env) == "from-systemd"
+    # Outside it (an absolute path elsewhere, or a way out with '..') the rule holds.
+    outside = secret(tmp_path / "pw", b"x", 0o640)
+    for name in (str(outside), "../pw"):
+        with pytest.raises(ConfigError, match=r"\(mode 0640\); chmod 600"):
+            read_password(mqtt_with(name), environ=env)
 
 
 def test_unreadable_password_file_is_a_config_error(

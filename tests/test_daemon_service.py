@@ -93,7 +93,7 @@ def test_check_rejects_bad_config_with_one_line(
 ):
     cfg = write_config(tmp_path / "edge.toml", broker, small_bundle, "t/check", **{section: values})
     proc = _edge("check", "-c", str(cfg))
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a bad config or bundle: one line, exit 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
 
@@ -110,7 +110,7 @@ def test_check_rejects_a_corrupt_bundle(tmp_path, broker, small_bundle):
             dst.writestr(item, data)
     cfg = write_config(tmp_path / "edge.toml", broker, bad, "t/check")
     proc = _edge("check", "-c", str(cfg))
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a bad config or bundle: one line, exit 2
     assert (
         proc.stderr.strip()
         == f"seqcast-edge: error: {bad}: step.tflite: sha256 does not match manifest.files "
@@ -227,7 +227,7 @@ def test_demo_runs_end_to_end(tmp_path, vic_bundle):
 def test_daemon_log_names_the_bundle_problem(tmp_path, broker):
     cfg = write_config(tmp_path / "edge.toml", broker, tmp_path / "nope.seqcast", "t/x")
     daemon = DaemonProcess.start(cfg)
-    assert daemon.proc.wait(60) == 1
+    assert daemon.proc.wait(60) == 2  # a bad bundle: one line, exit 2
     assert (
         daemon.log().strip().splitlines()[-1]
         == f"seqcast-edge: error: {tmp_path / 'nope.seqcast'}: cannot read bundle "

@@ -82,7 +82,7 @@ def test_corrupt_bundle_is_one_clear_line(bundle, tmp_path):
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a bad bundle: one line, exit 2
     assert (
         proc.stderr.strip().splitlines()[-1]
         == f"seqcast-edge: error: {bad}: not a seqcast bundle (not a zip file)"

@@ -201,15 +201,24 @@ def test_stop_input_leaves_qos1_messages_to_the_next_session(
 
 
 @pytest.mark.broker
-def test_full_inbox_counts_drops(broker: Broker, unique_topic: str, make_link: Any) -> None:
+def test_full_inbox_drops_and_counts_qos0_only(
+    broker: Broker, unique_topic: str, make_link: Any
+) -> None:
+    """QoS 0 beyond the inbox bound is dropped and counted; QoS 1 is never dropped there (the
+    broker's in-flight window bounds it, and it is acknowledged only once processed)."""
     link, inbox = make_link(broker, unique_topic + "/{stream}", maxsize=2)
     link.start()
     assert link.wait_subscribed(5), link.last_error
     for i in range(5):
-        broker.pub(f"{unique_topic}/s{i}", str(i), qos=1)
+        broker.pub(f"{unique_topic}/s{i}", str(i), qos=0)
     assert _wait(lambda: link.counters.received == 5)
     assert link.counters.dropped_queue_full == 3
     assert [inbox.get_nowait().stream for _ in range(2)] == ["s0", "s1"]
+    for i in range(5):
+        broker.pub(f"{unique_topic}/q{i}", str(i), qos=1)
+    assert _wait(lambda: link.counters.received == 10)
+    assert link.counters.dropped_queue_full == 3 and link.counters.acked == 0
+    assert [inbox.get_nowait().stream for _ in range(5)] == [f"q{i}" for i in range(5)]
 
 
 @pytest.mark.broker

@@ -147,7 +147,8 @@ def test_password_file_readable_by_others_is_refused_before_connecting(
         "--username", USER, "--password-file", str(pw),
     )  # fmt: skip
     line = error_line(proc)
-    assert line == f"--password-file {pw}: others may access it (mode 0644); chmod o-rwx", line
+    want = f"--password-file {pw}: group or others may access it (mode 0644); chmod 600 {pw}"
+    assert line == want, line
     assert PASSWORD not in proc.stderr
 
 

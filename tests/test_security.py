@@ -351,7 +351,7 @@ def test_wildcard_topics_are_refused_before_connecting(
     cfg = write_config(tmp_path / "edge.toml", broker, bundle, "t/wild", **sections)
     before = broker.log().count("New connection")
     proc = _edge(command, "-c", str(cfg))
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a bad config: one line, exit 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert f"{section}.topic: must not contain the MQTT wildcards '+' or '#'" in lines[0]

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from seqcast.edge.config import MqttConfig, StateConfig, dump_default_config
+from seqcast.edge.config import StateConfig, dump_default_config, parse_config
+from seqcast.edge.config.files import default_client_id
 
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
 UNIT = SYSTEMD / "seqcast-edge.service"
@@ -70,7 +71,9 @@ def test_unit_agrees_with_config_defaults() -> None:
     assert (credential, source) == ("mqtt-password", "/etc/seqcast/mqtt-password")
     assert f'# password_file = "{credential}"' in dump_default_config()
     assert f"/var/lib/{one['Service.StateDirectory']}" == str(StateConfig().dir)
-    assert MqttConfig().client_id  # the status topic uses it; the unit does not override it
+    # the status topic uses the client id; the unit does not set one, so each host gets its own
+    cfg = parse_config({"model": {"path": "m.seqcast"}})
+    assert cfg.mqtt.client_id == default_client_id() and cfg.mqtt.client_id != "seqcast-edge"
 
 
 @needs_analyze

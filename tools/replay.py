@@ -170,9 +170,8 @@ def add_replay_args(p: argparse.ArgumentParser) -> None:
         "--password-file",
         metavar="FILE",
         type=Path,
-        help="read the password from FILE (one trailing newline is stripped); the file must not "
-        "be accessible by others (chmod o-rwx). There is no option for the password itself: it "
-        "would show in `ps`",
+        help="read the password from FILE (one trailing newline is stripped); only its owner may "
+        "read it (chmod 600). There is no option for the password itself: it would show in `ps`",
     )
     mqtt.add_argument(
         "--tls", action="store_true", help="connect with TLS (implied by any of the files below)"

@@ -1,13 +1,16 @@
 """Reading `edge.toml` and secrets; the commented example config.
 
 `parse_config` validates parsed TOML against the sections (one error line per problem, like
-``edge.toml: mqtt.port: must be 1..65535, got 70000``); `read_password` is the one function that
-touches a secret.
+``edge.toml: mqtt.port: must be 1..65535, got 70000``) and fills an unset or empty
+`mqtt.client_id` with `default_client_id()`, so every consumer sees the concrete id;
+`read_password` is the one function that touches a secret.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -19,12 +22,33 @@ from seqcast.edge.config.sections import ConfigError, EdgeConfig, MqttConfig
 from seqcast.edge.config.validation import build, rule_text, show
 
 MAX_PASSWORD_BYTES = 65536
+MAX_CLIENT_ID = 128  # the `mqtt.client_id` rule in sections.py
+CLIENT_ID_PREFIX = "seqcast-"
+
+
+def default_client_id(hostname: str | None = None) -> str:
+    """``seqcast-<host>``: the first label of the host name, lowercased, every character outside
+    ``[a-z0-9_-]`` replaced by ``-``, cut to the 128-character client id rule. Two devices with
+    the same host name still share it: give them different host names or `mqtt.client_id`s."""
+    name = socket.gethostname() if hostname is None else hostname
+    label = re.sub(r"[^a-z0-9_-]", "-", name.split(".", 1)[0].lower()).strip("-")
+    return (CLIENT_ID_PREFIX + (label or "edge"))[:MAX_CLIENT_ID]
+
+
+def _with_client_id(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` with an unset or empty `mqtt.client_id` filled in, so the rules see the real id."""
+    mqtt = data.get("mqtt", {})
+    if not isinstance(mqtt, Mapping) or mqtt.get("client_id", "") != "":
+        return dict(data)  # a wrong type is reported by the validator
+    return {**data, "mqtt": {**mqtt, "client_id": default_client_id()}}
 
 
 def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EdgeConfig:
-    """Validate parsed TOML; raise `ConfigError` listing every problem as 'source: key: rule'."""
+    """Validate parsed TOML; raise `ConfigError` listing every problem as 'source: key: rule'.
+
+    An unset or empty `mqtt.client_id` becomes `default_client_id()`."""
     errors: list[str] = []
-    cfg = build(EdgeConfig, dict(data), "", errors)
+    cfg = build(EdgeConfig, _with_client_id(data), "", errors)
     if errors or not isinstance(cfg, EdgeConfig):
         raise ConfigError([f"{source}: {e}" for e in errors])
     return cfg
@@ -49,14 +73,18 @@ def read_password(cfg: MqttConfig, environ: Mapping[str, str] = os.environ) -> s
     """Read `cfg.password_file` (None when unset); one trailing newline is stripped.
 
     A relative name resolves in ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``) when
-    that is set, else in the working directory. A file that others may access is refused.
-    Errors name the file, never its content.
+    that is set, else in the working directory. Outside ``$CREDENTIALS_DIRECTORY`` (whose modes
+    are systemd's business) the file must be private to its owner (0600 or 0400): any group or
+    other bit is refused. Errors name the file, never its content.
     """
     if cfg.password_file is None:
         return None
     path, creds = cfg.password_file, environ.get("CREDENTIALS_DIRECTORY")
-    if not path.is_absolute() and creds:
-        path = Path(creds) / path
+    from_systemd = False
+    if creds:
+        if not path.is_absolute():
+            path = Path(creds) / path
+        from_systemd = Path(os.path.normpath(path)).is_relative_to(os.path.normpath(creds))
     where = f"mqtt.password_file: {path}"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
@@ -64,9 +92,11 @@ def read_password(cfg: MqttConfig, environ: Mapping[str, str] = os.environ) -> s
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ConfigError(f"{where}: not a regular file")
-            if st.st_mode & 0o007:
-                mode = stat.S_IMODE(st.st_mode)
-                raise ConfigError(f"{where}: others may access it (mode {mode:04o}); chmod o-rwx")
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & 0o077 and not from_systemd:
+                raise ConfigError(
+                    f"{where}: group or others may access it (mode {mode:04o}); chmod 600 {path}"
+                )
             data = os.read(fd, MAX_PASSWORD_BYTES + 1)
         finally:
             os.close(fd)

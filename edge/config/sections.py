@@ -93,7 +93,9 @@ class MqttConfig(_Section):
 
     host: str = _opt("localhost", "Broker host name or address")
     port: int = _opt(1883, "Broker TCP port", ge=1, le=65535)
-    client_id: str = _opt("seqcast-edge", "MQTT client id, unique per broker", check=_client_id)
+    client_id: str = _opt(
+        "", "MQTT client id, unique per broker; empty = seqcast-<hostname>", check=_client_id
+    )
     protocol: Literal["3.1.1", "5"] = _opt("3.1.1", "MQTT protocol version")
     keepalive: int = _opt(60, "Keepalive interval in seconds", ge=5, le=3600)
     username: str | None = _opt(None, "Broker user name", example="seqcast")
@@ -146,6 +148,12 @@ class InputConfig(_Section):
     max_future_s: float = _opt(86400.0, "Reject samples this many seconds ahead of the clock", ge=0)
     max_stream_id_bytes: int = _opt(
         128, "Longest stream id (UTF-8 bytes); longer ones are rejected and counted", ge=1, le=65535
+    )
+    clock_synced_file: Path = _opt(
+        Path("/run/systemd/timesync/synchronized"),
+        "A file that exists once the device clock is synchronised (systemd-timesyncd's; with "
+        "chrony use a file your own hook creates). Until then, samples 'in the future' are held "
+        "unacknowledged instead of rejected when most samples look that way",
     )
     max_deviation: float = _opt(
         20.0,

@@ -1,8 +1,9 @@
 """Load a bundle's models into an interpreter and prove them with the bundle's self-test.
 
 Backends are tried best first (`ai_edge_litert` -> `tflite_runtime`; never TensorFlow); a
-backend that cannot import, cannot load a model (e.g. an op newer than it knows) or fails the
-self-test is reported with its reason and the next one is tried.
+backend that cannot import, cannot load a model (e.g. an op newer than it knows), fails the
+self-test or crashes the process doing so (caught by testing it in a child process first, see
+`isolation.py`) is reported with its reason and the next one is tried.
 
 # B: batch  L: seq_len  F: features  H: horizon  T: targets
 """
@@ -14,7 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqcast.edge.model.backends import LoadedBackend, NoBackendError, backend_keys, load_backend
+from seqcast.edge.model import isolation
+from seqcast.edge.model.backends import (
+    LoadedBackend,
+    NoBackendError,
+    backend_keys,
+    backend_module,
+    load_backend,
+)
 from seqcast.edge.model.backends.base import ModelLoadError, TFLiteModel
 from seqcast.edge.model.bundle import STEP_FILE, WINDOW_FILE, Bundle
 
@@ -110,33 +118,70 @@ class LoadedModel:
         return SelfTestReport(self.backend, window_err, step_err, tol)
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One backend's try at a bundle: the model that passed, or the reason it did not."""
+
+    model: LoadedModel | None
+    report: SelfTestReport | None
+    reason: str = ""
+    unavailable: bool = False  # the package does not import: not the bundle's fault
+
+
+def failed_reason(report: SelfTestReport) -> str:
+    step = report.step_max_error if report.step_max_error is not None else "-"
+    return (
+        f"self-test failed (max error window {report.window_max_error:.3g}, "
+        f"step {step}, tolerance {report.tolerance:g})"
+    )
+
+
+def try_backend(
+    bundle: Bundle, key: str, num_threads: int = 1, module: str | None = None
+) -> Attempt:
+    """Load `bundle` on backend `key` (imported from `module` if given) and self-test it here.
+
+    The same code runs in the daemon and in the isolated child (`isolation.py`), so a reason
+    reads the same wherever the test ran. It cannot survive a backend that kills the process.
+    """
+    try:
+        b = load_backend(key, module)
+    except ImportError as e:
+        return Attempt(None, None, f"not installed ({e})", unavailable=True)
+    try:
+        model = LoadedModel(bundle, b, num_threads)
+        report = model.selftest()
+    except (ModelLoadError, SelfTestError, RuntimeError, ValueError) as e:
+        return Attempt(None, None, str(e))
+    if report.passed:
+        return Attempt(model, report)
+    return Attempt(None, report, failed_reason(report))
+
+
 def load_model(
-    bundle: Bundle, backend: str = "auto", num_threads: int = 1
+    bundle: Bundle, backend: str = "auto", num_threads: int = 1, isolate: bool = True
 ) -> tuple[LoadedModel, SelfTestReport]:
-    """The first backend that loads the bundle and passes its self-test."""
+    """The first backend that loads the bundle and passes its self-test.
+
+    With `isolate`, each backend first loads and self-tests the bundle in a child process
+    (see `seqcast.edge.model.isolation`); only a backend that passed there is loaded here, so
+    one that crashes the process is reported like any other failure and the next one is tried.
+    A bundle without a file (parsed from bytes) is tested in this process only.
+    """
     reasons: list[str] = []
     for key in backend_keys(backend):
-        try:
-            b = load_backend(key)
-        except ImportError as e:
-            reasons.append(f"{key}: not installed ({e})")
-            log.info("interpreter backend %s unavailable: %s", key, e)
-            continue
-        try:
-            model = LoadedModel(bundle, b, num_threads)
-            report = model.selftest()
-        except (ModelLoadError, SelfTestError, RuntimeError, ValueError) as e:
-            reasons.append(f"{b.key}: {e}")
-            log.warning("backend %s cannot run %s: %s", b.key, bundle.model_id, e)
-            continue
-        if report.passed:
-            return model, report
-        reasons.append(
-            f"{b.key}: self-test failed (max error window {report.window_max_error:.3g}, "
-            f"step {report.step_max_error if report.step_max_error is not None else '-'}, "
-            f"tolerance {report.tolerance:g})"
-        )
-        log.warning(
-            "backend %s failed the self-test of %s: %s", b.key, bundle.model_id, reasons[-1]
-        )
+        attempt: Attempt | None = None
+        if isolate:
+            verdict = isolation.selftest_in_child(bundle, key, backend_module(key), num_threads)
+            if verdict is not None and not verdict.passed:
+                attempt = Attempt(None, None, verdict.reason, verdict.unavailable)
+        if attempt is None:
+            attempt = try_backend(bundle, key, num_threads)
+        if attempt.model is not None and attempt.report is not None:
+            return attempt.model, attempt.report
+        reasons.append(f"{key}: {attempt.reason}")
+        if attempt.unavailable:
+            log.info("interpreter backend %s unavailable: %s", key, attempt.reason)
+        else:
+            log.warning("backend %s cannot run %s: %s", key, bundle.model_id, attempt.reason)
     raise NoBackendError(f"no backend can run {bundle.model_id}: " + "; ".join(reasons))

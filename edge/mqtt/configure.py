@@ -29,7 +29,9 @@ def _paho_log_wanted(level: int) -> bool:
 
 
 _PAHO_LOG = logging.getLogger("seqcast.edge.mqtt.link.paho")
-MAX_QUEUED_MESSAGES = 10000  # outgoing QoS>0 messages held while offline; 0 = unlimited
+# Outgoing QoS>0 messages paho may hold: unlimited, because a full queue could only drop a
+# forecast; the daemon bounds what is pending instead (output.max_pending, backpressure).
+MAX_QUEUED_MESSAGES = 0
 MAX_INFLIGHT = 1000  # outgoing QoS>0 messages sent but not yet acknowledged
 
 
@@ -72,12 +74,15 @@ def wake_once(client: paho.Client) -> contextlib.AbstractContextManager[object]:
     return client.wake_once() if isinstance(client, FastClient) else contextlib.nullcontext()
 
 
-def connect_options(s: MqttConfig) -> dict[str, Any]:
-    """Keyword arguments of `connect_async` beyond host, port and keepalive (MQTT 5 sessions)."""
+def connect_options(s: MqttConfig, receive_maximum: int = 65535) -> dict[str, Any]:
+    """Keyword arguments of `connect_async` beyond host, port and keepalive (MQTT 5: session
+    and flow control: the broker keeps at most `receive_maximum` unacknowledged QoS 1/2 messages
+    in flight to us, which bounds the inbox)."""
     if s.protocol != "5":
         return {}
     options: dict[str, Any] = {"clean_start": s.clean_session}
+    options["properties"] = props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.ReceiveMaximum = max(1, min(receive_maximum, 65535))
     if not s.clean_session:
-        options["properties"] = props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = s.session_expiry_s
     return options

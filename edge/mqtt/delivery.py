@@ -23,6 +23,7 @@ class InboundMessage:
 class Batch:
     outstanding: set[int]  # forecast mids the broker has not acknowledged yet
     inputs: list[tuple[int, int]]  # (mid, qos) of the inputs that produced them
+    tag: int | None = None  # the caller's sequence number of this batch (the journal's chunk)
 
 
 class AckGate:
@@ -42,6 +43,7 @@ class AckGate:
         self.batches: deque[Batch] = deque()
         self.by_mid: dict[int, Batch] = {}
         self.pending: dict[int, tuple[str, bytes, int, bool]] = {}  # forecasts awaiting PUBACK
+        self.released_tag = 0  # the highest tag of a batch whose forecasts are all acknowledged
 
     def note_early(self, mid: int) -> None:
         """A PUBACK for a mid we do not know (yet): a racing forecast, or a status message."""
@@ -60,9 +62,10 @@ class AckGate:
         inputs: list[tuple[int, int]],
         qos: int,
         retain: bool,
+        tag: int | None = None,
     ) -> None:
         """A batch handed to paho: `sent` (mid, topic, payload) forecasts, `inputs` (mid, qos)."""
-        batch = Batch(set(), inputs)
+        batch = Batch(set(), inputs, tag)
         with self.lock:
             for mid, topic, payload in sent:
                 if not self.take_early(mid):  # its PUBACK has not overtaken us
@@ -93,5 +96,8 @@ class AckGate:
         """Inputs of the complete batches at the head, in order; call with the lock held."""
         out: list[tuple[int, int]] = []
         while self.batches and not self.batches[0].outstanding:
-            out += self.batches.popleft().inputs
+            batch = self.batches.popleft()
+            out += batch.inputs
+            if batch.tag is not None:
+                self.released_tag = max(self.released_tag, batch.tag)
         return out

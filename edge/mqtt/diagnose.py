@@ -96,3 +96,80 @@ def failure_text(cfg: MqttConfig, kind: str, reason: str) -> tuple[str, int]:
     if kind == "closed":
         return f"MQTT broker {where} {reason}", logging.ERROR
     return f"cannot reach MQTT broker {where}: {reason}", logging.WARNING
+
+
+# -- another client with our id ------------------------------------------------------------------
+
+SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason code
+UNSPECIFIED_ERROR = 0x80  # what paho reports when the broker just closes the socket
+TAKEOVER_WINDOW_S = 5.0
+TAKEOVER_REPEATS = 3
+
+
+def _reason_value(reason: object) -> object:
+    """A paho `ReasonCode`'s number, an int as it is; anything else unchanged."""
+    value = getattr(reason, "value", reason)
+    return None if isinstance(value, bool) else value
+
+
+def takeover_text(reason: object, client_id: str) -> str | None:
+    """The one log line when a disconnect's MQTT 5 reason is "Session taken over" (0x8E), else
+    None. `reason` is what paho hands `on_disconnect` (a `ReasonCode`), an int or a string."""
+    if _reason_value(reason) != SESSION_TAKEN_OVER and str(reason) != "Session taken over":
+        return None
+    return (
+        f"another client with id {client_id!r} took over the session "
+        "(each device needs its own mqtt.client_id)"
+    )
+
+
+class TakeoverDetector:
+    """Tells a session takeover from other disconnects, MQTT 3.1.1 included.
+
+    With MQTT 5 a broker may say so (reason 0x8E; mosquitto does from 2.0.15). Otherwise (MQTT
+    3.1.1, older brokers) it just closes the socket, and paho reports "Unspecified error". Two
+    clients with one id then take turns: each connection the broker accepts is closed again
+    within about a reconnect delay. After `repeats` such connections in a row, each closed by
+    the broker within `window_s` of its CONNACK, every further one gives the "probably" line.
+
+    Call `connected()` on each accepted CONNACK and `disconnected(reason)` on each disconnect
+    the daemon did not ask for; `now` defaults to `time.monotonic()`.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        *,
+        window_s: float = TAKEOVER_WINDOW_S,
+        repeats: int = TAKEOVER_REPEATS,
+    ) -> None:
+        self.client_id = client_id
+        self.window_s = window_s
+        self.repeats = repeats
+        self.streak = 0  # accepted connections in a row the broker closed within window_s
+        self._since: float | None = None  # monotonic time of the current connection's CONNACK
+
+    def connected(self, now: float | None = None) -> None:
+        """The broker accepted a connection (CONNACK success)."""
+        self._since = time.monotonic() if now is None else now
+
+    def disconnected(self, reason: object = None, now: float | None = None) -> str | None:
+        """A connection ended without us asking: the log line if it looks like a takeover."""
+        since, self._since = self._since, None
+        certain = takeover_text(reason, self.client_id)
+        if certain is not None:
+            self.streak += 1
+            return certain
+        now = time.monotonic() if now is None else now
+        closed = reason is None or _reason_value(reason) == UNSPECIFIED_ERROR
+        if since is None or not closed or now - since > self.window_s:
+            self.streak = 0  # never accepted, a reason of its own, or it lasted: not a takeover
+            return None
+        self.streak += 1
+        if self.streak < self.repeats:
+            return None
+        return (
+            f"probably another client with id {self.client_id!r} took over the session: the "
+            f"broker closed {self.streak} connections in a row within {self.window_s:g} s of "
+            "accepting them (each device needs its own mqtt.client_id)"
+        )

@@ -16,25 +16,33 @@ lands in `last_error` and in one rate-limited log line per reason; never a passw
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import logging
-import queue
+import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
-from seqcast.edge.config import MqttConfig, StateConfig, TopicTemplate
+from seqcast.edge.clock import ArrivalClock
+from seqcast.edge.config import (
+    InputConfig,
+    MqttConfig,
+    StateConfig,
+    StreamsConfig,
+    TopicTemplate,
+)
 from seqcast.edge.counters import Counters
-from seqcast.edge.mqtt.configure import build_client, connect_options, wake_once
+from seqcast.edge.mqtt.configure import build_client, connect_options
 from seqcast.edge.mqtt.delivery import AckGate, InboundMessage
-from seqcast.edge.mqtt.diagnose import diagnose, failure_text, probe
+from seqcast.edge.mqtt.diagnose import TakeoverDetector, diagnose, failure_text, probe
 from seqcast.edge.mqtt.inbox import Inbox
+from seqcast.edge.mqtt.outgoing import Outgoing, guarded
 from seqcast.edge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -44,25 +52,7 @@ _AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
 _RETRYING = " (retrying with backoff)"
 
 
-_Callback = TypeVar("_Callback", bound=Callable[..., None])
-
-
-def _guarded(method: _Callback) -> _Callback:
-    """Nothing raised in a paho callback may reach paho: count it, log it rate-limited."""
-
-    @functools.wraps(method)
-    def guarded(self: MqttLink, *args: Any) -> None:
-        try:
-            method(self, *args)
-        except Exception as exc:
-            self.counters.inc("callback_errors")
-            name = method.__name__
-            self._ratelog(name, "error in MQTT callback %s: %r", name, exc, level=logging.ERROR)
-
-    return guarded  # type: ignore[return-value]
-
-
-class MqttLink:
+class MqttLink(Outgoing):
     """Connects, subscribes to `input_topic`, fills `inbox`, publishes forecasts and status."""
 
     def __init__(
@@ -74,6 +64,8 @@ class MqttLink:
         password: str | None = None,
         counters: Counters | None = None,
         inbox_size: int = StateConfig().queue_size,
+        max_stream_id_bytes: int = InputConfig().max_stream_id_bytes,
+        topic_cache_size: int = StreamsConfig().max_streams,
         client_factory: Callable[..., paho.Client] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -85,6 +77,9 @@ class MqttLink:
         self.inbox = Inbox(inbox_size)
         self._subscription = input_topic.subscription()
         self._streams: dict[str, str] = {}  # topic -> stream, a cache of input_topic.stream_of
+        self._topic_cache_size = topic_cache_size
+        self._max_stream_id_bytes = max_stream_id_bytes
+        self._puback = threading.Event()  # set by every forecast PUBACK: wakes a paused main loop
         self._connected = False
         self._subscribed = threading.Event()
         self._sub_mid: int | None = None
@@ -96,11 +91,19 @@ class MqttLink:
         self._gate = AckGate()
         self._track_acks = True
         self._ratelog = RateLimitedLog(log)
-        self._client = self._make_client(client_factory, password, status_topic)
+        self._takeover = TakeoverDetector(cfg.client_id)
+        self._arrival = ArrivalClock()
+        receive_maximum = inbox_size if inbox_size > 0 else 65535
+        self._client = self._make_client(client_factory, password, status_topic, receive_maximum)
 
     def _make_client(
-        self, factory: Callable[..., paho.Client] | None, password: str | None, status_topic: str
+        self,
+        factory: Callable[..., paho.Client] | None,
+        password: str | None,
+        status_topic: str,
+        receive_maximum: int,
     ) -> paho.Client:
+        self._receive_maximum = receive_maximum
         client = build_client(self.cfg, password, status_topic, factory)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -127,7 +130,8 @@ class MqttLink:
             raise RuntimeError("MqttLink.start() called twice")
         s = self.cfg
         self._started = True
-        self._client.connect_async(s.host, s.port, keepalive=s.keepalive, **connect_options(s))
+        options = connect_options(s, self._receive_maximum)
+        self._client.connect_async(s.host, s.port, keepalive=s.keepalive, **options)
         self._client.loop_start()
         tls = " with TLS" if s.tls.enabled else ""
         log.info(
@@ -137,81 +141,6 @@ class MqttLink:
     def wait_subscribed(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
 
-    def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> bool:
-        """Hand a message to paho; False when it was neither sent nor queued."""
-        try:
-            info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        except (ValueError, TypeError) as exc:
-            self.counters.inc("publish_failed")
-            self._ratelog("publish-invalid", "cannot publish to %r: %s", topic, exc)
-            return False
-        rc = info.rc
-        # QoS>0 messages stay in paho's queue while offline and go out after the reconnect.
-        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos):
-            self.counters.inc("published")
-            return True
-        self.counters.inc("publish_failed")
-        self._ratelog("publish-failed", "not published to %r: %s", topic, paho.error_string(rc))
-        return False
-
-    def publish_batch(
-        self,
-        forecasts: list[tuple[str, bytes]],
-        inputs: list[InboundMessage],
-        qos: int,
-        retain: bool,
-    ) -> None:
-        """Publish a batch's forecasts; its inputs are acknowledged once the broker has them all.
-
-        paho is never called with our lock held: its network thread holds its own locks while it
-        reports PUBACKs, and taking ours then could deadlock.
-        """
-        self._track_acks = qos > 0
-        sent: list[tuple[int, str, bytes]] = []
-        published = 0
-        client = self._client
-        with wake_once(client):
-            for topic, payload in forecasts:
-                try:
-                    info = client.publish(topic, payload, qos=qos, retain=retain)
-                except (ValueError, TypeError) as exc:
-                    self.counters.inc("publish_failed")
-                    self._ratelog("publish-invalid", "cannot publish to %r: %s", topic, exc)
-                    continue
-                if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                    self.counters.inc("outbox_overflow")
-                    why = paho.error_string(info.rc)
-                    self._ratelog("outbox-full", "forecast for %r dropped: %s", topic, why)
-                    continue
-                published += 1
-                mid = getattr(info, "mid", None)
-                if qos and mid is not None:
-                    sent.append((mid, topic, payload))
-        self.counters.inc("published", published)  # once per batch: it takes a lock
-        self._gate.register(sent, [(m.mid, m.qos) for m in inputs if m.qos], qos, retain)
-        self._release()
-
-    def pending_forecasts(self) -> list[tuple[str, bytes, int, bool]]:
-        """Forecasts handed to paho that the broker has not acknowledged, oldest first."""
-        return self._gate.pending_list()
-
-    def _release(self) -> None:
-        """Acknowledge the inputs of every complete batch at the head, in arrival order."""
-        gate = self._gate
-        with gate.ack_lock:
-            with gate.lock:
-                inputs = gate.ready()
-            for mid, qos in inputs:
-                self._client.ack(mid, qos)
-        if inputs:
-            self.counters.inc("acked", len(inputs))
-
-    @_guarded
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        # QoS 0 forecasts are never registered: no race to remember an early PUBACK for
-        if self._gate.acked(mid, early=self._track_acks):
-            self._release()
-
     def next_batch(self, timeout: float, limit: int) -> list[InboundMessage]:
         """The messages waiting in the inbox (at most `limit`), after waiting up to `timeout` s."""
         return self.inbox.next_batch(timeout, limit)
@@ -220,6 +149,14 @@ class MqttLink:
         """Retained `{"state", "ts", "counters"}` on the status topic: every counter of the
         registry by default, so the first `online` has the same schema as every later one."""
         self._publish_status(state, counters)
+
+    def ask_redelivery(self) -> None:
+        """Drop the connection but keep the session: when paho reconnects, the broker delivers
+        every message we have not acknowledged again (used after holding input for the clock)."""
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):  # paho's SocketLike; TLS sockets are socket.socket too
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def stop_input(self) -> None:
         """Stop taking input before a shutdown, so the inbox can be drained.
@@ -268,7 +205,7 @@ class MqttLink:
         self._offline_info = info if state == "offline" else None
         return info
 
-    @_guarded
+    @guarded
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         s = self.cfg
         if reason.is_failure:
@@ -284,6 +221,7 @@ class MqttLink:
         self._connected = True
         self.last_error = None
         self.counters.inc("connects")
+        self._takeover.connected()
         present = bool(getattr(flags, "session_present", False))
         log.info("connected to MQTT broker %s:%d (session present: %s)", s.host, s.port, present)
         result, mid = client.subscribe(self._subscription, qos=s.qos_in)
@@ -294,7 +232,7 @@ class MqttLink:
             log.error("%s", self.last_error)
         self._sub_mid = mid
 
-    @_guarded
+    @guarded
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         # paho calls this from inside its `except OSError:`, so the error it swallowed is at hand
         exc = sys.exc_info()[1]
@@ -317,7 +255,7 @@ class MqttLink:
         why = f"closed the connection before CONNACK ({reason})"
         self._report("closed", why if self.cfg.tls.enabled else why + "; a TLS-only port?")
 
-    @_guarded
+    @guarded
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
@@ -329,11 +267,17 @@ class MqttLink:
                 self._closed_before_connack(reason)
             return
         self.counters.inc("disconnects")
-        if not self._stopping:
-            self.last_error = f"disconnected: {reason}"
-            self._ratelog("disconnect", "lost connection to MQTT broker: %s (reconnecting)", reason)
+        if self._stopping:
+            return
+        if (takeover := self._takeover.disconnected(reason)) is not None:
+            self.counters.inc("takeovers")
+            self.last_error = takeover
+            self._ratelog("takeover", "%s", takeover, level=logging.ERROR)
+            return
+        self.last_error = f"disconnected: {reason}"
+        self._ratelog("disconnect", "lost connection to MQTT broker: %s (reconnecting)", reason)
 
-    @_guarded
+    @guarded
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if mid != self._sub_mid:
             return
@@ -347,9 +291,9 @@ class MqttLink:
         if not self._stopping:
             self._publish_status("online")
 
-    @_guarded
+    @guarded
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
-        received_at = time.time()
+        received_at = self._arrival.now()  # never runs backwards (edge/clock.py)
         self.counters.add("received")  # only ever bumped here, on paho's thread: no lock needed
         if self._input_stopped:  # not acknowledged: the broker delivers it again next session
             self.counters.inc("dropped_stopping")
@@ -360,7 +304,16 @@ class MqttLink:
             topic = "<topic is not UTF-8>"
         stream = self._streams.get(topic)
         if stream is None and (stream := self.input_topic.stream_of(topic)) is not None:
-            if len(self._streams) >= 65536:  # bounded: a cache, not a registry
+            if len(stream.encode()) > self._max_stream_id_bytes:
+                self.counters.inc("stream_id_too_long")
+                self._ack_now(client, message)  # bad input: it can never be processed
+                limit = self._max_stream_id_bytes
+                self._ratelog(
+                    "stream-id", "dropped message: stream id longer than %d bytes: %.60r...", limit,
+                    stream,
+                )  # fmt: skip
+                return
+            if len(self._streams) >= self._topic_cache_size:  # a cache, as big as the table
                 self._streams.clear()
             self._streams[topic] = stream
         if stream is None:
@@ -371,13 +324,12 @@ class MqttLink:
             return
         m, at = message, received_at
         inbound = InboundMessage(stream, topic, bytes(m.payload), at, m.mid, m.qos, bool(m.dup))
-        try:
-            self.inbox.put_nowait(inbound)
-        except queue.Full:
+        if not self.inbox.offer(inbound):  # only QoS 0 is ever refused (see Inbox)
             self.counters.inc("dropped_queue_full")
-            self._ack_now(client, message)  # counted and let go, or it would block the session
-            size = self.inbox.maxsize
-            self._ratelog("inbox-full", "inbox full (%d): dropped message of %r", size, stream)
+            size = self.inbox.limit
+            self._ratelog(
+                "inbox-full", "inbox full (%d): dropped QoS 0 message of %r", size, stream
+            )
 
     def _ack_now(self, client: Any, message: paho.MQTTMessage) -> None:
         if message.qos:

@@ -92,9 +92,12 @@ class PayloadDecoder(SenMLDecoding):
         self._max_future = float(s.max_future_s)
         self._reject = s.extra_fields == "reject"
         self._senml_signal = _SENML_SIGNAL_KEYS - self._feature_set
+        self.unstamped = 0  # samples of the last decode stamped with its arrival time
 
     def decode(self, payload: bytes, received_at: float) -> Decoded:
-        """Decode one payload; ``received_at`` (Unix seconds) fills missing/relative times."""
+        """Decode one payload; ``received_at`` (Unix seconds) fills missing/relative times.
+        Afterwards `unstamped` is how many of its samples were stamped with ``received_at``."""
+        self.unstamped = 0
         if len(payload) > self._max_bytes:
             raise PayloadError("too_large", f"{len(payload)} bytes, limit is {self._max_bytes}")
         try:
@@ -154,6 +157,7 @@ class PayloadDecoder(SenMLDecoding):
         raw = obj.get(self._ts_field, _MISSING)
         if raw is _MISSING:
             ts = received_at
+            self.unstamped += 1
         else:
             try:
                 ts = parse_timestamp(raw)
@@ -209,6 +213,7 @@ class PayloadDecoder(SenMLDecoding):
             cells = line.split(",")
             if len(cells) == n:
                 ts = received_at
+                self.unstamped += 1
             elif len(cells) == n + 1:
                 ts = self._csv_ts(cells.pop(0).strip(), lineno, limit)
             else:

@@ -7,12 +7,25 @@ order while different streams share an invoke (MAX_INVOKE rows at most; a larger
 several). Rows never interact inside the interpreter, so results equal one-at-a-time processing
 exactly.
 
+Poison never silences a stream:
+- Input sanity: a sample with a value further than `max_deviation` training standard deviations
+  from the training mean (the bundle's scaler), or one the model's float32 input cannot hold, is
+  rejected before it touches the stream (no slot, no timestamp, no state): counted once per
+  rejected sample as `bad_out_of_range` and `bad_payloads`; the message's other samples go on.
+- A row whose new state or output is not finite resets its stream (counted as
+  `streams_resets_nonfinite`, no forecast for that row); the stream warms up again from its next
+  sample, exactly as if it were processed one sample at a time.
+
 # B: batch (streams in a wave)  L: seq_len  F: features  U: state size  H: horizon  T: targets
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import le
 from typing import Protocol
 
 import numpy as np
@@ -20,6 +33,9 @@ import numpy as np
 from seqcast.edge.counters import Counters
 from seqcast.edge.path.encode import float32_decimals
 from seqcast.edge.path.streams import StreamTable, Verdict
+from seqcast.edge.ratelimit import RateLimitedLog
+
+log = logging.getLogger(__name__)
 
 # Rows per interpreter invoke. The backend keeps one interpreter per power-of-two batch it has
 # seen, each with tensors sized for it, so capping invokes caps that memory (LSTM-64 step model:
@@ -27,6 +43,30 @@ from seqcast.edge.path.streams import StreamTable, Verdict
 # bucket, 50 MB for 1,024). Cost per row is flat from here on (step: 0.33 µs at 128, 0.31 at
 # 1,024; a window is slower at 1,024 than at 128).
 MAX_INVOKE = 128
+
+# A planned window-mode sample: (slot, stream, ts, row in the scaled input, restart first)
+_Flat = tuple[int, str, float, int, bool]
+
+
+def _maybe_nonfinite(*arrays: np.ndarray) -> bool:
+    """False when every element of every array is finite; True when one may not be.
+
+    The hot-path check after each invoke: sums of squares by BLAS (a NaN or an infinity always
+    makes them non-finite). Huge finite values can overflow them too (a false alarm, never a
+    miss), so a True is confirmed row by row with `_finite_rows`.
+    """
+    total = 0.0  # a Python float: overflowing it is silent
+    for a in arrays:
+        total += float(np.vdot(a, a))
+    return not math.isfinite(total)
+
+
+def _finite_rows(arrays: Iterable[np.ndarray], n: int) -> np.ndarray:
+    """(n,) bool: rows (first axis) whose elements are all finite in every array."""
+    ok = np.ones(n, bool)
+    for a in arrays:
+        ok &= np.isfinite(a.reshape(n, -1)).all(axis=1)
+    return ok
 
 
 class Model(Protocol):
@@ -77,13 +117,29 @@ class Engine:
         min_history: int,
         mask_value: float | None = None,
         counters: Counters | None = None,
+        max_deviation: float = 0.0,
+        features: Sequence[str] = (),
     ):
+        """`max_deviation`: reject samples with a value further than this many training standard
+        deviations from the training mean (0: no limit; the pipeline passes `[input]
+        max_deviation`). `features`: their names, for the log."""
         if mode not in ("stream", "window"):
             raise ValueError(f"mode must be stream or window, got {mode!r}")
         self.model, self.table, self.scaling, self.mode = model, table, scaling, mode
         self.min_history = min_history
         self.mask_value = mask_value
         self.counters = counters if counters is not None else Counters()
+        self.max_deviation = max_deviation
+        self.features = tuple(features)
+        # accepted: mean - k std <= x <= mean + k std, in original units (None: no limit)
+        self._low: np.ndarray | None = None
+        self._high: np.ndarray | None = None
+        self._bounds: tuple[list[float], list[float]] = ([], [])  # the same, as Python floats
+        if max_deviation > 0:
+            self._low = scaling.feature_mean - max_deviation * scaling.feature_std
+            self._high = scaling.feature_mean + max_deviation * scaling.feature_std
+            self._bounds = (self._low.tolist(), self._high.tolist())
+        self._warn = RateLimitedLog(log)
 
     @property
     def invokes(self) -> int:
@@ -94,14 +150,26 @@ class Engine:
         if not items:
             return []
         x = np.asarray([v for _, _, v in items], np.float64)  # (n, F)
-        xs = ((x - self.scaling.feature_mean) / self.scaling.feature_std).astype(np.float32)
+        todo: Iterable[tuple[int, tuple[str, float, tuple[float, ...]]]] = enumerate(items)
+        lo, hi = self._low, self._high
+        if lo is None or hi is None:
+            fine = False
+        elif len(items) <= 8:  # a few samples: faster in Python than four numpy calls
+            lows, highs = self._bounds
+            fine = all(all(map(le, lows, vs)) and all(map(le, vs, highs)) for _, _, vs in items)
+        else:
+            fine = bool((x >= lo).all() and (x <= hi).all())
+        if fine:  # the usual case (a NaN is never fine)
+            xs = ((x - self.scaling.feature_mean) / self.scaling.feature_std).astype(np.float32)
+        else:
+            xs, todo = self._sanity(items, x)
         out: list[Forecast] = []
         waves: list[_Wave] = []
         depth: dict[int, int] = {}  # slot -> samples planned for it in this chunk
         table = self.table
         touch, admit = table.touch, table.admit
         accept, reset = Verdict.ACCEPT, Verdict.RESET
-        for row, (stream, ts, _) in enumerate(items):
+        for row, (stream, ts, _) in todo:
             slot = touch(stream)  # marks it recently used
             if slot is None:
                 victim = table.lru_victim()
@@ -127,36 +195,52 @@ class Engine:
         out += self._execute(waves, xs)
         return out
 
+    def _sanity(
+        self, items: list[tuple[str, float, tuple[float, ...]]], x: np.ndarray
+    ) -> tuple[np.ndarray, Iterable[tuple[int, tuple[str, float, tuple[float, ...]]]]]:
+        """The scaled input (n, F) and the rows to process, rejecting (counting, logging) rows
+        out of range: beyond `max_deviation`, or (without a limit) beyond float32."""
+        with np.errstate(over="ignore", invalid="ignore"):  # such rows are what is rejected
+            z = (x - self.scaling.feature_mean) / self.scaling.feature_std  # training std units
+            xs = z.astype(np.float32)
+        if self._low is not None and self._high is not None:
+            ok = ((x >= self._low) & (x <= self._high)).all(axis=1)
+        else:
+            ok = np.isfinite(xs).all(axis=1)
+        if ok.all():
+            return xs, enumerate(items)
+        bad = np.flatnonzero(~ok)
+        self.counters.add("bad_payloads", len(bad))
+        self.counters.add("bad_out_of_range", len(bad))
+        first = int(bad[0])
+        stream, _, values = items[first]
+        dev = np.nan_to_num(np.abs(z[first]), nan=np.inf)
+        worst = int(np.argmax(dev))
+        name = self.features[worst] if worst < len(self.features) else f"feature {worst}"
+        self._warn(
+            "out_of_range",
+            "sample for %r rejected: %s = %r is %.3g training standard deviations from the "
+            "training mean (input.max_deviation = %g)",
+            stream,
+            name,
+            values[worst],
+            dev[worst],
+            self.max_deviation,
+        )
+        return xs, [(row, items[row]) for row in np.flatnonzero(ok).tolist()]
+
     def _execute(self, waves: list[_Wave], xs: np.ndarray) -> list[Forecast]:
         table = self.table
         out: list[Forecast] = []
         if self.mode == "window":
             # windows are independent: every sample of every wave goes into one invoke
-            flat = [
+            flat: list[_Flat] = [
                 (w.slots[i], w.streams[i], w.ts[i], w.rows[i], w.slots[i] in w.resets)
                 for w in waves
                 for i in range(len(w))
             ]
-            ready_streams, ready_ts, windows = [], [], []
             self.counters.add("samples", len(flat))
-            for slot, stream, ts, row, was_reset in flat:
-                if was_reset:
-                    table.reset(slot)
-                table.push(slot, xs[row])
-                n = int(table.count[slot])
-                if n >= self.min_history:
-                    win = table.window(slot).copy()  # (L, F)
-                    if n < table.seq_len:
-                        win[: table.seq_len - n] = self.mask_value
-                    ready_streams.append(stream)
-                    ready_ts.append(ts)
-                    windows.append(win)
-            for lo in range(0, len(windows), MAX_INVOKE):
-                hi = lo + MAX_INVOKE
-                y = self.model.window(np.stack(windows[lo:hi]))  # (B, L, F) -> (B, H, T)
-                self.counters.add("invokes")
-                out += self._forecasts(ready_streams[lo:hi], ready_ts[lo:hi], y)
-            return out
+            return self._windows(flat, xs)
         for w in waves:
             for slot in w.resets:
                 table.reset(slot)
@@ -167,6 +251,66 @@ class Engine:
                 hi = lo + MAX_INVOKE
                 out += self._step(w.slots[lo:hi], w.streams[lo:hi], w.ts[lo:hi], w.rows[lo:hi], xs)
         return out
+
+    def _windows(self, flat: list[_Flat], xs: np.ndarray) -> list[Forecast]:
+        """Window mode for planned samples `flat`, in order (a stream's samples in its order)."""
+        table = self.table
+        out: list[Forecast] = []
+        ready: list[int] = []  # index in flat of each window
+        ready_streams, ready_ts, windows = [], [], []
+        for i, (slot, stream, ts, row, was_reset) in enumerate(flat):
+            if was_reset:
+                table.reset(slot)
+            table.push(slot, xs[row])
+            n = int(table.count[slot])
+            if n >= self.min_history:
+                win = table.window(slot).copy()  # (L, F)
+                if n < table.seq_len:
+                    win[: table.seq_len - n] = self.mask_value
+                ready.append(i)
+                ready_streams.append(stream)
+                ready_ts.append(ts)
+                windows.append(win)
+        poisoned: dict[int, int] = {}  # slot -> index in flat of its first non-finite window
+        for lo in range(0, len(windows), MAX_INVOKE):
+            hi = lo + MAX_INVOKE
+            y = self.model.window(np.stack(windows[lo:hi]))  # (B, L, F) -> (B, H, T)
+            self.counters.add("invokes")
+            if not poisoned and not _maybe_nonfinite(y):
+                out += self._forecasts(ready_streams[lo:hi], ready_ts[lo:hi], y)
+                continue
+            # rare: a non-finite output, now or earlier in this chunk. Such a stream restarts
+            # right after that window, as it would one sample at a time: no forecast from it or
+            # from the stream's later windows here, which are computed again after the reset.
+            rows = ready[lo:hi]
+            finite = _finite_rows((y,), len(rows))
+            keep = []
+            for b, i in enumerate(rows):
+                slot = flat[i][0]
+                if slot in poisoned:
+                    continue
+                if not finite[b]:
+                    poisoned[slot] = i
+                    continue
+                keep.append(b)
+            idx = [rows[b] for b in keep]
+            out += self._forecasts([flat[i][1] for i in idx], [flat[i][2] for i in idx], y[keep])
+        if not poisoned:
+            return out
+        for slot in poisoned:
+            self._reset_nonfinite(slot, flat[poisoned[slot]][1])
+        again = [f for i, f in enumerate(flat) if f[0] in poisoned and i > poisoned[f[0]]]
+        return out + self._windows(again, xs)  # strictly fewer samples: this ends
+
+    def _reset_nonfinite(self, slot: int, stream: str) -> None:
+        """Restart a stream whose model state or output went non-finite; count and log it."""
+        self.table.reset(slot)
+        self.counters.add("streams_resets_nonfinite")
+        self._warn(
+            "nonfinite",
+            "stream %r restarted: the model's state or output was not finite",
+            stream,
+        )
 
     def _step(
         self, ids: list[int], streams: list[str], ts: list[float], rows: list[int], xs: np.ndarray
@@ -180,9 +324,16 @@ class Engine:
         states = [s[slots] for s in table.states]  # each (B, U)
         y, new_states = self.model.step(x, states)  # -> (B, H, T), [(B, U)]
         self.counters.add("invokes")
+        squares = float(np.vdot(y, y))  # `_maybe_nonfinite`, inline: it runs once per invoke
         for s, new in zip(table.states, new_states, strict=True):
             s[slots] = new
+            squares += float(np.vdot(new, new))
         warm = table.count[slots] >= self.min_history
+        if not math.isfinite(squares):
+            finite = _finite_rows((y, *new_states), len(ids))
+            for b in np.flatnonzero(~finite).tolist():
+                self._reset_nonfinite(ids[b], streams[b])  # zero state, warm-up starts over
+            warm &= finite
         if warm.all():
             return self._forecasts(streams, ts, y)
         if warm.any():

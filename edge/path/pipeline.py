@@ -7,11 +7,12 @@ between batches. No MQTT, no threads: the daemon feeds it, tests drive it direct
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
 
+from seqcast.edge.clock import ClockJudge
 from seqcast.edge.config import InputConfig, OutputConfig, StreamsConfig
 from seqcast.edge.counters import Counters
 from seqcast.edge.model.bundle import Bundle
@@ -19,12 +20,14 @@ from seqcast.edge.model.runtime import LoadedModel
 from seqcast.edge.path.decode import PayloadDecoder, PayloadError
 from seqcast.edge.path.encode import encode_rounded
 from seqcast.edge.path.engine import Engine, Scaling
+from seqcast.edge.path.jumps import JumpGuard
 from seqcast.edge.path.streams import StreamTable
 from seqcast.edge.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-CHUNK_SAMPLES = 4096  # samples per engine call (see Pipeline.handle)
+CHUNK_SAMPLES = 4096  # samples per engine call (see Pipeline.handle_chunks)
+Item = tuple[str, float, tuple[float, ...]]  # a decoded sample: (stream, ts, values)
 
 
 class Inbound(Protocol):
@@ -74,6 +77,10 @@ class Pipeline:
         self.output_topic = output_topic  # template with {stream}
         self.counters = counters if counters is not None else Counters()
         self._warn = RateLimitedLog(log)
+        self.clock = ClockJudge(sync_file=self.input.clock_synced_file)
+        # messages rejected only because the device clock looks wrong (see edge/clock.py): the
+        # daemon leaves them unacknowledged, so the broker delivers them again later
+        self.held: list[Inbound] = []
         self._install(model, table=None)
         self.counters.gauge("streams", lambda: len(self.table))
 
@@ -94,6 +101,7 @@ class Pipeline:
                 counters=self.counters.view("streams_"),
             )
         self.table = table
+        self.guard = JumpGuard(table, self.streams.max_gap * m.interval_s, table.counters)
         sc = m.scaler
         scaling = Scaling(
             *(
@@ -102,7 +110,15 @@ class Pipeline:
             )
         )
         self.engine = Engine(
-            model, table, scaling, self.mode, m.min_history, m.mask_value, self.counters
+            model,
+            table,
+            scaling,
+            self.mode,
+            m.min_history,
+            m.mask_value,
+            self.counters,
+            max_deviation=self.input.max_deviation,
+            features=m.features,
         )
         self.decoder = PayloadDecoder(m.features, self.input)
 
@@ -113,29 +129,60 @@ class Pipeline:
     def handle(self, messages: Sequence[Inbound]) -> list[tuple[str, bytes]]:
         """One batch: every message decoded, every sample processed, forecasts encoded.
 
-        Samples go to the engine in chunks of about CHUNK_SAMPLES (in order, so the result is the
-        same), which bounds the memory a burst of many-sample messages takes in passing.
+        Bad input is counted in `bad_payloads` and `bad_<reason>`: a message the decoder rejects
+        counts once; a sample out of the training range (`input.max_deviation`, checked by the
+        engine) counts once per rejected sample as `bad_out_of_range`, and the message's other
+        samples are processed.
         """
-        out: list[tuple[str, bytes]] = []
-        items: list[tuple[str, float, tuple[float, ...]]] = []
+        return [f for _, forecasts in self.handle_chunks(messages) for f in forecasts]
+
+    def handle_chunks(
+        self, messages: Sequence[Inbound]
+    ) -> Iterator[tuple[list[Item], list[tuple[str, bytes]]]]:
+        """`handle`, one chunk at a time: (samples given to the engine, their forecast messages).
+
+        Samples go to the engine in chunks of about CHUNK_SAMPLES (in order, so the result is the
+        same), which bounds the memory a burst of many-sample messages takes in passing; the
+        daemon publishes (and journals) each chunk before the next is computed.
+        """
+        items: list[Item] = []
         counters = self.counters
         counters.add("messages", len(messages))
         for msg in messages:
             try:
                 decoded = self.decoder.decode(msg.payload, msg.received_at)
             except PayloadError as e:
+                if e.reason == "future_timestamp":
+                    self.clock.saw(future=True)
+                    if self.clock.device_clock_suspect():  # not the sensor's fault: keep it
+                        self.held.append(msg)
+                        continue
                 counters.add("bad_payloads")
                 counters.add(f"bad_{e.reason}")
                 self._warn(e.reason, "bad payload on %s (%s): %s", msg.topic, e.reason, e)
                 continue
+            if len(decoded.samples) > self.decoder.unstamped:  # it carried its own timestamps
+                self.clock.saw(future=False)
             if decoded.extra_fields:
                 counters.add("extra_fields", decoded.extra_fields)
                 self._warn("extra_fields", "ignoring unknown fields in payload on %s", msg.topic)
             for sample in decoded.samples:
                 items.append((msg.stream, sample.ts, sample.values))
             if len(items) >= CHUNK_SAMPLES:
-                self._run(items, out)
+                items = self.guard.filter(items)
+                yield items, self.replay(items)
                 items = []
+        if items := self.guard.filter(items):
+            yield items, self.replay(items)
+
+    def take_held(self) -> list[Inbound]:
+        """The messages held for a suspect device clock since the last call."""
+        held, self.held = self.held, []
+        return held
+
+    def replay(self, items: list[Item]) -> list[tuple[str, bytes]]:
+        """Run decoded samples (stream, ts, values) through the engine; their forecast messages."""
+        out: list[tuple[str, bytes]] = []
         self._run(items, out)
         return out
 

@@ -35,6 +35,7 @@ class SenMLDecoding:
     _n: int
     _max_samples: int
     _reject: bool
+    unstamped: int
 
     def _too_many(self, count: object) -> PayloadError:
         raise NotImplementedError  # the decoder's
@@ -90,6 +91,7 @@ class SenMLDecoding:
             t = rec.get("t", _MISSING)
             if t is _MISSING and base_time is _MISSING:
                 ts = received_at
+                self.unstamped += 1
             else:
                 ts = 0.0 if base_time is _MISSING else base_time
                 if t is not _MISSING:

@@ -1,8 +1,11 @@
 """The daemon: wires config, bundle, pipeline and MQTT together; signals, sd_notify, status.
 
-Threads: paho's network thread fills a bounded inbox; the main thread takes everything that
-arrived while it was busy as one batch, runs it, and publishes the forecasts. Signals only set
-flags that the main loop acts on between batches.
+Threads: paho's network thread fills the inbox; the main thread takes everything that arrived
+while it was busy as one batch, runs it chunk by chunk, journals and publishes each chunk's
+forecasts, and registers the batch's inputs for acknowledgement once the journal is on disk.
+When too many forecasts await the broker's acknowledgement it stops taking input until they
+drain (backpressure), instead of dropping anything. Signals only set flags that the main loop
+acts on between batches.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqcast.edge.clock import ClockJudge, clock_synchronised
 from seqcast.edge.config import ConfigError, EdgeConfig, MqttConfig, TopicTemplate, read_password
 from seqcast.edge.counters import Counters
 from seqcast.edge.model.bundle import BundleError, read_bundle
@@ -23,9 +27,9 @@ from seqcast.edge.model.runtime import LoadedModel, load_model
 from seqcast.edge.mqtt import InboundMessage, MqttLink
 from seqcast.edge.mqtt.diagnose import reason_of, tls_context
 from seqcast.edge.path.pipeline import Pipeline
-from seqcast.edge.service.outbox import load_outbox, save_outbox
 from seqcast.edge.service.sdnotify import Notifier, watchdog_interval_s
-from seqcast.edge.service.snapshot import SnapshotError, load_snapshot, save_snapshot
+from seqcast.edge.service.state import DurableState
+from seqcast.edge.service.statedir import StateLock, prepare_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +37,7 @@ MAX_BATCH = 4096
 READY_TIMEOUT_S = 60.0  # READY=1 even without a broker after this long (then keep retrying)
 WATCH_INTERVAL_S = 2.0
 DRAIN_ACKS_S = 5.0  # at shutdown, how long to wait for the broker to take pending forecasts
-SNAPSHOT_FILE = "streams.npz"
-OUTBOX_FILE = "outbox.jsonl"
+CLOCK_JUMP_S = 60.0  # the wall clock moved this much more than monotonic time: it was set
 
 
 def check_tls(cfg: MqttConfig) -> None:
@@ -52,7 +55,8 @@ def check_tls(cfg: MqttConfig) -> None:
 def load(cfg: EdgeConfig) -> LoadedModel:
     """Read, verify and self-test the configured bundle (raises one-line user errors)."""
     bundle = read_bundle(cfg.model.path)
-    model, _ = load_model(bundle, cfg.model.backend, cfg.model.num_threads)
+    m = cfg.model
+    model, _ = load_model(bundle, m.backend, m.num_threads, isolate=m.isolate_selftest)
     return model
 
 
@@ -79,6 +83,18 @@ class Daemon:
         self.notifier = notifier or Notifier.from_env(environ)
         self.watchdog_s = watchdog_interval_s(environ)
         self.counters = Counters()
+        # the state directory first: a second daemon on it, or a full disk, fails here in one
+        # line (exit 2), before a model is loaded or the broker sees this client id
+        self.state_dir = Path(cfg.state.dir)
+        prepare_state_dir(self.state_dir)
+        self._lock = StateLock(self.state_dir).acquire()
+        try:
+            self._start(cfg, environ)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _start(self, cfg: EdgeConfig, environ: Any) -> None:
         self.pipeline = Pipeline(
             load(cfg),
             mode=cfg.model.mode,
@@ -95,17 +111,17 @@ class Daemon:
             password=read_password(cfg.mqtt, environ),
             counters=self.counters,
             inbox_size=cfg.state.queue_size,
+            max_stream_id_bytes=cfg.input.max_stream_id_bytes,
+            topic_cache_size=cfg.streams.max_streams,
         )
         self.counters.gauge("queue", self.link.inbox.qsize)
         self._stop = False
         self._reload = False
         self._stamp = _FileStamp.of(Path(cfg.model.path))
-        self.state_dir = Path(cfg.state.dir)
-        try:
-            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"state.dir: cannot create {self.state_dir} ({e.strerror})") from None
-        self._restore_snapshot()
+        self._clock_hold: tuple[float, float] | None = None  # (wall, monotonic) when it began
+        self.counters.gauge("clock_untrusted", lambda: int(self._clock_hold is not None))
+        self.state = DurableState(self.state_dir, self.counters, cfg.state.outbox_max_bytes)
+        self._republish = self.state.restore(self.pipeline)
 
     # -- signals --------------------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -140,7 +156,7 @@ class Daemon:
         )
         self.notifier.ready()
         self.notifier.status(f"serving {p.model_id} ({p.mode} mode)")
-        self._republish_outbox()
+        self._republish_saved()
         gc.collect()
         gc.freeze()  # what start-up left is never garbage: keep it out of every later collection
         next_status = next_watchdog = next_watch = time.monotonic()
@@ -158,8 +174,10 @@ class Daemon:
             if self.cfg.model.watch and now >= next_watch:
                 next_watch = now + WATCH_INTERVAL_S
                 self._check_file()
-            if now >= next_snapshot:
-                next_snapshot = now + interval
+            self.state.note_acked(self.link.acked_tag())
+            self._check_clock()
+            if now >= next_snapshot or self.state.wants_checkpoint():
+                next_snapshot = now + interval if interval > 0 else float("inf")
                 self.checkpoint()
             if self._reload:
                 self._reload = False
@@ -186,8 +204,63 @@ class Daemon:
     def _process(self, batch: list[InboundMessage]) -> None:
         if not batch:
             return
-        forecasts = self.pipeline.handle(batch)
-        self.link.publish_batch(forecasts, batch, self.cfg.output.qos, self.cfg.output.retain)
+        qos, retain = self.cfg.output.qos, self.cfg.output.retain
+        n_features = len(self.pipeline.manifest.features)
+        for items, forecasts in self.pipeline.handle_chunks(batch):
+            tag = self.state.record(items, n_features)
+            self._wait_for_room()
+            self.link.publish_batch(forecasts, [], qos, retain, tag)
+        # the journal is on disk before any input of the batch can be acknowledged; the inputs
+        # are acknowledged once every forecast made from them (and before them) is safe
+        self.state.commit()
+        held = self.pipeline.take_held()
+        if held:
+            self._hold_for_clock(held)
+            kept = {id(m) for m in held}
+            batch = [m for m in batch if id(m) not in kept]
+        self.link.publish_batch([], batch, qos, retain)
+
+    def _hold_for_clock(self, held: list[Any]) -> None:
+        """Messages rejected only because the device clock looks wrong stay unacknowledged (the
+        broker keeps them) until the clock is trusted; see edge/clock.py."""
+        self.counters.add("mqtt_held_for_clock", len(held))
+        if self._clock_hold is None:
+            self._clock_hold = (time.time(), time.monotonic())
+            log.error(
+                "device clock looks wrong: timestamped samples are more than %g s ahead of it and "
+                "systemd has not synchronised it (%s); holding those messages unacknowledged until "
+                "the clock is synchronised or jumps forward",
+                self.cfg.input.max_future_s,
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            )
+            self.notifier.status("holding input: the device clock is not trusted")
+
+    def _check_clock(self) -> None:
+        if self._clock_hold is None:
+            return
+        wall0, mono0 = self._clock_hold
+        jumped = time.time() - wall0 > time.monotonic() - mono0 + CLOCK_JUMP_S
+        # trusted again: synchronised, set forward, or the samples since say it was the sensors'
+        evidence = not self.pipeline.clock.device_clock_suspect()
+        if not (clock_synchronised(self.cfg.input.clock_synced_file) or jumped or evidence):
+            return
+        self._clock_hold = None
+        self.pipeline.clock = ClockJudge(sync_file=self.cfg.input.clock_synced_file)
+        log.warning("device clock trusted again; asking the broker to deliver held messages again")
+        self.notifier.status(f"serving {self.pipeline.model_id} ({self.pipeline.mode} mode)")
+        self.link.ask_redelivery()
+
+    def _wait_for_room(self) -> None:
+        """Backpressure: no more input while `output.max_pending` forecasts await the broker."""
+        limit = self.cfg.output.max_pending
+        if self.link.pending_count() < limit:
+            return
+        self.counters.add("mqtt_backpressure")
+        log.debug("backpressure: %d forecasts await the broker", self.link.pending_count())
+        while self.link.pending_count() >= limit // 2 + 1 and not self._stop:
+            self.link.wait_for_acks(0.2)
+            if self.watchdog_s:
+                self.notifier.watchdog()
 
     def _shutdown(self) -> int:
         log.info("stopping: no new input, finishing %d queued messages", self.counters["queue"])
@@ -196,11 +269,13 @@ class Daemon:
         while batch := self._next_batch(timeout=0.2):
             self._process(batch)
         deadline = time.monotonic() + DRAIN_ACKS_S
-        while self.link.connected and self.link.pending_forecasts() and time.monotonic() < deadline:
+        while self.link.connected and self.link.pending_count() and time.monotonic() < deadline:
             time.sleep(0.02)
         self.checkpoint()
+        self.state.close()
         self.link.publish_status("offline")
         self.link.stop()
+        self._lock.release()
         c = self.counters
         log.info(
             "stopped: %d samples in, %d forecasts out, %d bad payloads, %d streams",
@@ -213,45 +288,21 @@ class Daemon:
 
     # -- state across restarts ------------------------------------------------------------------
     def checkpoint(self) -> None:
-        """Snapshot the stream table and save unacknowledged forecasts (both atomic, mode 0600)."""
-        p = self.pipeline
-        t0 = time.monotonic()
-        try:
-            n = save_snapshot(self.state_dir / SNAPSHOT_FILE, p.table, p.bundle.sha256, p.mode)
-            kept, dropped = save_outbox(
-                self.state_dir / OUTBOX_FILE,
-                self.link.pending_forecasts(),
-                self.cfg.state.outbox_max_bytes,
-            )
-        except OSError as e:
-            log.error("cannot write state to %s: %s", self.state_dir, e)
-            return
-        self.counters.add("state_outbox_dropped", dropped)
-        log.debug(
-            "checkpoint: %d streams, %d pending forecasts in %.0f ms",
-            n,
-            kept,
-            1000 * (time.monotonic() - t0),
-        )
+        """Outbox, snapshot, empty journal (see `state.DurableState.checkpoint`)."""
+        self.state.checkpoint(self.pipeline, self.link.pending_forecasts())
 
-    def _restore_snapshot(self) -> None:
-        path = self.state_dir / SNAPSHOT_FILE
-        if not path.exists():
-            return
-        p = self.pipeline
-        try:
-            n, age = load_snapshot(path, p.table, p.bundle.sha256, p.mode)
-        except SnapshotError as e:
-            log.warning("snapshot ignored, streams start cold: %s", e)
-            return
-        log.info("restored %d streams from snapshot (%.0f s old)", n, age)
-
-    def _republish_outbox(self) -> None:
-        items = load_outbox(self.state_dir / OUTBOX_FILE)
+    def _republish_saved(self) -> None:
+        """Forecasts the previous run made but the broker had not acknowledged: the outbox, and
+        those recomputed from the journal."""
+        items = self.state.outbox()
         for item in items:
             self.link.publish_batch([(item.topic, item.payload)], [], item.qos, item.retain)
-        if items:
-            log.info("republished %d forecasts saved by the previous run", len(items))
+        again, self._republish = self._republish, []
+        if again:
+            qos, retain = self.cfg.output.qos, self.cfg.output.retain
+            self.link.publish_batch(again, [], qos, retain, self.state.seq)
+        if items or again:
+            log.info("republished %d forecasts the previous run made", len(items) + len(again))
 
     # -- model swap -----------------------------------------------------------------------------
     def _check_file(self) -> None:
@@ -283,6 +334,7 @@ class Daemon:
             old,
             "kept" if kept else "restart warm-up (features, window or state shape changed)",
         )
+        self.checkpoint()  # the journal restarts for the new bundle
         self.notifier.ready()
         self.notifier.status(f"serving {self.pipeline.model_id} ({self.pipeline.mode} mode)")
         return True

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqcast.edge.service.snapshot import atomic_write
+from seqcast.edge.service.statedir import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -4,13 +4,17 @@ One `.npz` file (numpy arrays only, no pickle) written atomically: temp file, fs
 It is restored only for the same bundle (sha256) and mode; anything else is reported and
 ignored, never half-applied.
 
+Format 2 stores `meta` (JSON, stream names included) as UTF-8 bytes, so the file is the
+streams' arrays plus their names' UTF-8 bytes; format 1 held it as a numpy unicode string, 4
+bytes per character (24 per non-ASCII one, which JSON escaped). Both are read. A snapshot with a
+non-finite state, buffer or timestamp is refused: it would silence its stream for good.
+
 # N: streams in the snapshot  L: seq_len  F: features  U: state size
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -18,37 +22,41 @@ from pathlib import Path
 import numpy as np
 
 from seqcast.edge.path.streams import StreamTable
+from seqcast.edge.service.statedir import atomic_write
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 class SnapshotError(ValueError):
     """A snapshot that cannot be restored; the message says why."""
 
 
-def atomic_write(path: Path, write: object, mode: int = 0o600) -> None:
-    """Write via `write(fileobj)` to a temp file created with `mode`, fsync, rename over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)  # type: ignore[operator]
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def _nonfinite(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """For each array (first axis: the n streams) that holds a NaN or an infinity, the (n,) bool
+    mask of the streams that do; {} when everything is finite."""
+    masks: dict[str, np.ndarray] = {}
+    if n == 0:
+        return masks
+    for key, a in arrays.items():
+        bad = ~np.isfinite(a.reshape(n, -1)).all(axis=1)
+        if bad.any():
+            masks[key] = bad
+    return masks
 
 
 def save_snapshot(path: Path, table: StreamTable, bundle_sha256: str, mode: str) -> int:
+    """Write the table's streams (never a non-finite one: the engine resets those, and any that
+    slipped through is left out to start cold); returns how many were written."""
     items = table.items()
     slots = np.fromiter((slot for _, slot in items), np.int64, len(items))
+    checked = {"buf": table.buf, "last_ts": table.last_ts}
+    checked.update({f"state{i}": s for i, s in enumerate(table.states)})
+    masks = _nonfinite({k: a[slots] for k, a in checked.items()}, len(items))
+    if masks:  # not expected (the engine resets such a stream at once): it will start cold
+        ok = ~np.logical_or.reduce(list(masks.values()))
+        items = [item for item, good in zip(items, ok.tolist(), strict=True) if good]
+        slots = slots[ok]
     meta = {
         "format": SNAPSHOT_FORMAT,
         "bundle_sha256": bundle_sha256,
@@ -66,7 +74,9 @@ def save_snapshot(path: Path, table: StreamTable, bundle_sha256: str, mode: str)
         "last_ts": table.last_ts[slots],
         **{f"state{i}": s[slots] for i, s in enumerate(table.states)},  # each (N, U)
     }
-    arrays["meta"] = np.array(json.dumps(meta))
+    # UTF-8 bytes (surrogatepass: any str round-trips), not a numpy unicode string
+    text = json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    arrays["meta"] = np.frombuffer(text, np.uint8)
     # numpy's stubs cannot tell array names from savez's own keyword `allow_pickle`
     atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
     return len(items)
@@ -78,11 +88,17 @@ def load_snapshot(
     """Restore into an empty table; returns (streams restored, age in seconds)."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
+            raw = z["meta"]
+            if raw.dtype == np.uint8:  # format 2: UTF-8 bytes
+                meta = json.loads(raw.tobytes().decode("utf-8", "surrogatepass"))
+            else:  # format 1: a numpy unicode string
+                meta = json.loads(str(raw))
             arrays: dict[str, np.ndarray] = {k: z[k] for k in z.files if k != "meta"}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise SnapshotError(f"{path}: unreadable ({e})") from None
-    if meta.get("format") != SNAPSHOT_FORMAT:
+    if not isinstance(meta, dict):
+        raise SnapshotError(f"{path}: unreadable (meta is not a JSON object)")
+    if meta.get("format") not in READABLE_FORMATS:
         raise SnapshotError(f"{path}: format {meta.get('format')!r}, expected {SNAPSHOT_FORMAT}")
     if meta.get("bundle_sha256") != bundle_sha256:
         raise SnapshotError(
@@ -99,7 +115,9 @@ def load_snapshot(
             raise SnapshotError(
                 f"{path}: {key} is {meta.get(key)!r}, the running model needs {value!r}"
             )
-    names = meta["streams"]
+    names = meta.get("streams")
+    if not (isinstance(names, list) and all(isinstance(x, str) for x in names)):
+        raise SnapshotError(f"{path}: meta.streams is not a list of stream names")
     n = len(names)
     shapes = {
         "buf": (n, 2 * table.seq_len, table.n_features),
@@ -112,11 +130,24 @@ def load_snapshot(
         if key not in arrays or arrays[key].shape != shape:
             got = arrays[key].shape if key in arrays else "missing"
             raise SnapshotError(f"{path}: array {key} is {got}, expected {shape}")
+        if arrays[key].dtype.kind not in "biuf":
+            raise SnapshotError(f"{path}: array {key} holds {arrays[key].dtype}, not numbers")
     if not (
         np.all((arrays["pos"] >= 0) & (arrays["pos"] < table.seq_len))
         and np.all(arrays["count"] >= 0)
     ):
         raise SnapshotError(f"{path}: ring-buffer positions out of range")
+    masks = _nonfinite({k: arrays[k] for k in shapes if k not in ("pos", "count")}, n)
+    if masks:
+        bad = np.logical_or.reduce(list(masks.values()))
+        first = int(np.argmax(bad))
+        name = names[first]
+        shown = repr(name if len(name) <= 64 else name[:64] + "...")
+        what = ", ".join(k for k, m in masks.items() if m[first])
+        raise SnapshotError(
+            f"{path}: {int(bad.sum())} of {n} streams hold non-finite values "
+            f"(first: stream {shown}, in {what})"
+        )
     keep = range(max(0, n - table.capacity), n)  # the most recently used, if the table shrank
     for i in keep:
         slot = table.lookup(names[i])

@@ -1,7 +1,8 @@
 """Interpreter backends, one module each, tried in order of preference.
 
-Each module defines a `Backend` with a `key` and a `load_interpreter_class()` that imports its
-package; an import failure is reported and the next backend is tried.
+Each module defines a `KEY` and a `load_interpreter_class()` that imports its package; an import
+failure is reported and the next backend is tried. `REGISTRY` is read at call time, so an entry
+added later (a test's crashing backend, say) is tried like the built-in ones, in dict order.
 """
 
 from __future__ import annotations
@@ -31,11 +32,18 @@ class LoadedBackend:
     interpreter_class: InterpreterClass
 
 
-def load_backend(key: str) -> LoadedBackend:
-    if key not in REGISTRY:
-        raise ValueError(f"unknown backend {key!r}; choose one of {', '.join(REGISTRY)}")
-    module = importlib.import_module(REGISTRY[key])
-    return LoadedBackend(key=key, interpreter_class=module.load_interpreter_class())
+def backend_module(key: str) -> str:
+    """The module that implements backend `key` (the name a child process imports)."""
+    try:
+        return REGISTRY[key]
+    except KeyError:
+        raise ValueError(f"unknown backend {key!r}; choose one of {', '.join(REGISTRY)}") from None
+
+
+def load_backend(key: str, module: str | None = None) -> LoadedBackend:
+    """Import backend `key` (from `module` when given, else its REGISTRY entry) and its package."""
+    mod = importlib.import_module(backend_module(key) if module is None else module)
+    return LoadedBackend(key=key, interpreter_class=mod.load_interpreter_class())
 
 
 def backend_keys(preferred: str = "auto") -> list[str]:

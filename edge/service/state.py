@@ -1,0 +1,132 @@
+"""State across restarts: the stream snapshot, the outbox and the journal, kept consistent.
+
+- The journal (`journal.py`) holds every chunk of samples since the last snapshot, fsynced before
+  the inputs it came from can be acknowledged.
+- A checkpoint writes the outbox (forecasts the broker has not acknowledged), then the snapshot,
+  then empties the journal; a crash between any two steps loses nothing (an older snapshot plus
+  the journal, or a newer snapshot plus the outbox).
+- At start: snapshot, then the journal replayed on top of it; the forecasts of chunks the broker
+  had not acknowledged are recomputed by that replay and published again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from seqcast.edge.counters import Counters
+from seqcast.edge.path.pipeline import Item, Pipeline
+from seqcast.edge.service.journal import Journal, JournalError, read_journal
+from seqcast.edge.service.outbox import OutboxItem, load_outbox, mark_redelivered, save_outbox
+from seqcast.edge.service.snapshot import SnapshotError, load_snapshot, save_snapshot
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_FILE = "streams.npz"
+OUTBOX_FILE = "outbox.jsonl"
+JOURNAL_FILE = "journal.bin"
+JOURNAL_CHECKPOINT_BYTES = 64 << 20  # a journal this big triggers a checkpoint (bounds replay)
+
+
+class DurableState:
+    def __init__(self, state_dir: Path, counters: Counters, outbox_max_bytes: int) -> None:
+        self.dir = state_dir
+        self.counters = counters
+        self.outbox_max_bytes = outbox_max_bytes
+        self.journal: Journal | None = None
+        self.seq = 0  # the last chunk number handed out
+        self._acked_mark = 0
+
+    def _open_journal(self, pipeline: Pipeline) -> Journal:
+        n_features = len(pipeline.manifest.features)
+        return Journal(self.dir / JOURNAL_FILE, pipeline.bundle.sha256, pipeline.mode, n_features)
+
+    # -- start ------------------------------------------------------------------------------------
+    def restore(self, pipeline: Pipeline) -> list[tuple[str, bytes]]:
+        """Snapshot + journal into `pipeline`'s stream table; the forecasts to publish again."""
+        path = self.dir / SNAPSHOT_FILE
+        if path.exists():
+            try:
+                n, age = load_snapshot(path, pipeline.table, pipeline.bundle.sha256, pipeline.mode)
+                log.info("restored %d streams from snapshot (%.0f s old)", n, age)
+            except SnapshotError as e:
+                log.warning("snapshot ignored, streams start cold: %s", e)
+        journal = self._open_journal(pipeline)
+        try:
+            replay = read_journal(
+                journal.path, pipeline.bundle.sha256, pipeline.mode, len(pipeline.manifest.features)
+            )
+        except JournalError as e:
+            log.warning("journal ignored: %s", e)
+            journal.restart()
+            self.journal = journal
+            return []
+        again: list[tuple[str, bytes]] = []
+        samples = 0
+        for chunk in replay.chunks:
+            forecasts = pipeline.replay(chunk.items)
+            samples += len(chunk.items)
+            if chunk.seq > replay.acked:
+                again += [(topic, mark_redelivered(payload)) for topic, payload in forecasts]
+            self.seq = max(self.seq, chunk.seq)
+        self._acked_mark = replay.acked
+        self.journal = journal
+        if samples:
+            self.counters.add("state_journal_replayed", samples)
+            log.info(
+                "replayed %d samples from the journal; %d forecasts the broker had not "
+                "acknowledged will be published again",
+                samples,
+                len(again),
+            )
+        return again
+
+    def outbox(self) -> list[OutboxItem]:
+        return load_outbox(self.dir / OUTBOX_FILE)
+
+    # -- serving ----------------------------------------------------------------------------------
+    def record(self, items: list[Item], n_features: int) -> int:
+        """Journal one chunk; its number (the tag its forecasts are published with)."""
+        self.seq += 1
+        assert self.journal is not None
+        self.journal.append(self.seq, items, n_features)
+        return self.seq
+
+    def commit(self) -> None:
+        """Make the recorded chunks durable; before their inputs may be acknowledged."""
+        if self.journal is not None:
+            self.journal.commit()
+
+    def note_acked(self, tag: int) -> None:
+        if tag > self._acked_mark and self.journal is not None:
+            self.journal.mark_acked(tag)
+            self._acked_mark = tag
+
+    def wants_checkpoint(self) -> bool:
+        return self.journal is not None and self.journal.bytes > JOURNAL_CHECKPOINT_BYTES
+
+    def checkpoint(self, pipeline: Pipeline, pending: list[tuple[str, bytes, int, bool]]) -> bool:
+        """Outbox, snapshot, empty journal (in that order); False (and logged) on a write error,
+        when the journal is kept so nothing acknowledged is lost."""
+        t0 = time.monotonic()
+        try:
+            kept, dropped = save_outbox(self.dir / OUTBOX_FILE, pending, self.outbox_max_bytes)
+            n = save_snapshot(
+                self.dir / SNAPSHOT_FILE, pipeline.table, pipeline.bundle.sha256, pipeline.mode
+            )
+            if self.journal is not None:
+                self.journal.restart()
+            self.journal = self._open_journal(pipeline)  # the bundle may have changed
+            self._acked_mark = 0
+        except OSError as e:
+            log.error("cannot write state to %s (the journal is kept): %s", self.dir, e)
+            return False
+        self.counters.add("state_outbox_dropped", dropped)
+        ms = 1000 * (time.monotonic() - t0)
+        log.debug("checkpoint: %d streams, %d pending forecasts in %.0f ms", n, kept, ms)
+        return True
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()

@@ -1,0 +1,254 @@
+"""Time you can trust (issue 9, finding 4): one wild timestamp must not silence a stream, a wrong
+device clock must not destroy data, a clock stepped back must not make arrivals "late"."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from seqcast.edge.clock import ArrivalClock, ClockJudge
+from seqcast.edge.counters import Counters
+from seqcast.edge.path.jumps import JumpGuard
+from seqcast.edge.path.streams import StreamTable
+from tests.daemon_harness import BLOCKED_TF_ENTRY, write_config
+from tests.mqtt_clients import Collector, Sender
+from tests.test_faults import BROKER_CONFIG, check_against_offline, payload, series
+
+DAY = 86400.0
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def guard_run(items: list[tuple[str, float]], max_gap_s: float = 7200.0) -> tuple[list, Counters]:
+    counters = Counters()
+    table = StreamTable(8, 4, 1, [], max_gap_s=max_gap_s, counters=counters.view("streams_"))
+    guard = JumpGuard(table, max_gap_s, table.counters)
+    out = []
+    for stream, ts in items:  # one at a time, updating the table as the engine would
+        for s, t, _ in guard.filter([(stream, ts, (1.0,))]):
+            slot = table.lookup(s)
+            table.admit(slot, t)
+            out.append((s, t))
+    return out, counters
+
+
+def test_one_sample_far_ahead_is_dropped_and_the_stream_goes_on() -> None:
+    t0 = 1.7e9
+    seq = [("a", t0 + 1800 * k) for k in range(5)]
+    glitch = ("a", t0 + 20 * DAY)
+    after = [("a", t0 + 1800 * k) for k in range(5, 10)]
+    out, counters = guard_run([*seq, glitch, *after])
+    assert out == seq + after  # the glitch never reached the stream; nothing after it was late
+    assert counters["streams_held"] == 1 and counters["streams_dropped_outlier"] == 1
+    assert counters["streams_dropped_late"] == 0
+
+
+def test_a_real_outage_is_confirmed_by_the_next_sample() -> None:
+    t0 = 1.7e9
+    before = [("a", t0 + 1800 * k) for k in range(3)]
+    resumed = [("a", t0 + 3 * DAY + 1800 * k) for k in range(4)]
+    out, counters = guard_run([*before, *resumed])
+    assert out == before + resumed  # the held sample is released, in order, before the next
+    assert counters["streams_held"] == 1 and counters["streams_dropped_outlier"] == 0
+    assert counters["streams_resets_gap"] == 1  # the engine restarts the stream for the gap
+
+
+def test_older_messages_delivered_after_a_newer_one_lose_nothing() -> None:
+    """Around a broker restart, messages may arrive newest first: sample 10 before 3..9. The
+    jump is held while the old timeline catches up, then released in order."""
+    t0 = 1.7e9
+    ts = [t0 + 1800 * k for k in range(14)]
+    arrival = [*ts[:3], ts[10], *ts[3:10], *ts[11:]]
+    out, counters = guard_run([("a", x) for x in arrival])
+    assert out == [("a", x) for x in ts]  # every sample, in time order
+    assert counters["streams_dropped_outlier"] == 0 and counters["streams_dropped_late"] == 0
+
+
+def test_a_sensor_that_glitches_again_and_again_never_moves_the_stream() -> None:
+    t0 = 1.7e9
+    items = []
+    for k in range(12):
+        items.append(("a", t0 + 1800 * k))
+        if k % 2:  # every other sample is followed by one 20 days ahead
+            items.append(("a", t0 + 1800 * k + 20 * DAY))
+    out, counters = guard_run(items)
+    assert out == [("a", t0 + 1800 * k) for k in range(12)]
+    assert counters["streams_dropped_late"] == 0 and counters["streams_resets_gap"] == 0
+
+
+def test_other_streams_are_not_touched_by_a_glitch() -> None:
+    t0 = 1.7e9
+    items = [(s, t0 + 1800 * k) for k in range(4) for s in ("a", "b")]
+    items.insert(5, ("a", t0 + 30 * DAY))
+    out, _ = guard_run(items)
+    assert [x for x in out if x[0] == "b"] == [x for x in items if x[0] == "b"]
+
+
+def test_arrival_clock_never_runs_backwards(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = ArrivalClock()
+    first = clock.now()
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 3600.0)  # the clock is stepped back 1 h
+    later = [clock.now() for _ in range(100)]
+    assert all(b >= a for a, b in zip([first, *later], later, strict=False))
+    assert later[-1] >= first
+    monkeypatch.setattr(time, "time", lambda: real() + DAY)  # NTP sets it forward a day
+    assert clock.now() >= real() + DAY - 1.0  # a forward jump is followed
+
+
+def test_clock_judge_blames_the_device_only_when_most_samples_look_future(tmp_path: Path) -> None:
+    judge = ClockJudge(window=8, sync_file=tmp_path / "synced")
+    for _ in range(7):
+        judge.saw(future=False)
+    judge.saw(future=True)  # one sensor's glitch
+    assert not judge.device_clock_suspect()
+    for _ in range(8):
+        judge.saw(future=True)  # everything is "in the future": the device clock is behind
+    assert judge.device_clock_suspect()
+    (tmp_path / "synced").touch()  # systemd says the clock is synchronised: trust it
+    assert not judge.device_clock_suspect()
+
+
+# -- with the real daemon and a real broker --------------------------------------------------
+
+
+def _start(cfg: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    log = cfg.with_suffix(".log").open("a")
+    return subprocess.Popen(
+        [sys.executable, "-c", BLOCKED_TF_ENTRY, "run", "-c", str(cfg)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _wait_log(cfg: Path, text: str, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = cfg.with_suffix(".log").read_text()
+        if text in log:
+            return log
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not logged:\n{cfg.with_suffix('.log').read_text()}")
+
+
+def _status(collector: Collector) -> dict:
+    docs = [json.loads(p) for _, t, p in collector.messages if t.endswith("/status")]
+    return docs[-1]["counters"] if docs else {}
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_a_glitch_20_days_ahead_does_not_silence_the_stream(
+    tmp_path, make_broker, small_bundle, unique_topic
+):
+    broker = make_broker(BROKER_CONFIG)
+    cfg = write_config(tmp_path / "edge.toml", broker, small_bundle, unique_topic)
+    samples = series(60, 0)
+    collector = Collector(broker.host, broker.port, [f"{unique_topic}/forecasts/+"])
+    sender = Sender(broker.host, broker.port)
+    daemon = _start(cfg)
+    try:
+        _wait_log(cfg, "seqcast-edge serving")
+        topic = f"{unique_topic}/sensors/g/data"
+        for k, (ts, v) in enumerate(samples):
+            sender.send(topic, payload(ts, v), k)
+            if k == 30:
+                sender.send(topic, payload(ts + 20 * DAY, v), "glitch")
+        assert sender.wait_all_accepted(61, 20)
+        expected = 60 - 6 + 1
+        collector.wait_for(lambda: len({d["ts"] for d in collector.forecasts()}) >= expected, 30)
+        check_against_offline(collector.forecasts(), {"g": samples}, small_bundle)
+        assert all(d["ts"] != samples[30][0] + 20 * DAY for d in collector.forecasts())
+    finally:
+        daemon.terminate()
+        daemon.wait(20)
+        collector.close()
+        sender.close()
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path(FAKETIME_LIB).exists() and not os.environ.get("CI"),
+    reason="libfaketime is not installed (apt-get install faketime)",
+)
+def test_a_device_clock_two_days_behind_holds_input_instead_of_destroying_it(
+    tmp_path, make_broker, small_bundle, unique_topic
+):
+    """The daemon runs with its clock two days behind (no RTC, no NTP yet): every sample is "in
+    the future". They must be held unacknowledged, not counted as bad and lost; after a restart
+    with the right clock the broker delivers them again and every forecast is made."""
+    assert shutil.which("faketime"), "libfaketime is required for this test"
+    broker = make_broker(BROKER_CONFIG)
+    cfg = write_config(
+        tmp_path / "edge.toml",
+        broker,
+        small_bundle,
+        unique_topic,
+        input={"clock_synced_file": str(tmp_path / "never-synced")},
+    )
+    samples = series(40, 3)
+    now = time.time()
+    samples = [(now - 1800 * (40 - k), v) for k, (_, v) in enumerate(samples)]  # recent
+    collector = Collector(
+        broker.host, broker.port, [f"{unique_topic}/forecasts/+", f"{unique_topic}/status"]
+    )
+    sender = Sender(broker.host, broker.port)
+    daemon = _start(cfg, {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": "-2d"})
+    try:
+        _wait_log(cfg, "seqcast-edge serving")
+        for k, (ts, v) in enumerate(samples):
+            sender.send(f"{unique_topic}/sensors/c/data", payload(ts, v), k)
+        assert sender.wait_all_accepted(40, 20)
+        _wait_log(cfg, "device clock looks wrong")
+        assert collector.wait_for(lambda: _status(collector).get("clock_untrusted") == 1, 10)
+        time.sleep(2.0)
+        counters = _status(collector)
+        assert counters.get("mqtt_held_for_clock", 0) >= 1
+        assert counters.get("bad_future_timestamp", 0) == 0 and counters["mqtt_acked"] == 0
+        assert collector.forecasts() == []
+        # libfaketime makes timed waits unreliable at shutdown: end it the hard way, which also
+        # shows nothing held depends on a clean exit (the broker still has every message)
+        daemon.kill()
+        daemon.wait(20)
+        daemon = _start(cfg)  # rebooted with NTP: the clock is right
+        expected = 40 - 6 + 1
+        collector.wait_for(lambda: len({d["ts"] for d in collector.forecasts()}) >= expected, 30)
+        check_against_offline(collector.forecasts(), {"c": samples}, small_bundle)
+    finally:
+        daemon.terminate()
+        daemon.wait(20)
+        collector.close()
+        sender.close()
+
+
+@pytest.mark.broker
+def test_asking_for_redelivery_brings_unacknowledged_messages_back(broker, unique_topic):
+    """What the daemon does once the clock is trusted again: drop the connection, keep the
+    session; the broker delivers every QoS 1 message it has not had acknowledged again."""
+    from tests.mqtt_clients import make_mqtt_link
+
+    link = make_mqtt_link(
+        unique_topic + "/{stream}", host=broker.host, port=broker.port, reconnect_min_s=0.1,
+        reconnect_max_s=0.5,
+    )  # fmt: skip
+    link.start()
+    try:
+        assert link.wait_subscribed(5), link.last_error
+        for i in range(3):
+            broker.pub(f"{unique_topic}/s{i}", str(i), qos=1)
+        first = [link.inbox.get(timeout=5) for _ in range(3)]  # taken, never acknowledged
+        link.ask_redelivery()
+        again = [link.inbox.get(timeout=10) for _ in range(3)]
+        assert [m.payload for m in again] == [m.payload for m in first]
+        assert all(m.dup for m in again)
+    finally:
+        link.stop(timeout=1)
