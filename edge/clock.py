@@ -53,7 +53,10 @@ class ClockJudge:
     def __init__(self, window: int = 32, sync_file: Path = TIMESYNC_FILE) -> None:
         self._recent: deque[bool] = deque(maxlen=window)  # True: that sample was "in the future"
         self._sync_file = sync_file
-        self.suspect = False  # the device clock is being held as untrusted
+
+    def reset(self) -> None:
+        """Forget the evidence (the clock was just found trustworthy again)."""
+        self._recent.clear()
 
     def saw(self, future: bool) -> None:
         """Record one timestamped sample: rejected as future, or not."""

@@ -48,6 +48,12 @@ class Collector:
         with self.lock:
             return [json.loads(p) for _, t, p in self.messages if "/forecasts/" in t]
 
+    def counters(self) -> dict[str, Any]:
+        """The counters of the newest status message received ({} before the first)."""
+        with self.lock:
+            docs = [json.loads(p) for _, t, p in self.messages if t.endswith("/status")]
+        return docs[-1]["counters"] if docs else {}
+
     def wait_for(self, predicate: Any, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -3,11 +3,8 @@ device clock must not destroy data, a clock stepped back must not make arrivals 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +14,7 @@ from seqcast.edge.clock import ArrivalClock, ClockJudge
 from seqcast.edge.counters import Counters
 from seqcast.edge.path.jumps import JumpGuard
 from seqcast.edge.path.streams import StreamTable
-from tests.daemon_harness import BLOCKED_TF_ENTRY, write_config
+from tests.daemon_harness import DaemonProcess, write_config
 from tests.mqtt_clients import Collector, Sender
 from tests.test_faults import BROKER_CONFIG, check_against_offline, payload, series
 
@@ -118,32 +115,6 @@ def test_clock_judge_blames_the_device_only_when_most_samples_look_future(tmp_pa
 # -- with the real daemon and a real broker --------------------------------------------------
 
 
-def _start(cfg: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    log = cfg.with_suffix(".log").open("a")
-    return subprocess.Popen(
-        [sys.executable, "-c", BLOCKED_TF_ENTRY, "run", "-c", str(cfg)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def _wait_log(cfg: Path, text: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = cfg.with_suffix(".log").read_text()
-        if text in log:
-            return log
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} not logged:\n{cfg.with_suffix('.log').read_text()}")
-
-
-def _status(collector: Collector) -> dict:
-    docs = [json.loads(p) for _, t, p in collector.messages if t.endswith("/status")]
-    return docs[-1]["counters"] if docs else {}
-
-
 @pytest.mark.broker
 @pytest.mark.slow
 def test_a_glitch_20_days_ahead_does_not_silence_the_stream(
@@ -154,9 +125,9 @@ def test_a_glitch_20_days_ahead_does_not_silence_the_stream(
     samples = series(60, 0)
     collector = Collector(broker.host, broker.port, [f"{unique_topic}/forecasts/+"])
     sender = Sender(broker.host, broker.port)
-    daemon = _start(cfg)
+    daemon = DaemonProcess.start(cfg)
     try:
-        _wait_log(cfg, "seqcast-edge serving")
+        daemon.wait_for_log("seqcast-edge serving")
         topic = f"{unique_topic}/sensors/g/data"
         for k, (ts, v) in enumerate(samples):
             sender.send(topic, payload(ts, v), k)
@@ -168,8 +139,7 @@ def test_a_glitch_20_days_ahead_does_not_silence_the_stream(
         check_against_offline(collector.forecasts(), {"g": samples}, small_bundle)
         assert all(d["ts"] != samples[30][0] + 20 * DAY for d in collector.forecasts())
     finally:
-        daemon.terminate()
-        daemon.wait(20)
+        daemon.kill()
         collector.close()
         sender.close()
 
@@ -202,30 +172,28 @@ def test_a_device_clock_two_days_behind_holds_input_instead_of_destroying_it(
         broker.host, broker.port, [f"{unique_topic}/forecasts/+", f"{unique_topic}/status"]
     )
     sender = Sender(broker.host, broker.port)
-    daemon = _start(cfg, {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": "-2d"})
+    daemon = DaemonProcess.start(cfg, {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": "-2d"})
     try:
-        _wait_log(cfg, "seqcast-edge serving")
+        daemon.wait_for_log("seqcast-edge serving")
         for k, (ts, v) in enumerate(samples):
             sender.send(f"{unique_topic}/sensors/c/data", payload(ts, v), k)
         assert sender.wait_all_accepted(40, 20)
-        _wait_log(cfg, "device clock looks wrong")
-        assert collector.wait_for(lambda: _status(collector).get("clock_untrusted") == 1, 10)
+        daemon.wait_for_log("device clock looks wrong")
+        assert collector.wait_for(lambda: collector.counters().get("clock_untrusted") == 1, 10)
         time.sleep(2.0)
-        counters = _status(collector)
+        counters = collector.counters()
         assert counters.get("mqtt_held_for_clock", 0) >= 1
         assert counters.get("bad_future_timestamp", 0) == 0 and counters["mqtt_acked"] == 0
         assert collector.forecasts() == []
         # libfaketime makes timed waits unreliable at shutdown: end it the hard way, which also
         # shows nothing held depends on a clean exit (the broker still has every message)
         daemon.kill()
-        daemon.wait(20)
-        daemon = _start(cfg)  # rebooted with NTP: the clock is right
+        daemon = DaemonProcess.start(cfg)  # rebooted with NTP: the clock is right
         expected = 40 - 6 + 1
         collector.wait_for(lambda: len({d["ts"] for d in collector.forecasts()}) >= expected, 30)
         check_against_offline(collector.forecasts(), {"c": samples}, small_bundle)
     finally:
-        daemon.terminate()
-        daemon.wait(20)
+        daemon.kill()
         collector.close()
         sender.close()
 

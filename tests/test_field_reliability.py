@@ -18,11 +18,6 @@ pytestmark = [pytest.mark.broker, pytest.mark.tflite, pytest.mark.slow]
 MIN_HISTORY = 6  # the small bundle's
 
 
-def _status(collector: Collector) -> dict:
-    docs = [json.loads(p) for _, t, p in collector.messages if t.endswith("/status")]
-    return docs[-1]["counters"] if docs else {}
-
-
 def _unique(collector: Collector) -> int:
     return len({(d["stream"], d["ts"]) for d in collector.forecasts()})
 
@@ -49,7 +44,7 @@ def test_large_qos1_messages_lose_no_forecast(tmp_path, make_broker, small_bundl
         collector.wait_for(lambda: _unique(collector) >= expected, 120)
         check_against_offline(collector.forecasts(), streams, small_bundle)
         assert daemon.stop() == 0, daemon.log()
-        assert _status(collector)["mqtt_outbox_overflow"] == 0
+        assert collector.counters()["mqtt_outbox_overflow"] == 0
     finally:
         daemon.kill()
         collector.close()
@@ -95,7 +90,7 @@ def test_publisher_burst_with_unlimited_broker_inflight_loses_nothing(
         collector.wait_for(lambda: _unique(collector) >= expected, 120)
         check_against_offline(collector.forecasts(), streams, small_bundle)
         assert daemon.stop() == 0, daemon.log()
-        counters = _status(collector)
+        counters = collector.counters()
         assert counters["mqtt_dropped_queue_full"] == 0
         assert counters["mqtt_outbox_overflow"] == 0
     finally:
@@ -169,8 +164,8 @@ def test_long_stream_ids_are_rejected_and_counted(tmp_path, broker, small_bundle
                 sender.send(f"{unique_topic}/sensors/{name}/data", payload(ts, v), (name, ts))
         assert sender.wait_all_accepted(20, 10)
         assert collector.wait_for(lambda: _unique(collector) >= 10 - MIN_HISTORY + 1, 20)
-        assert collector.wait_for(lambda: _status(collector).get("mqtt_stream_id_too_long"), 10)
-        assert _status(collector)["mqtt_stream_id_too_long"] == 10
+        assert collector.wait_for(lambda: collector.counters().get("mqtt_stream_id_too_long"), 10)
+        assert collector.counters()["mqtt_stream_id_too_long"] == 10
         assert {d["stream"] for d in collector.forecasts()} == {ok_id}
         assert daemon.stop() == 0
     finally:

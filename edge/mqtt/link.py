@@ -93,17 +93,16 @@ class MqttLink(Outgoing):
         self._ratelog = RateLimitedLog(log)
         self._takeover = TakeoverDetector(cfg.client_id)
         self._arrival = ArrivalClock()
-        receive_maximum = inbox_size if inbox_size > 0 else 65535
-        self._client = self._make_client(client_factory, password, status_topic, receive_maximum)
+        # MQTT 5: the broker keeps at most this many unacknowledged QoS 1/2 messages in flight
+        self._receive_maximum = inbox_size if inbox_size > 0 else 65535
+        self._client = self._make_client(client_factory, password, status_topic)
 
     def _make_client(
         self,
         factory: Callable[..., paho.Client] | None,
         password: str | None,
         status_topic: str,
-        receive_maximum: int,
     ) -> paho.Client:
-        self._receive_maximum = receive_maximum
         client = build_client(self.cfg, password, status_topic, factory)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -294,7 +293,8 @@ class MqttLink(Outgoing):
     @guarded
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         received_at = self._arrival.now()  # never runs backwards (edge/clock.py)
-        self.counters.add("received")  # only ever bumped here, on paho's thread: no lock needed
+        # only ever bumped here, on paho's thread: no lock needed (full name: no view per message)
+        self.registry.add("mqtt_received")
         if self._input_stopped:  # not acknowledged: the broker delivers it again next session
             self.counters.inc("dropped_stopping")
             return

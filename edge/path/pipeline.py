@@ -170,26 +170,20 @@ class Pipeline:
                 items.append((msg.stream, sample.ts, sample.values))
             if len(items) >= CHUNK_SAMPLES:
                 items = self.guard.filter(items)
-                yield items, self.replay(items)
+                yield items, self.run(items)
                 items = []
         if items := self.guard.filter(items):
-            yield items, self.replay(items)
+            yield items, self.run(items)
 
     def take_held(self) -> list[Inbound]:
         """The messages held for a suspect device clock since the last call."""
         held, self.held = self.held, []
         return held
 
-    def replay(self, items: list[Item]) -> list[tuple[str, bytes]]:
-        """Run decoded samples (stream, ts, values) through the engine; their forecast messages."""
+    def run(self, items: list[Item]) -> list[tuple[str, bytes]]:
+        """Decoded samples (stream, ts, values) through the engine: their forecast messages.
+        Live chunks and the journal's replay at start both come through here."""
         out: list[tuple[str, bytes]] = []
-        self._run(items, out)
-        return out
-
-    def _run(
-        self, items: list[tuple[str, float, tuple[float, ...]]], out: list[tuple[str, bytes]]
-    ) -> None:
-        """Run `items` (stream, ts, values) through the engine; append forecast messages to out."""
         m = self.manifest
         for f in self.engine.process(items):
             try:
@@ -201,6 +195,7 @@ class Pipeline:
                 self._warn("encode", "forecast for %s not published: %s", f.stream, e)
                 continue
             out.append((self.output_topic.replace("{stream}", f.stream), payload))
+        return out
 
     def swap(self, model: LoadedModel) -> bool:
         """Serve a new (already self-tested) model from the next batch on.

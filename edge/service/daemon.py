@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqcast.edge.clock import ClockJudge, clock_synchronised
+from seqcast.edge.clock import clock_synchronised
 from seqcast.edge.config import ConfigError, EdgeConfig, MqttConfig, TopicTemplate, read_password
 from seqcast.edge.counters import Counters
 from seqcast.edge.model.bundle import BundleError, read_bundle
@@ -245,7 +245,7 @@ class Daemon:
         if not (clock_synchronised(self.cfg.input.clock_synced_file) or jumped or evidence):
             return
         self._clock_hold = None
-        self.pipeline.clock = ClockJudge(sync_file=self.cfg.input.clock_synced_file)
+        self.pipeline.clock.reset()
         log.warning("device clock trusted again; asking the broker to deliver held messages again")
         self.notifier.status(f"serving {self.pipeline.model_id} ({self.pipeline.mode} mode)")
         self.link.ask_redelivery()

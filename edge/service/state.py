@@ -65,7 +65,7 @@ class DurableState:
         again: list[tuple[str, bytes]] = []
         samples = 0
         for chunk in replay.chunks:
-            forecasts = pipeline.replay(chunk.items)
+            forecasts = pipeline.run(chunk.items)
             samples += len(chunk.items)
             if chunk.seq > replay.acked:
                 again += [(topic, mark_redelivered(payload)) for topic, payload in forecasts]
