@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from seqcast.edge.timegrid import Grid, GridError
+
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 WINDOW_FILE = "window.tflite"
@@ -88,6 +90,13 @@ class Manifest:
     selftest: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     format: int = FORMAT_VERSION
+    # the exact step points (see edge/timegrid.py); None: the fixed grid of `interval_s` from 0
+    grid_spec: dict[str, Any] | None = None
+    max_fill: int = 0  # holes of up to this many steps were filled by linear interpolation
+
+    @property
+    def grid(self) -> Grid:
+        return Grid.from_json(self.grid_spec, self.interval_s)
 
     @property
     def has_step(self) -> bool:
@@ -96,6 +105,7 @@ class Manifest:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["scaler"] = self.scaler.to_json()
+        d["grid"] = d.pop("grid_spec")
         return d
 
     @classmethod
@@ -124,6 +134,8 @@ class Manifest:
                 metrics=dict(d.get("metrics", {})),
                 selftest=dict(d.get("selftest", {})),
                 files={str(k): str(v) for k, v in d["files"].items()},
+                grid_spec=None if d.get("grid") is None else dict(d["grid"]),
+                max_fill=int(d.get("max_fill", 0)),
             )
         except KeyError as e:
             raise BundleError(f"manifest.json: missing key {e.args[0]!r}") from None
@@ -148,6 +160,12 @@ class Manifest:
             raise BundleError(f"manifest.horizon: must be >= 1, got {self.horizon}")
         if not self.interval_s > 0:
             raise BundleError(f"manifest.interval_s: must be > 0, got {self.interval_s}")
+        try:
+            self.grid  # noqa: B018 - parses grid_spec
+        except GridError as e:
+            raise BundleError(f"manifest.{e}") from None
+        if self.max_fill < 0:
+            raise BundleError(f"manifest.max_fill: must be >= 0, got {self.max_fill}")
         if not 1 <= self.min_history <= self.seq_len:
             raise BundleError(
                 f"manifest.min_history: must be 1..seq_len ({self.seq_len}), got {self.min_history}"
