@@ -34,8 +34,11 @@ CATALOG: dict[str, str] = {
     "streams_dropped_duplicate": "samples dropped: same timestamp as the stream's last",
     "streams_dropped_late": "samples dropped: older than the stream's last",
     "streams_resets_nonfinite": "streams restarted: the model state or output was not finite",
-    "streams_held": "samples held: a forward jump beyond max_gap, waiting for confirmation",
-    "streams_dropped_outlier": "held samples dropped: the next sample did not confirm the jump",
+    "streams_held": "samples held: a jump beyond max_gap (and its run), waiting for older ones",
+    "streams_dropped_outlier": "held samples dropped: the stream went on without the jump",
+    "streams_aligned": "samples averaged into (or replaced in) an interval with other samples",
+    "streams_filled": "missing intervals filled by linear interpolation (up to max_fill)",
+    "streams_dropped_stale": "samples dropped: their interval was already stepped",
     # the MQTT link (paho's thread and the main thread)
     "mqtt_received": "messages the broker delivered on the input subscription",
     "mqtt_dropped_queue_full": "messages dropped because the inbox was full",

@@ -186,6 +186,23 @@ class StreamsConfig(_Section):
     out_of_order: Literal["drop", "reset"] = _opt(
         "drop", "Late or duplicate samples: drop (and count) them, or reset the stream"
     )
+    reorder_s: float = _opt(
+        10.0,
+        "Seconds a forward jump beyond max_gap is held for older samples a broker may still "
+        "deliver (after a restart) before the stream restarts from it",
+        ge=0,
+    )
+    align: Literal["mean", "last", "off"] = _opt(
+        "mean",
+        "Samples off the model's grid: average (mean) or take the last sample of each interval, "
+        "or step every sample as one interval (off)",
+    )
+    grace: float = _opt(
+        1.0,
+        "Intervals of silence after which a stream's open interval is stepped without waiting "
+        "for a sample of a later one",
+        gt=0,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

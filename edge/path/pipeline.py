@@ -101,7 +101,9 @@ class Pipeline:
                 counters=self.counters.view("streams_"),
             )
         self.table = table
-        self.guard = JumpGuard(table, self.streams.max_gap * m.interval_s, table.counters)
+        self.guard = JumpGuard(
+            table, self.streams.max_gap * m.interval_s, table.counters, self.streams.reorder_s
+        )
         sc = m.scaler
         scaling = Scaling(
             *(
@@ -139,7 +141,10 @@ class Pipeline:
     def handle_chunks(
         self, messages: Sequence[Inbound]
     ) -> Iterator[tuple[list[Item], list[tuple[str, bytes]]]]:
-        """`handle`, one chunk at a time: (samples given to the engine, their forecast messages).
+        """`handle`, one chunk at a time: (the chunk's decoded samples, their forecast messages).
+
+        The samples are those taken in, before the jump guard holds any back: the daemon
+        journals them, and replays them through `step` after a crash.
 
         Samples go to the engine in chunks of about CHUNK_SAMPLES (in order, so the result is the
         same), which bounds the memory a burst of many-sample messages takes in passing; the
@@ -169,11 +174,20 @@ class Pipeline:
             for sample in decoded.samples:
                 items.append((msg.stream, sample.ts, sample.values))
             if len(items) >= CHUNK_SAMPLES:
-                items = self.guard.filter(items)
-                yield items, self.run(items)
+                yield items, self.step(items)
                 items = []
-        if items := self.guard.filter(items):
-            yield items, self.run(items)
+        if items:
+            yield items, self.step(items)
+
+    def step(self, items: list[Item]) -> list[tuple[str, bytes]]:
+        """Decoded samples through the jump guard and the engine: their forecast messages.
+        Live chunks and the journal's replay at start both come through here."""
+        return self.run(self.guard.filter(items))
+
+    def release_due(self) -> list[tuple[str, bytes]]:
+        """Forecasts of the held runs whose wait is over (see path/jumps.py)."""
+        released = self.guard.due()
+        return self.run(released) if released else []
 
     def take_held(self) -> list[Inbound]:
         """The messages held for a suspect device clock since the last call."""
@@ -181,8 +195,8 @@ class Pipeline:
         return held
 
     def run(self, items: list[Item]) -> list[tuple[str, bytes]]:
-        """Decoded samples (stream, ts, values) through the engine: their forecast messages.
-        Live chunks and the journal's replay at start both come through here."""
+        """Samples (stream, ts, values) the guard let through, into the engine: their forecast
+        messages."""
         out: list[tuple[str, bytes]] = []
         m = self.manifest
         for f in self.engine.process(items):
@@ -212,5 +226,8 @@ class Pipeline:
             and old.seq_len == new.seq_len
             and [s.shape for s in old.state] == [s.shape for s in new.state]
         )
+        held = self.guard.runs
         self._install(model, table=self.table if compatible else None)
+        if compatible:  # the streams are kept, and so are their held runs
+            self.guard.runs = held
         return compatible

@@ -164,6 +164,7 @@ class Daemon:
         next_snapshot = time.monotonic() + interval if interval > 0 else float("inf")
         while not self._stop:
             self._process(self._next_batch(timeout=0.5))
+            self._release_held()
             now = time.monotonic()
             if self.watchdog_s and now >= next_watchdog:
                 self.notifier.watchdog()
@@ -219,6 +220,13 @@ class Daemon:
             kept = {id(m) for m in held}
             batch = [m for m in batch if id(m) not in kept]
         self.link.publish_batch([], batch, qos, retain)
+
+    def _release_held(self) -> None:
+        """Forecasts of held runs whose wait is over (path/jumps.py); their samples are in the
+        journal already, so there is nothing to record."""
+        if forecasts := self.pipeline.release_due():
+            self._wait_for_room()
+            self.link.publish_batch(forecasts, [], self.cfg.output.qos, self.cfg.output.retain)
 
     def _hold_for_clock(self, held: list[Any]) -> None:
         """Messages rejected only because the device clock looks wrong stay unacknowledged (the

@@ -65,7 +65,7 @@ class DurableState:
         again: list[tuple[str, bytes]] = []
         samples = 0
         for chunk in replay.chunks:
-            forecasts = pipeline.run(chunk.items)
+            forecasts = pipeline.step(chunk.items)
             samples += len(chunk.items)
             if chunk.seq > replay.acked:
                 again += [(topic, mark_redelivered(payload)) for topic, payload in forecasts]
@@ -119,6 +119,9 @@ class DurableState:
                 self.journal.restart()
             self.journal = self._open_journal(pipeline)  # the bundle may have changed
             self._acked_mark = 0
+            if held := pipeline.guard.held_items():  # acknowledged, not in the snapshot yet
+                self.record(held, len(pipeline.manifest.features))
+                self.journal.commit()
         except OSError as e:
             log.error("cannot write state to %s (the journal is kept): %s", self.dir, e)
             return False
