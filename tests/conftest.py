@@ -26,6 +26,7 @@ TRAIN_MODULES = [
     "test_sweep.py",
     "test_train_data.py",
     "test_train_tflite.py",
+    "test_train_time.py",
     "test_edge_without_tf.py",
 ]
 _TRAIN_EXTRA = all(

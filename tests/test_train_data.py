@@ -62,7 +62,7 @@ def test_non_numeric(tmp_path, capsys):
     df = synthetic_frame(300).astype({"load": object})
     df.loc[17, "load"] = "12,5kW"
     line = _bad(tmp_path, capsys, df)
-    assert "'load' is not numeric: row 17 holds '12,5kW'" in line
+    assert "'load' is not numeric: line 19 holds '12,5kW'" in line  # row 17 + header, 1-based
 
 
 def test_too_few_rows(tmp_path, capsys):
@@ -74,24 +74,35 @@ def test_unsorted(tmp_path, capsys):
     df = synthetic_frame(300)
     df.iloc[[10, 11]] = df.iloc[[11, 10]].to_numpy()
     line = _bad(tmp_path, capsys, df)
-    assert "not sorted: row 11" in line and "--sort" in line
+    assert "not sorted: line 13" in line and "than line 12" in line and "--sort" in line
 
 
 def test_duplicate_timestamp(tmp_path, capsys):
     df = synthetic_frame(300)
     df.loc[20, "time"] = df.loc[19, "time"]
     line = _bad(tmp_path, capsys, df)
-    assert "duplicate timestamp at row 20" in line
+    assert f"column 'time': duplicate timestamp '{df.loc[19, 'time']}' at line 22" in line
+    assert "(also at line 21)" in line and "--duplicates first|last|mean" in line
 
 
-def test_long_gap_is_refused_short_gap_is_filled(tmp_path, capsys):
+def test_long_gap_splits_short_gap_is_filled():
     df = synthetic_frame(300)
-    line = _bad(tmp_path, capsys, df.drop(index=range(100, 110)))
-    assert "gap of 10 steps" in line and "--max-fill 3" in line
+    series = D.prepare(df.drop(index=range(100, 110)), "time", ["load", "temp"], ["load"])
+    assert len(series) == 290 and series.segment_starts.tolist() == [0, 100]
+    assert series.stats.long_holes == 1 and series.stats.steps_missing == 10
     series = D.prepare(df.drop(index=[100, 101]), "time", ["load", "temp"], ["load"])
     assert len(series) == 300 and series.filled == 6  # two rows x (load, temp, target load)
+    assert series.stats.holes_filled == 1 and series.segment_starts.tolist() == [0]
     expected = (df.loc[99, "load"] * 2 + df.loc[102, "load"]) / 3  # linear in time
     assert series.features[100, 0] == pytest.approx(expected)
+
+
+def test_nothing_trainable_is_one_line_with_numbers(tmp_path, capsys):
+    df = synthetic_frame(300)
+    holes = [i for i in range(300) if i % 10 in (8, 9, 0, 1)]  # 4-step holes every 10 rows
+    line = _bad(tmp_path, capsys, df.drop(index=holes))
+    assert "nothing to train on" in line and "in 30 segments, the longest 6 rows" in line
+    assert "needs 15 consecutive rows" in line and "--max-fill 3" in line
 
 
 def test_sort_flag_sorts():

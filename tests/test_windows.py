@@ -5,7 +5,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seqcast.train.windows import future_targets, sequences, windows
+from seqcast.train.windows import (
+    future_targets,
+    segment_bounds,
+    segment_sequences,
+    sequences,
+    window_origins,
+    windows,
+)
 
 
 def test_windows_exact_small_case():
@@ -75,3 +82,38 @@ def test_future_targets_shape():
     fut = future_targets(y, 2)
     assert fut.shape == (4, 2, 2)
     np.testing.assert_array_equal(fut[0], y[1:3])
+
+
+@given(
+    lengths=st.lists(st.integers(1, 30), min_size=1, max_size=5),
+    seq_len=st.integers(1, 8),
+    horizon=st.integers(1, 4),
+)
+def test_segment_windows_are_the_windows_of_each_segment(lengths, seq_len, horizon):
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    n = int(sum(lengths))
+    x = np.arange(n, dtype=float)[:, None]
+    origins = window_origins(starts, n, seq_len, horizon)
+    pieces = [windows(x[a:b], x[a:b], seq_len, horizon) for a, b in segment_bounds(starts, n)
+              if b - a >= seq_len + horizon]  # fmt: skip
+    if not pieces:
+        with pytest.raises(ValueError, match="shorter than seq_len"):
+            windows(x, x, seq_len, horizon, starts)
+        return
+    X, Y = windows(x, x, seq_len, horizon, starts)
+    np.testing.assert_array_equal(X, np.concatenate([p[0] for p in pieces]))
+    np.testing.assert_array_equal(Y, np.concatenate([p[1] for p in pieces]))
+    np.testing.assert_array_equal(X[:, -1, 0], origins)  # the origin is the last input step
+
+
+def test_segment_sequences_pad_short_segments_and_never_cross():
+    x = np.arange(30, dtype=float)[:, None]
+    X, Y, valid = segment_sequences(x, 10 * x, 8, 4, 2, np.array([0, 20]), 5)
+    assert valid[:-1].all() and valid[-1].tolist() == [True] * 8  # 20 rows: full chunks
+    X, Y, valid = segment_sequences(x, 10 * x, 12, 4, 2, np.array([0, 20]), 5)
+    last = X[-1, valid[-1], 0]  # the 10-row segment: 8 steps with a future, then padding
+    np.testing.assert_array_equal(last, np.arange(20, 28))
+    assert not valid[-1, 8:].any() and (X[-1, 8:] == 0).all()
+    np.testing.assert_array_equal(Y[-1, 7, :, 0], [280, 290])  # targets stay in the segment
+    for seq, ok in zip(X, valid, strict=True):
+        assert np.all(np.diff(seq[ok, 0]) == 1)

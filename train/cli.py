@@ -46,7 +46,8 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--time-col",
         metavar="COL",
-        help="timestamp column (ISO 8601 or Unix seconds; default: time)",
+        help="timestamp column: ISO 8601 (read as UTC when it has no offset) or Unix seconds "
+        "(default: time)",
     )
     g.add_argument(
         "--features",
@@ -62,13 +63,29 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
         help="chronological train,val,test fractions (0.7,0.15,0.15)",
     )
     g.add_argument(
+        "--interval",
+        metavar="ALIAS",
+        help="the time grid as a pandas offset alias: 30min, 1h, D, W-MON (fixed), MS/ME, QS/QE, "
+        "YS/YE (month, quarter, year starts/ends); default: inferred from the timestamps",
+    )
+    g.add_argument(
         "--sort",
         action="store_true",
         default=None,
         help="sort rows by time instead of refusing unsorted data",
     )
     g.add_argument(
-        "--max-fill", type=int, metavar="N", help="interpolate gaps of at most this many steps (3)"
+        "--duplicates",
+        choices=["error", "first", "last", "mean"],
+        help="rows with the same timestamp: refuse them, keep the first or last, or average "
+        "them (error)",
+    )
+    g.add_argument(
+        "--max-fill",
+        type=int,
+        metavar="N",
+        help="interpolate holes of at most this many missing steps; a longer hole splits the "
+        "series into segments that no training window crosses (3)",
     )
     g = p.add_argument_group("model")
     g.add_argument(
@@ -178,6 +195,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     options = options_from(args)
     prepared = prepare(options)  # data and options checked before TensorFlow is imported
+    print(data_line(prepared.series))
     from seqcast.train.fit import fit
 
     result = fit(options, prepared)
@@ -197,12 +215,20 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def data_line(series: Any) -> str:
+    """One line on how the table met its grid (a `train.data.Series`)."""
+    from seqcast.train.timeaxis import describe, iso
+
+    first, last = iso(float(series.times[0])), iso(float(series.times[-1]))
+    return f"data: {describe(series.grid)}, {first} .. {last} UTC: {series.stats.describe()}"
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from seqcast.train.prepare import prepare
 
     options = options_from(args)
     if args.seq_lens:  # check data and options for the longest candidate before TensorFlow
-        prepare(dataclasses.replace(options, seq_len=max(args.seq_lens)))
+        print(data_line(prepare(dataclasses.replace(options, seq_len=max(args.seq_lens))).series))
     from seqcast.train.sweep import sweep
 
     sweep(options, args.seq_lens, Path(args.sweep_dir))

@@ -1,46 +1,94 @@
-"""Load a time series table, check it, regularise it and split it chronologically.
+"""Load a time series table, check it, put it on its time grid and split it chronologically.
 
-Missing-value policy (documented in the README): the table is put on a regular grid at the
-inferred interval; gaps of up to `max_fill` consecutive missing steps (missing rows or empty
-cells) are filled by linear interpolation in time; a longer gap is an error that names where it
-is, because interpolating hours of sensor data would train the model on invented values.
+Time policy (documented in the README): timestamps are UTC; the grid is inferred from them (a
+fixed interval, or calendar months, quarters or years) or named with `--interval`; every row
+must lie on the grid. Duplicate timestamps follow `--duplicates`. Holes of up to `max_fill`
+missing steps are interpolated; longer holes split the series into segments (`gaps.py`), and
+windows, training sequences and evaluation origins stay inside one segment.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from seqcast.edge.timegrid import Grid
+from seqcast.train import gaps
+from seqcast.train.gaps import TimeStats
 from seqcast.train.options import DataError
+from seqcast.train.timeaxis import (
+    RowName,
+    check_off_grid_hint,
+    csv_rows,
+    describe,
+    grid_steps,
+    infer_grid,
+    iso,
+    parse_interval,
+    table_rows,
+)
+
+__all__ = ["DataError", "Series", "Splits", "csv_rows", "row_names_for", "table_rows"]
 
 
 @dataclass(frozen=True)
 class Series:
-    """A regular multivariate series: `values[t]` is the row at `times[t]`."""
+    """Rows on a time grid: `features[i]`, `targets[i]` at `times[i]` (grid step `steps[i]`).
 
-    times: np.ndarray  # float64 Unix seconds, strictly increasing, regular
+    Rows are in time order; a long hole between two rows starts a new segment
+    (`segment_starts`, row indices, the first is 0): nothing may look across it.
+    """
+
+    times: np.ndarray  # float64 Unix seconds (UTC) of each row's grid point
+    steps: np.ndarray  # int64 grid step of each row, increasing
     features: np.ndarray  # float64 (N, F)
     targets: np.ndarray  # float64 (N, T)
     feature_names: list[str]
     target_names: list[str]
-    interval_s: float
-    filled: int  # how many cells the missing-value policy filled
+    grid: Grid
+    segment_starts: np.ndarray  # int64
+    stats: TimeStats
 
     def __len__(self) -> int:
         return len(self.times)
 
+    @property
+    def interval_s(self) -> float:
+        """Nominal step length (a month: the mean Gregorian month)."""
+        return self.grid.interval_s
+
+    @property
+    def filled(self) -> int:
+        """How many cells the missing-value policy filled."""
+        return self.stats.cells_filled
+
+    @property
+    def segment_lengths(self) -> np.ndarray:
+        return gaps.segment_lengths(self.segment_starts, len(self))
+
     def slice(self, start: int, stop: int) -> Series:
-        return Series(
-            self.times[start:stop],
-            self.features[start:stop],
-            self.targets[start:stop],
-            self.feature_names,
-            self.target_names,
-            self.interval_s,
-            self.filled,
+        starts = self.segment_starts
+        inner = starts[(starts > start) & (starts < stop)] - start
+        return replace(
+            self,
+            times=self.times[start:stop],
+            steps=self.steps[start:stop],
+            features=self.features[start:stop],
+            targets=self.targets[start:stop],
+            segment_starts=np.concatenate([[0], inner]).astype(np.int64),
+        )
+
+    def take(self, rows: np.ndarray, segment_starts: np.ndarray) -> Series:
+        return replace(
+            self,
+            times=self.times[rows],
+            steps=self.steps[rows],
+            features=self.features[rows],
+            targets=self.targets[rows],
+            segment_starts=segment_starts,
         )
 
 
@@ -79,44 +127,48 @@ def read_table(path: str | Path) -> pd.DataFrame:
     raise DataError(f"--data: {path}: expected a .csv or .parquet file")
 
 
-def _parse_times(col: pd.Series, name: str) -> np.ndarray:
+def row_names_for(path: str | Path) -> RowName:
+    """How errors name a data row of this file: CSV lines, or 1-based Parquet rows."""
+    return table_rows if Path(path).suffix.lower() in (".parquet", ".pq") else csv_rows
+
+
+def _parse_times(col: pd.Series, name: str, row_name: RowName) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(col):
         secs = col.to_numpy(dtype=np.float64)
     else:
         try:
             parsed = pd.to_datetime(col, utc=True, format="ISO8601")
-        except (ValueError, TypeError) as e:
-            raise DataError(f"column {name!r}: cannot parse timestamps ({e})") from None
+        except (ValueError, TypeError):
+            parsed = pd.to_datetime(col, utc=True, format="ISO8601", errors="coerce")
+            bad = (parsed.isna() & col.notna()).to_numpy()
+            i = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+            raise DataError(
+                f"column {name!r}: cannot parse timestamp {col.iloc[i]!r} at {row_name(i)} "
+                "(expected ISO 8601 or Unix seconds)"
+            ) from None
         epoch = pd.Timestamp("1970-01-01", tz="UTC")
         secs = ((parsed - epoch) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
     if np.isnan(secs).any():
-        row = int(np.flatnonzero(np.isnan(secs))[0])
-        raise DataError(f"column {name!r}: missing timestamp at row {row}")
+        i = int(np.flatnonzero(np.isnan(secs))[0])
+        raise DataError(f"column {name!r}: missing timestamp at {row_name(i)}")
     return secs
 
 
-def _numeric(df: pd.DataFrame, cols: list[str], role: str) -> np.ndarray:
+def _numeric(df: pd.DataFrame, cols: list[str], role: str, row_name: RowName) -> np.ndarray:
     out = np.empty((len(df), len(cols)), dtype=np.float64)
     for j, c in enumerate(cols):
         coerced = pd.to_numeric(df[c], errors="coerce")
         bad = coerced.isna() & df[c].notna()
         if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
+            i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(
-                f"{role} column {c!r} is not numeric: row {row} holds {df[c].iloc[row]!r}"
+                f"{role} column {c!r} is not numeric: {row_name(i)} holds {df[c].iloc[i]!r}"
             )
         out[:, j] = coerced.to_numpy(dtype=np.float64)
     if np.isinf(out).any():
-        r, j = np.argwhere(np.isinf(out))[0]
-        raise DataError(f"{role} column {cols[j]!r}: infinite value at row {r}")
+        i, j = np.argwhere(np.isinf(out))[0]
+        raise DataError(f"{role} column {cols[j]!r}: infinite value at {row_name(int(i))}")
     return out
-
-
-def infer_interval(times: np.ndarray) -> float:
-    diffs = np.diff(times)
-    if len(diffs) == 0:
-        raise DataError("need at least two rows to infer the sampling interval")
-    return float(np.median(diffs))
 
 
 def prepare(
@@ -127,8 +179,11 @@ def prepare(
     *,
     sort: bool = False,
     max_fill: int = 3,
+    interval: str | None = None,
+    duplicates: str = "error",
+    row_name: RowName = table_rows,
 ) -> Series:
-    """Validate columns, parse time, regularise the grid and apply the missing-value policy."""
+    """Validate columns, parse time, put the rows on their grid and apply the gap policy."""
     missing = [c for c in [time_col, *features, *targets] if c not in df.columns]
     if missing:
         raise DataError(
@@ -138,80 +193,89 @@ def prepare(
         raise DataError("--features: name at least one feature column")
     if not targets:
         raise DataError("--targets: name at least one target column")
-    times = _parse_times(df[time_col], time_col)
-    feats = _numeric(df, features, "feature")
-    targs = _numeric(df, targets, "target")
-
-    diffs = np.diff(times)
-    if (diffs == 0).any():
-        row = int(np.flatnonzero(diffs == 0)[0]) + 1
-        raise DataError(f"duplicate timestamp at row {row}: {df[time_col].iloc[row]!r}")
-    if (diffs < 0).any():
-        if not sort:
-            row = int(np.flatnonzero(diffs < 0)[0]) + 1
-            raise DataError(
-                f"timestamps are not sorted: row {row} ({df[time_col].iloc[row]!r}) is earlier "
-                f"than row {row - 1}; pass --sort to sort them"
-            )
-        order = np.argsort(times, kind="stable")
-        times, feats, targs = times[order], feats[order], targs[order]
-
-    interval = infer_interval(times)
-    if interval <= 0:
-        raise DataError("cannot infer a positive sampling interval from the timestamps")
-    steps = (times - times[0]) / interval
-    grid_pos = np.rint(steps).astype(np.int64)
-    off = np.abs(steps - grid_pos) > 0.01
-    if off.any():
-        row = int(np.flatnonzero(off)[0])
+    grid_of = parse_interval(interval) if interval else None  # a bad alias fails first
+    times = _parse_times(df[time_col], time_col, row_name)
+    values = np.concatenate(
+        [_numeric(df, features, "feature", row_name), _numeric(df, targets, "target", row_name)],
+        axis=1,
+    )
+    shown = df[time_col].astype(str).tolist()
+    later = np.flatnonzero(np.diff(times) < 0)
+    if len(later) and not sort:
+        i = int(later[0]) + 1
         raise DataError(
-            f"irregular sampling: row {row} is not on the {interval:g} s grid "
-            f"(resample the data first)"
+            f"column {time_col!r}: timestamps are not sorted: {row_name(i)} ({shown[i]!r}) is "
+            f"earlier than {row_name(i - 1)}; pass --sort to sort them"
         )
-    n = int(grid_pos[-1]) + 1
-    values = np.full((n, len(features) + len(targets)), np.nan)
-    values[grid_pos] = np.concatenate([feats, targs], axis=1)
-    filled = _fill_gaps(values, max_fill, interval, times[0])
-    grid_times = times[0] + np.arange(n) * interval
+    rows = np.argsort(times, kind="stable")  # file order within equal timestamps
+    times, values = times[rows], values[rows]
+    distinct = np.unique(times)
+    if len(distinct) < 2:
+        raise DataError(f"column {time_col!r}: need at least two distinct timestamps")
+    grid = grid_of(distinct) if grid_of else infer_grid(distinct)
+
+    def off_grid(i: int, nearest: float) -> DataError:
+        r = int(rows[i])
+        hint = "" if interval else check_off_grid_hint(grid)
+        return DataError(
+            f"column {time_col!r}: {row_name(r)} ({shown[r]!r}) is not on the "
+            f"{'--interval ' + interval if interval else 'inferred'} {describe(grid)} "
+            f"(nearest point {iso(nearest)}){hint}"
+        )
+
+    steps = grid_steps(grid, times, off_grid)
+    stats = TimeStats(rows_read=len(df), max_fill=max_fill)
+    steps, values, merged = gaps.merge_duplicates(
+        steps, values, rows, duplicates, row_name, time_col, shown
+    )
+    regular = gaps.fill_and_segment(
+        steps, values, max_fill, replace(stats, duplicates_merged=merged)
+    )
+    if len(regular.steps) == 0:
+        raise DataError("no complete rows: every row has an empty feature or target cell")
+    n_features = len(features)
     return Series(
-        times=grid_times,
-        features=values[:, : len(features)],
-        targets=values[:, len(features) :],
+        times=np.array([grid.point(int(k)) for k in regular.steps], dtype=np.float64)
+        if grid.calendar
+        else grid.origin + regular.steps * float(grid.n),
+        steps=regular.steps,
+        features=regular.values[:, :n_features],
+        targets=regular.values[:, n_features:],
         feature_names=list(features),
         target_names=list(targets),
-        interval_s=interval,
-        filled=filled,
+        grid=grid,
+        segment_starts=regular.segment_starts,
+        stats=regular.stats,
     )
 
 
-def _fill_gaps(values: np.ndarray, max_fill: int, interval: float, t0: float) -> int:
-    """Linear interpolation over runs of at most `max_fill` missing steps, in place."""
-    missing = np.isnan(values)
-    if not missing.any():
-        return 0
-    idx = np.arange(len(values))
-    for j in range(values.shape[1]):
-        m = missing[:, j]
-        if not m.any():
-            continue
-        # run lengths of consecutive missing steps
-        edges = np.diff(np.concatenate([[0], m.view(np.int8), [0]]))
-        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-        longest = int(np.argmax(stops - starts))
-        if stops[longest] - starts[longest] > max_fill or starts[0] == 0 or stops[-1] == len(m):
-            s = int(starts[longest] if stops[longest] - starts[longest] > max_fill else starts[0])
-            when = pd.Timestamp(t0 + s * interval, unit="s", tz="UTC").isoformat()
-            raise DataError(
-                f"missing values: a gap of {int(stops[longest] - starts[longest])} steps in column "
-                f"#{j} starting at {when} (at most --max-fill {max_fill} steps are interpolated; "
-                f"gaps at the very start or end are never filled)"
-            )
-        values[m, j] = np.interp(idx[m], idx[~m], values[~m, j])
-    return int(missing.sum())
+def drop_short_segments(series: Series, need: int) -> Series:
+    """Skip segments shorter than `need` rows (counted in `stats`); an error when none is left."""
+    lengths = series.segment_lengths
+    keep, starts = gaps.keep_long_segments(series.segment_starts, len(series), need)
+    if not keep.any():
+        s = series.stats
+        raise DataError(
+            f"nothing to train on: {len(series)} rows in {len(lengths)} segments, the longest "
+            f"{int(lengths.max())} rows, but seq_len + horizon needs {need} consecutive rows "
+            f"({s.long_holes} holes longer than --max-fill {s.max_fill} steps split the series)"
+        )
+    if keep.all():
+        return series
+    skipped = int((lengths < need).sum())
+    stats = replace(
+        series.stats,
+        segments=len(starts),
+        segments_skipped=skipped,
+        rows_skipped=int((~keep).sum()),
+        rows_used=int(keep.sum()),
+    )
+    return replace(series.take(np.flatnonzero(keep), starts), stats=stats)
 
 
 def split(series: Series, fractions: tuple[float, float, float], min_rows: int) -> Splits:
-    """Chronological train/validation/test split; each part must hold `min_rows` rows."""
+    """Chronological train/validation/test split by rows; a part may hold several segments, and
+    each part needs one segment piece of at least `min_rows` rows."""
     if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise DataError(f"--split: need three positive fractions summing to 1, got {fractions}")
     n = len(series)
@@ -219,10 +283,13 @@ def split(series: Series, fractions: tuple[float, float, float], min_rows: int) 
     b = a + int(round(n * fractions[1]))
     parts = Splits(series.slice(0, a), series.slice(a, b), series.slice(b, n))
     for name, part in (("train", parts.train), ("validation", parts.val), ("test", parts.test)):
-        if len(part) < min_rows:
+        longest = int(part.segment_lengths.max()) if len(part) else 0
+        if longest < min_rows:
+            pieces = len(part.segment_starts) if len(part) else 0
+            where = f" in {pieces} segments, the longest {longest}" if pieces > 1 else ""
             raise DataError(
-                f"too few rows: the {name} split has {len(part)} of {n} rows, but seq_len + "
-                f"horizon needs at least {min_rows}"
+                f"too few rows: the {name} split has {len(part)} of {n} rows{where}, but "
+                f"seq_len + horizon needs at least {min_rows} consecutive rows"
             )
     return parts
 

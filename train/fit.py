@@ -33,7 +33,7 @@ from seqcast.train.models import MASK_VALUE, Architecture, build, state_names, w
 from seqcast.train.options import FitOptions
 from seqcast.train.prepare import Prepared, prepare
 from seqcast.train.prepare import load_series as load_series  # sweep imports it from here
-from seqcast.train.windows import sequences, windows
+from seqcast.train.windows import longest_segment, segment_sequences, windows
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +64,28 @@ def _train(
     f.model.compile(optimizer=keras.optimizers.Adam(o.learning_rate, clipnorm=1.0), loss="mse")
     xs = {k: scaler.features(s) for k, s in (("train", splits.train), ("val", splits.val))}
     ys = {k: scaler.targets(s) for k, s in (("train", splits.train), ("val", splits.val))}
+    parts = {"train": splits.train, "val": splits.val}
+    need = o.seq_len + o.horizon  # a segment piece shorter than one window is not used
     if arch.streaming:
-        length = o.train_len or 4 * o.seq_len
-        length = min(length, len(xs["train"]) - o.horizon, len(xs["val"]) - o.horizon)
+        a, b = longest_segment(splits.train.segment_starts, len(splits.train))
+        length = min(o.train_len or 4 * o.seq_len, b - a - o.horizon)
         stride = max(1, length // 8)
         data = {}
-        for k in ("train", "val"):
-            X, Y = sequences(xs[k], ys[k], length, stride, o.horizon)  # -> (M, S, F), (M, S, H, T)
-            # no loss before min_history samples: the daemon never publishes those forecasts
-            w = np.ones((len(X), length, 1), np.float32)  # broadcasts over H
+        for k, part in parts.items():
+            # -> (M, S, F), (M, S, H, T), (M, S): sequences stay inside one segment
+            X, Y, valid = segment_sequences(
+                xs[k], ys[k], length, stride, o.horizon, part.segment_starts, need
+            )
+            # no loss before min_history samples: the daemon never publishes those forecasts;
+            # none on the padding after a short segment either
+            w = valid[:, :, None].astype(np.float32)  # broadcasts over H
             w[:, : min_history - 1] = 0.0
             data[k] = (X, Y, w)
     else:
-        data = {k: windows(xs[k], ys[k], o.seq_len, o.horizon) for k in ("train", "val")}
+        data = {
+            k: windows(xs[k], ys[k], o.seq_len, o.horizon, part.segment_starts)
+            for k, part in parts.items()
+        }
     verbose = o.verbose if o.verbose is not None else (1 if sys.stderr.isatty() else 2)
     stop = keras.callbacks.EarlyStopping(patience=o.patience, restore_best_weights=True)
     t0 = time.perf_counter()
@@ -120,6 +129,16 @@ def _selftest_vectors(model: LoadedModel, x_test: np.ndarray, L: int, min_histor
     return st
 
 
+def time_summary(series: D.Series) -> dict[str, Any]:
+    """How the table met its grid: for the manifest's metrics and the report."""
+    return {
+        "grid": series.grid.describe(),
+        "first": datetime.fromtimestamp(float(series.times[0]), UTC).isoformat(),
+        "last": datetime.fromtimestamp(float(series.times[-1]), UTC).isoformat(),
+        **series.stats.to_json(),
+    }
+
+
 def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     """Train, convert, score and write the bundle; `prepared` is `prepare(o)` when the caller
     already checked the data (the CLI does, before TensorFlow is imported)."""
@@ -134,16 +153,15 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     log.info("trained in %.1f s", train_s)
 
     x_train = scaler.features(splits.train)
-    rep_x = np.stack(
-        [
-            x_train[i : i + o.seq_len]
-            for i in np.linspace(0, len(x_train) - o.seq_len, 64, dtype=int)
-        ]
-    )
+    train_windows, _ = windows(
+        x_train, x_train[:, :1], o.seq_len, 1, splits.train.segment_starts
+    )  # -> (M, L, F), inside segments
+    rep_x = train_windows[np.linspace(0, len(train_windows) - 1, 64, dtype=int)]
     win = window_model(f, o.seq_len, masked=min_history < o.seq_len)
     models = {WINDOW_FILE: export.convert_window(win, f, o.seq_len, o.quantize, rep_x)}
     if want_stream:
-        rep_seq = x_train[None, : min(len(x_train), 4 * o.seq_len)]
+        a, b = longest_segment(splits.train.segment_starts, len(x_train))
+        rep_seq = x_train[None, a : min(b, a + 4 * o.seq_len)]
         _, seen = export.keras_step_run(f, rep_seq)
         models[STEP_FILE] = export.convert_step(f, o.quantize, seen)
 
@@ -154,7 +172,9 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
         targets=list(series.target_names),
         seq_len=o.seq_len,
         horizon=o.horizon,
-        interval_s=series.interval_s,
+        interval_s=series.grid.interval_s,
+        grid_spec=series.grid.to_json(),
+        max_fill=o.max_fill,
         scaler=Scaler(*(v.astype(float).tolist() for v in dataclasses.astuple(scaler))),
         architecture={
             **arch.to_json(),
@@ -173,11 +193,16 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     selftest = _selftest_vectors(
         provisional, x_test, o.seq_len, min_history, SELFTEST_TOLERANCE[o.quantize]
     )
-    season = o.season or default_season(series.interval_s)
+    season = o.season or default_season(series.grid)
     history_part = series.slice(0, len(splits.train) + len(splits.val))
     preds = predict(provisional, scaler, history_part, splits.test, season)
     metrics = score(preds, series.target_names)
-    metrics.update(season_steps=season, train_seconds=round(train_s, 1), filled_cells=series.filled)
+    metrics.update(
+        season_steps=season,
+        train_seconds=round(train_s, 1),
+        filled_cells=series.filled,
+        data=time_summary(series),
+    )
     print(format_table(metrics))
     manifest = dataclasses.replace(manifest, metrics=metrics, selftest=selftest)
     out = Path(o.out)

@@ -36,7 +36,9 @@ class FitOptions:
     train_len: int | None = None  # streaming training sequence length (default 4 * seq_len)
     quantize: str = "float32"
     sort: bool = False
-    max_fill: int = 3
+    max_fill: int = 3  # holes of up to this many missing steps are interpolated
+    interval: str | None = None  # pandas offset alias (1h, MS, ...); None: inferred
+    duplicates: str = "error"  # rows with the same timestamp: error, first, last, mean
     season: int | None = None
     seed: int = 0
     name: str | None = None

@@ -18,19 +18,42 @@ class Prepared:
 
 
 def load_series(o: FitOptions) -> D.Series:
+    """The table on its grid, with short holes filled; long holes split it into segments."""
     if o.example:
         df, time_col, features, targets = D.load_example(o.example)
         features, targets = o.features or features, o.targets or targets
+        row_name = D.table_rows
     elif o.data:
         df, time_col, features, targets = D.read_table(o.data), o.time_col, o.features, o.targets
+        row_name = D.row_names_for(o.data)
     else:
         raise D.DataError("give --data FILE or --example vic_elec")
-    return D.prepare(df, time_col, features, targets, sort=o.sort, max_fill=o.max_fill)
+    return D.prepare(
+        df,
+        time_col,
+        features,
+        targets,
+        sort=o.sort,
+        max_fill=o.max_fill,
+        interval=o.interval,
+        duplicates=o.duplicates,
+        row_name=row_name,
+    )
 
 
-def prepare(o: FitOptions) -> Prepared:
-    """Load and check the data and the options; raise `DataError`/`ArchitectureError` (one line)."""
-    series = load_series(o)
+def usable_series(o: FitOptions, need: int) -> D.Series:
+    """`load_series` without the segments shorter than `need` rows (one window)."""
+    return D.drop_short_segments(load_series(o), need)
+
+
+def prepare(o: FitOptions, need: int | None = None) -> Prepared:
+    """Load and check the data and the options; raise `DataError`/`ArchitectureError` (one line).
+
+    Segments shorter than `need` rows are skipped (default seq_len + horizon, one window; the
+    sweep passes its longest candidate's, so every candidate trains on the same rows)."""
+    if o.seq_len < 1 or o.horizon < 1:
+        raise D.DataError(f"--seq-len and --horizon must be >= 1, got {o.seq_len} and {o.horizon}")
+    series = usable_series(o, max(need or 0, o.seq_len + o.horizon))
     if o.mode not in ("stream", "window"):
         raise D.DataError(f"--mode: choose stream or window, got {o.mode!r}")
     arch = Architecture(
@@ -40,7 +63,5 @@ def prepare(o: FitOptions) -> Prepared:
     if not 1 <= min_history <= o.seq_len:
         raise D.DataError(f"--min-history must be 1..--seq-len ({o.seq_len}), got {min_history}")
     arch.check(o.mode == "stream", min_history, o.seq_len)
-    if o.seq_len < 1 or o.horizon < 1:
-        raise D.DataError(f"--seq-len and --horizon must be >= 1, got {o.seq_len} and {o.horizon}")
     splits = D.split(series, o.split, o.seq_len + o.horizon)
     return Prepared(series, arch, min_history, splits)

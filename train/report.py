@@ -1,4 +1,7 @@
-"""The report written next to a bundle: metrics JSON, learning curves, forecast vs actual."""
+"""The report written next to a bundle: metrics JSON, learning curves, forecast vs actual.
+
+Forecast times follow the model's grid (`Grid.shift`): one month after 2024-01-01 is 2024-02-01.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,17 @@ from typing import Any
 import numpy as np
 
 from seqcast.edge.model.bundle import Bundle
+from seqcast.edge.timegrid import Grid
 from seqcast.train.evaluate import Predictions
 
 
 def report_dir_for(bundle_path: Path) -> Path:
     return bundle_path.with_name(bundle_path.stem + ".report")
+
+
+def forecast_times(grid: Grid, origin_times: np.ndarray, k: int) -> np.ndarray:
+    """The time each forecast `k` steps after its origin is for, on the calendar."""
+    return np.array([grid.shift(float(t), k) for t in origin_times], dtype=np.float64)
 
 
 def write_report(
@@ -31,6 +40,7 @@ def write_report(
         "bundle": str(bundle_path),
         "model": bundle.model_id,
         "manifest": {k: v for k, v in m.to_json().items() if k not in ("selftest",)},
+        "data": m.metrics.get("data", {}),
         "history": history,
     }
     (out / "report.json").write_text(json.dumps(summary, indent=2))
@@ -54,7 +64,7 @@ def write_report(
     fig, axes = plt.subplots(len(m.targets), 1, figsize=(11, 3.5 * len(m.targets)), squeeze=False)
 
     def at(k: int) -> np.ndarray:  # plot each forecast at the time it is for
-        return (preds.origin_times[:n] + k * m.interval_s).astype("datetime64[s]")
+        return forecast_times(m.grid, preds.origin_times[:n], k).astype("datetime64[s]")
 
     for j, target in enumerate(m.targets):
         ax = axes[j, 0]

@@ -1,9 +1,9 @@
 """Train one model per sequence length; compare validation error, size and inference cost.
 
 Validation MAE is scored on the origins every candidate can forecast (validation steps t with
-t >= max(seq_lens) - 1), so a longer window is not judged on fewer, later origins. The naive
-baselines (persistence, seasonal naive) are scored on the same origins; a length is recommended
-only if its model beats the better of them.
+max(seq_lens) steps of history in their segment), so a longer window is not judged on fewer,
+later origins. The naive baselines (persistence, seasonal naive) are scored on the same origins;
+a length is recommended only if its model beats the better of them.
 
 # L: seq_len  F: features  H: horizon  T: targets  M: scored origins
 """
@@ -27,7 +27,9 @@ from seqcast.edge.model.backends import first_backend
 from seqcast.edge.model.runtime import LoadedModel
 from seqcast.train import data as D
 from seqcast.train.evaluate import Predictions, format_table, predict
-from seqcast.train.fit import FitOptions, FitResult, fit, load_series
+from seqcast.train.fit import FitOptions, FitResult, fit
+from seqcast.train.prepare import Prepared, prepare
+from seqcast.train.windows import window_origins
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +93,8 @@ class Decision:
     baseline_mae: float
 
 
-def _common_mae(p: Predictions, method: str, first_time: float) -> float:
-    keep = p.origin_times >= first_time
+def _common_mae(p: Predictions, method: str, common_times: np.ndarray) -> float:
+    keep = np.isin(p.origin_times, common_times)
     return float(np.mean(np.abs(p.by_method[method][keep] - p.truth[keep])))
 
 
@@ -123,7 +125,7 @@ def _median_costs(model: LoadedModel, x: np.ndarray, L: int) -> tuple[float, flo
     return float(np.median(win)) / 1e3, (float(np.median(step)) / 1e3 if step else None)
 
 
-def _row(L: int, result: FitResult, first_time: float) -> SweepRow:
+def _row(L: int, result: FitResult, common_times: np.ndarray) -> SweepRow:
     splits: D.Splits = result.splits
     model = LoadedModel(result.bundle, first_backend())
     season = int(result.metrics["season_steps"])
@@ -133,10 +135,10 @@ def _row(L: int, result: FitResult, first_time: float) -> SweepRow:
     assert result.bundle.path is not None
     return SweepRow(
         seq_len=L,
-        val_mae_window=_common_mae(preds, "window", first_time),
-        val_mae_stream=_common_mae(preds, "stream", first_time) if model.has_step else None,
-        val_mae_persistence=_common_mae(preds, "persistence", first_time),
-        val_mae_seasonal_naive=_common_mae(preds, "seasonal_naive", first_time),
+        val_mae_window=_common_mae(preds, "window", common_times),
+        val_mae_stream=_common_mae(preds, "stream", common_times) if model.has_step else None,
+        val_mae_persistence=_common_mae(preds, "persistence", common_times),
+        val_mae_seasonal_naive=_common_mae(preds, "seasonal_naive", common_times),
         test_mae=float(m["stream" if "stream" in m else "window"]["mae"]),
         train_seconds=round(result.train_seconds, 2),
         bundle_bytes=result.bundle.path.stat().st_size,
@@ -234,10 +236,10 @@ class _LabelBeforeTable:
         return getattr(self._out, name)
 
 
-def _fit_labelled(o: FitOptions, label: str) -> FitResult:
+def _fit_labelled(o: FitOptions, label: str, prepared: Prepared) -> FitResult:
     labeller = _LabelBeforeTable(sys.stdout, label)
     with contextlib.redirect_stdout(labeller):
-        result = fit(o)
+        result = fit(o, prepared)
     if labeller.label is not None:  # fit() printed no table: print one, so every length has it
         print(f"{label}\n{format_table(result.metrics)}")
     return result
@@ -279,7 +281,8 @@ def sweep(options: FitOptions, seq_lens: list[int], out_dir: Path) -> list[Sweep
     lens = sorted(set(seq_lens))
     if not lens or lens[0] < 1:
         raise D.DataError(f"--seq-lens: need lengths >= 1, got {seq_lens}")
-    D.split(load_series(options), options.split, lens[-1] + options.horizon)  # fail before training
+    need = lens[-1] + options.horizon  # every candidate trains on the same segments
+    prepare(dataclasses.replace(options, seq_len=lens[-1]), need)  # fail before training
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[SweepRow] = []
     for i, L in enumerate(lens, 1):
@@ -288,9 +291,10 @@ def sweep(options: FitOptions, seq_lens: list[int], out_dir: Path) -> list[Sweep
             options, seq_len=L, out=str(out_dir / f"seq{L}.seqcast"), report=False
         )
         label = f"seq_len {L} ({i} of {len(lens)}): test-split error by method (original units)"
-        result = _fit_labelled(o, label)
-        first_time = float(result.splits.val.times[lens[-1] - 1])  # common origins
-        rows.append(_row(L, result, first_time))
+        result = _fit_labelled(o, label, prepare(o, need))
+        val = result.splits.val  # common origins: those of the longest candidate
+        common = val.times[window_origins(val.segment_starts, len(val), lens[-1], o.horizon)]
+        rows.append(_row(L, result, common))
         del result
     print(format_sweep(rows))
     doc = sweep_doc(options, lens, rows)
