@@ -58,6 +58,8 @@ CATALOG: dict[str, str] = {
     "mqtt_held_for_clock": "messages left unacknowledged while the device clock was not trusted",
     # local state (main thread)
     "state_outbox_dropped": "unsent forecasts the outbox file had no room for",
+    "state_commits": "journal fsyncs (one for every batch handed over since the last)",
+    "state_commit_errors": "journal fsyncs that failed (those inputs stay unacknowledged)",
     "state_journal_replayed": "samples replayed from the journal at start",
     "model_selftest_crashes": "interpreter backends that crashed during their self-test",
 }

@@ -27,6 +27,7 @@ from seqcast.edge.model.runtime import LoadedModel, load_model
 from seqcast.edge.mqtt import InboundMessage, MqttLink
 from seqcast.edge.mqtt.diagnose import reason_of, tls_context
 from seqcast.edge.path.pipeline import Pipeline
+from seqcast.edge.service.committer import Committer
 from seqcast.edge.service.sdnotify import Notifier, watchdog_interval_s
 from seqcast.edge.service.state import DurableState
 from seqcast.edge.service.statedir import StateLock, prepare_state_dir
@@ -122,6 +123,10 @@ class Daemon:
         self.counters.gauge("clock_untrusted", lambda: int(self._clock_hold is not None))
         self.state = DurableState(self.state_dir, self.counters, cfg.state.outbox_max_bytes)
         self._republish = self.state.restore(self.pipeline)
+        # fsyncs the journal off the data path, then lets the inputs be acknowledged
+        self.committer: Committer[InboundMessage] = Committer(
+            self._acknowledge, self.counters.view("state_")
+        )
 
     # -- signals --------------------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -211,15 +216,20 @@ class Daemon:
             tag = self.state.record(items, n_features)
             self._wait_for_room()
             self.link.publish_batch(forecasts, [], qos, retain, tag)
-        # the journal is on disk before any input of the batch can be acknowledged; the inputs
-        # are acknowledged once every forecast made from them (and before them) is safe
-        self.state.commit()
+        # the journal is on disk before any input of the batch can be acknowledged (the
+        # committer's fsync); the inputs are acknowledged once every forecast made from them
+        # (and before them) is safe
+        fd = self.state.flush()
         held = self.pipeline.take_held()
         if held:
             self._hold_for_clock(held)
             kept = {id(m) for m in held}
             batch = [m for m in batch if id(m) not in kept]
-        self.link.publish_batch([], batch, qos, retain)
+        self.committer.submit(fd, batch)
+
+    def _acknowledge(self, inputs: list[InboundMessage]) -> None:
+        """The committer's: these inputs' samples are on disk."""
+        self.link.publish_batch([], inputs, self.cfg.output.qos, self.cfg.output.retain)
 
     def _release_held(self) -> None:
         """Forecasts of held runs whose wait is over (path/jumps.py); their samples are in the
@@ -276,10 +286,12 @@ class Daemon:
         self.link.stop_input()
         while batch := self._next_batch(timeout=0.2):
             self._process(batch)
+        self.committer.drain()
         deadline = time.monotonic() + DRAIN_ACKS_S
         while self.link.connected and self.link.pending_count() and time.monotonic() < deadline:
             time.sleep(0.02)
         self.checkpoint()
+        self.committer.close()
         self.state.close()
         self.link.publish_status("offline")
         self.link.stop()
@@ -297,6 +309,7 @@ class Daemon:
     # -- state across restarts ------------------------------------------------------------------
     def checkpoint(self) -> None:
         """Outbox, snapshot, empty journal (see `state.DurableState.checkpoint`)."""
+        self.committer.drain()  # nothing may fsync the journal file while it is replaced
         self.state.checkpoint(self.pipeline, self.link.pending_forecasts())
 
     def _republish_saved(self) -> None:

@@ -4,9 +4,10 @@ it came from is acknowledged.
 A snapshot alone loses what arrived after it: after a SIGKILL, the broker does not deliver again
 what the daemon had acknowledged, so those samples would be missing from the restored state. The
 journal closes that gap. Each chunk of samples handed to the engine is appended as one record and
-the file is fsynced once per batch, before the batch's inputs can be acknowledged (their
-acknowledgements are registered after the commit). At start the daemon replays the records on
-top of the snapshot: the state is what it was, bit for bit, because the engine is deterministic.
+the file is fsynced before the batch's inputs can be acknowledged (their acknowledgements are
+registered after the fsync, by the committer thread: service/committer.py). At start the daemon
+replays the records on top of the snapshot: the state is what it was, bit for bit, because the
+engine is deterministic.
 Records whose forecasts the broker had not acknowledged yet (after the last `acked` mark) have
 their forecasts recomputed by that replay and published again; their inputs come back from the
 broker as duplicates and are dropped by the stream table.
@@ -107,9 +108,18 @@ class Journal:
         self._open()
         self._write({"acked": seq}, b"")
 
+    def flush(self) -> int | None:
+        """Hand what was appended to the OS; the descriptor to fsync before the inputs can be
+        acknowledged (None: nothing new). The daemon's committer thread does the fsync."""
+        if self._file is None or not self._dirty:
+            return None
+        self._file.flush()
+        self._dirty = False
+        return self._file.fileno()
+
     def commit(self) -> None:
-        """Flush and fsync what was appended; call before the inputs can be acknowledged."""
-        if self._file is not None and self._dirty:
+        """Flush and fsync, here and now."""
+        if self._file is not None:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._dirty = False

@@ -93,10 +93,10 @@ class DurableState:
         self.journal.append(self.seq, items, n_features)
         return self.seq
 
-    def commit(self) -> None:
-        """Make the recorded chunks durable; before their inputs may be acknowledged."""
-        if self.journal is not None:
-            self.journal.commit()
+    def flush(self) -> int | None:
+        """The recorded chunks to the OS; the descriptor to fsync before their inputs may be
+        acknowledged (see service/committer.py), None when there is nothing new."""
+        return self.journal.flush() if self.journal is not None else None
 
     def note_acked(self, tag: int) -> None:
         if tag > self._acked_mark and self.journal is not None:
