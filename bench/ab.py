@@ -1,7 +1,7 @@
 """Interleaved A/B of daemon variants against the relay floor, end to end through mosquitto.
 
     python -m bench.ab [--streams 1000] [--messages 25000] [--rounds 3] [--qos 0]
-                       [--no-relay] NAME=DIR [NAME=DIR ...]
+                       [--no-relay] [--latency RATE] NAME=DIR [NAME=DIR ...]
 
 Each DIR holds `edge/` and `tools/` folders (e.g. the last commit's: `git worktree add
 /tmp/ab/base HEAD`); `NAME=.` is this checkout. They run as `seqcast.edge` through a symlinked
@@ -9,6 +9,8 @@ view. Every round runs the relay and each variant once, the order of the variant
 round to round, and the table gives the median, min and max forecasts/s per variant, and the
 median CPU time the process under test used per forecast (user + system, all threads): on a
 shared machine the throughput moves with the neighbours' load, the CPU time per message much less.
+`--latency RATE`: instead of floods, sensor publish -> forecast latency at RATE messages/s on 100
+streams for 3 s per run (the e2e benchmark's), p50 and p99 per run and their medians.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 from bench import bundles as B
 from bench.common import CACHE, LOAD_CORE, ROOT, log, pin_self
-from bench.e2e import BASE, throughput
+from bench.e2e import BASE, latency, throughput
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--qos", type=int, default=0)
     p.add_argument("--no-relay", action="store_true")
     p.add_argument("--json", type=Path, help="also write every run here")
+    p.add_argument("--latency", type=float, metavar="RATE", help="latency at RATE msgs/s")
     args = p.parse_args(argv)
     from seqcast.tools.localbroker import LocalMosquitto
 
@@ -63,13 +66,28 @@ def main(argv: list[str] | None = None) -> int:
             order += variants[k:] + variants[:k]
             for name, root in order:
                 kind = "relay" if root is None else "daemon"
-                r = throughput(
-                    kind, port, bundle, work, args.streams, args.messages, args.qos, root=root
-                )
+                if args.latency:
+                    r = latency(kind, port, bundle, work, 100, args.latency, 3.0, args.qos, root)
+                else:
+                    r = throughput(
+                        kind, port, bundle, work, args.streams, args.messages, args.qos, root=root
+                    )
+                    log(f"ab: round {rnd} {name}: {r['forecasts_per_s']:.0f}/s")
                 r["variant"] = name
                 runs.append(r)
-                log(f"ab: round {rnd} {name}: {r['forecasts_per_s']:.0f}/s")
     names = ([] if args.no_relay else ["relay"]) + [n for n, _ in variants]
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1, default=str) + "\n")
+    if args.latency:
+        rate = f"{args.latency:g} msgs/s"
+        print(f"\n100 streams at {rate}, QoS {args.qos}, {args.rounds} rounds (ms)")
+        print(f"{'variant':12s} {'p50':>7s} {'p99':>7s}  p99 per run")
+        for n in names:
+            mine = [r["ms"] for r in runs if r["variant"] == n]
+            p50 = statistics.median(m["p50"] for m in mine)
+            p99 = statistics.median(m["p99"] for m in mine)
+            print(f"{n:12s} {p50:7.2f} {p99:7.2f}  " + " ".join(f"{m['p99']:.2f}" for m in mine))
+        return 0
     print(f"\n{args.streams} streams, QoS {args.qos}, {args.rounds} rounds (forecasts/s)")
     print(f"{'variant':12s} {'median':>8s} {'min':>8s} {'max':>8s}  {'CPU µs/msg':>10s}  runs")
     for n in names:
@@ -79,8 +97,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{n:12s} {statistics.median(xs):8.0f} {min(xs):8.0f} {max(xs):8.0f}  {cpu:10.1f}  "
             + " ".join(f"{x:.0f}" for x in xs)
         )
-    if args.json:
-        args.json.write_text(json.dumps(runs, indent=1, default=str) + "\n")
     return 0
 
 
