@@ -28,7 +28,10 @@ UNITS = 64
 SERIES_ROWS = 2000
 SPLIT = (0.5, 0.15, 0.35)  # the test split must hold 2 * seq_len rows for the self-test vectors
 INTERVAL_S = 1800.0
-RECIPE = 1  # bump when the recipe below changes, so cached bundles are rebuilt
+# where replays start: 2001 (far behind the device clock, so nothing is "in the future"), on
+# the bundles' grid (their series start at 1.7e9), so the daemon steps every sample at once
+TS0 = 1.7e9 - INTERVAL_S * 388_889
+RECIPE = 2  # bump when the recipe below changes, so cached bundles are rebuilt (2: grid)
 
 
 @dataclass(frozen=True, order=True)

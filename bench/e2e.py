@@ -26,7 +26,7 @@ from bench.procs import Counter, Running, start_daemon, start_relay, tool
 
 __all__ = ["markdown", "plot", "run"]
 
-TS0 = 1.0e9  # 2001: far enough back that no run reaches the future-timestamp limit
+TS0 = B.TS0  # 2001, on the bundles' grid
 BASE = B.BundleSpec(48, "lstm", "float32")
 
 
@@ -35,8 +35,17 @@ def _start(
 ) -> Running:
     if kind == "relay":
         return start_relay(port, work, qos)
+    align = "off" if kind == "unaligned" else "mean"  # unaligned: the daemon without its aligner
     return start_daemon(
-        port, bundle, work, root=root, qos_in=qos, qos_out=qos, max_streams=10000, queue_size=queue
+        port,
+        bundle,
+        work,
+        root=root,
+        qos_in=qos,
+        qos_out=qos,
+        max_streams=10000,
+        queue_size=queue,
+        align=align,
     )
 
 
@@ -75,7 +84,7 @@ def throughput(
         _warm(run, port, streams, BASE.seq_len)
         rounds = max(1, messages // streams)
         total = rounds * streams
-        before = run.counters() if kind == "daemon" else {}
+        before = run.counters() if kind != "relay" else {}
         counter = Counter(port, expect=total, idle_s=10.0)
         cpu0 = run.cpu_s()
         spec = {
@@ -91,12 +100,12 @@ def throughput(
         pub = tool("flood", spec, timeout=600)
         got = counter.result(timeout=total / 500 + 60)
         cpu = run.cpu_s() - cpu0
-        after = run.counters() if kind == "daemon" else {}
+        after = run.counters() if kind != "relay" else {}
     finally:
         code = run.stop()
     seconds = max(1e-9, (got["last_ns"] - pub["start_ns"]) / 1e9)
     samples = (
-        after.get("samples", 0) - before.get("samples", 0) if kind == "daemon" else got["count"]
+        after.get("samples", 0) - before.get("samples", 0) if kind != "relay" else got["count"]
     )
     r = {
         "kind": kind,
@@ -112,7 +121,7 @@ def throughput(
         "start_s": run.start_s,
         "exit_code": code,
     }
-    if kind == "daemon":
+    if kind != "relay":
         r["counters"] = {
             k: after.get(k, 0) - before.get(k, 0)
             for k in (
@@ -187,8 +196,10 @@ def run(quick: bool, cache: Path) -> dict[str, Any]:
             os.sched_setaffinity(broker.proc.pid, {pinned})
         work, port = Path(tmp), broker.port
         for n in stream_counts:
+            # the aligner's cost: the same flood with `streams.align = "off"`, at the head figure
+            kinds = ("relay", "daemon", "unaligned") if n in (100, 1000) else ("relay", "daemon")
             for _ in range(repeats):
-                for kind in ("relay", "daemon"):
+                for kind in kinds:
                     thr.append(throughput(kind, port, bundle, work, n, messages, qos=0))
         if not quick:
             for kind in ("relay", "daemon"):

@@ -33,10 +33,17 @@ def summarize(thr: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             for kind in ("relay", "daemon")
         }
+        una = [r for r in thr if (r["streams"], r["qos"], r["kind"]) == (n, qos, "unaligned")]
+        u_out = summary([r["forecasts_per_s"] for r in una])
+        u_cpu = summary([r["cpu_us_per_msg"] for r in una if "cpu_us_per_msg" in r])
+        aligned = d_out["median"] / u_out["median"] if u_out["n"] and d_out["n"] else None
         out.append(
             {
                 "streams": n,
                 "qos": qos,
+                "unaligned_forecasts_per_s": u_out,  # streams.align = "off"
+                "unaligned_cpu_us": u_cpu,
+                "aligned_over_unaligned": aligned,
                 "relay_per_s": relay,
                 "daemon_forecasts_per_s": d_out,
                 "daemon_samples_per_s": d_in,
@@ -60,7 +67,15 @@ def targets_of(rows: list[dict[str, Any]], lat: list[dict[str, Any]], quick: boo
         for x in lat
         if x["kind"] == "daemon" and x["rate"] == 1000.0 and x["ms"]["p99"]
     ]
+    aligned = head.get("aligned_over_unaligned") if head else None
     return [
+        target(
+            f"aligning's cost: throughput with / without (align = mean / off, {n} streams)",
+            None if aligned is None else 100 * aligned,
+            90,
+            ">=",
+            "%",
+        ),
         target(
             f"daemon / relay throughput ({n} streams, QoS 0)",
             None if ratio is None else 100 * ratio,
@@ -135,6 +150,19 @@ def markdown(doc: dict[str, Any]) -> str:
                 ],
                 rows,
             ),
+            "",
+            "Aligning (`streams.align`, on by default) against the same daemon with `align = "
+            '"off"`, same floods, interleaved: '
+            + "; ".join(
+                f"{r['streams']} streams: {r['daemon_forecasts_per_s']['median']:,.0f} vs "
+                f"{r['unaligned_forecasts_per_s']['median']:,.0f} forecasts/s "
+                f"({100 * r['aligned_over_unaligned']:.0f}%), CPU "
+                f"{r['daemon_cpu_us']['median']:.1f} vs {r['unaligned_cpu_us']['median']:.1f} "
+                "µs/msg"
+                for r in doc["summary"]
+                if r.get("aligned_over_unaligned")
+            )
+            + ".",
             "",
             f"## Latency, sensor publish -> forecast received (ms), 100 streams (median of "
             f"{doc['repeats']} runs)",

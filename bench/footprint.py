@@ -57,7 +57,7 @@ def rss(
                             "streams": hi,
                             "rounds": L,
                             "per_message": L,
-                            "ts0": 1.0e9,
+                            "ts0": B.TS0,
                             "interval": B.INTERVAL_S,
                         }
                     )

@@ -31,13 +31,14 @@ def daemon_config(
     queue_size: int = 10000,
     backend: str = "litert",
     status_interval_s: float = 0.5,
+    align: str = "mean",
 ) -> Path:
     sections: dict[str, dict[str, Any]] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": client_id, "qos_in": qos_in},
         "model": {"path": str(bundle), "backend": backend, "watch": False},
         "input": {"topic": "sensors/{stream}/data"},
         "output": {"topic": "forecasts/{stream}", "qos": qos_out},
-        "streams": {"max_streams": max_streams},
+        "streams": {"max_streams": max_streams, "align": align},
         "status": {"interval_s": status_interval_s},
         "state": {
             "dir": str(path.parent / f"state-{client_id}"),

@@ -207,7 +207,7 @@ def test_a_device_clock_two_days_behind_holds_input_instead_of_destroying_it(
         input={"clock_synced_file": str(tmp_path / "never-synced")},
     )
     samples = series(40, 3)
-    now = time.time()
+    now = samples[0][0] + 1800 * ((time.time() - samples[0][0]) // 1800)  # on the model's grid
     samples = [(now - 1800 * (40 - k), v) for k, (_, v) in enumerate(samples)]  # recent
     collector = Collector(
         broker.host, broker.port, [f"{unique_topic}/forecasts/+", f"{unique_topic}/status"]

@@ -182,7 +182,12 @@ class StreamsConfig(_Section):
     """The per-stream table."""
 
     max_streams: int = _opt(10000, "Most streams kept; the least recently used is evicted", ge=1)
-    max_gap: float = _opt(4.0, "A gap longer than this many intervals resets a stream", gt=0)
+    max_gap: float = _opt(
+        4.0,
+        "A jump further ahead than this many intervals is held until confirmed, and resets the "
+        "stream when align is off (aligned, a hole longer than the bundle's max_fill does)",
+        gt=0,
+    )
     out_of_order: Literal["drop", "reset"] = _opt(
         "drop", "Late or duplicate samples: drop (and count) them, or reset the stream"
     )

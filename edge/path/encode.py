@@ -44,9 +44,11 @@ def encode_rounded(
     targets: Sequence[str],
     interval_s: float,
     values: np.ndarray,
+    step_times: Sequence[float] | None = None,
 ) -> bytes:
     """`encode_forecast` for values that already went through `float32_decimals` (the engine
-    rounds a whole batch at once, which costs less than one forecast at a time).
+    rounds a whole batch at once, which costs less than one forecast at a time). `step_times`:
+    row k's timestamps when they are not `ts + k * interval_s` (a calendar grid's months).
 
     Built by hand, byte for byte what ``json.dumps(doc, separators=(",", ":"),
     ensure_ascii=False, allow_nan=False)`` gives (floats are ``float.__repr__`` there too), at a
@@ -66,7 +68,9 @@ def encode_rounded(
         if "ts" in names:
             raise ValueError("targets: a target may not be named 'ts'")
         if len(set(names)) != len(names):  # duplicate names collapse in a dict: keep json's way
-            return _encode_forecast_json(stream, ts, model_id, list(names), interval_s, arr)
+            return _encode_forecast_json(
+                stream, ts, model_id, list(names), interval_s, arr, step_times
+            )
         keys = tuple("," + _quote(n) + ":" for n in names)  # ',"Demand":'
         if len(_TARGET_KEYS) < 64:
             _TARGET_KEYS[names] = keys
@@ -74,6 +78,7 @@ def encode_rounded(
     if not (isfinite(start) and isfinite(step) and step > 0.0):
         raise ValueError(f"ts ({start!r}) must be finite and interval_s ({step!r}) > 0")
     rows = arr.tolist()
+    stamps = _stamps(start, step, len(rows), step_times)
     parts = [
         '{"stream":',
         _quote(stream),
@@ -85,7 +90,7 @@ def encode_rounded(
     ]
     for k, row in enumerate(rows, 1):
         parts.append('{"ts":' if k == 1 else ',{"ts":')
-        parts.append(repr(start + k * step))
+        parts.append(repr(stamps[k - 1]))
         for key, v in zip(keys, row, strict=True):
             if not isfinite(v):
                 raise ValueError(f"values: forecast for {stream!r} contains non-finite numbers")
@@ -100,8 +105,22 @@ _TARGET_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
 _quote = encode_basestring  # what json.dumps uses for strings with ensure_ascii=False
 
 
+def _stamps(start: float, step: float, n: int, given: Sequence[float] | None) -> list[float]:
+    if given is None:
+        return [start + k * step for k in range(1, n + 1)]
+    if len(given) != n or not all(isfinite(t) for t in given):
+        raise ValueError(f"step_times: expected {n} finite timestamps, got {list(given)[: n + 1]}")
+    return [float(t) for t in given]
+
+
 def _encode_forecast_json(
-    stream: str, ts: float, model_id: str, names: list[str], interval_s: float, arr: np.ndarray
+    stream: str,
+    ts: float,
+    model_id: str,
+    names: list[str],
+    interval_s: float,
+    arr: np.ndarray,
+    step_times: Sequence[float] | None = None,
 ) -> bytes:
     """The reference encoding through `json.dumps` (also the path for odd target lists)."""
     start, step = float(ts), float(interval_s)
@@ -110,8 +129,9 @@ def _encode_forecast_json(
     if not np.isfinite(arr).all():
         raise ValueError(f"values: forecast for {stream!r} contains non-finite numbers")
     forecast = []
+    stamps = _stamps(start, step, len(arr), step_times)
     for k, row in enumerate(arr.tolist(), 1):
-        item = {"ts": start + k * step}
+        item = {"ts": stamps[k - 1]}
         item.update(zip(names, row, strict=True))
         forecast.append(item)
     doc = {"stream": stream, "ts": start, "model": model_id, "forecast": forecast}

@@ -145,21 +145,35 @@ class Engine:
     def invokes(self) -> int:
         return self.counters["invokes"]
 
+    def _in_range(self, items: list[tuple[str, float, tuple[float, ...]]], x: np.ndarray) -> bool:
+        lo, hi = self._low, self._high
+        if lo is None or hi is None:
+            return False
+        if len(items) <= 8:  # a few samples: faster in Python than four numpy calls
+            lows, highs = self._bounds
+            return all(all(map(le, lows, vs)) and all(map(le, vs, highs)) for _, _, vs in items)
+        return bool((x >= lo).all() and (x <= hi).all())  # a NaN is never in range
+
+    def screen(
+        self, items: list[tuple[str, float, tuple[float, ...]]]
+    ) -> list[tuple[str, float, tuple[float, ...]]]:
+        """`items` without the samples out of range (counted and logged as `process` does):
+        the pipeline screens raw samples before they are averaged into an interval."""
+        if not items:
+            return items
+        x = np.asarray([v for _, _, v in items], np.float64)  # (n, F)
+        if self._in_range(items, x):
+            return items
+        _, todo = self._sanity(items, x)
+        return [item for _, item in todo]
+
     def process(self, items: list[tuple[str, float, tuple[float, ...]]]) -> list[Forecast]:
         """items: (stream, ts, values in feature order), in arrival order."""
         if not items:
             return []
         x = np.asarray([v for _, _, v in items], np.float64)  # (n, F)
         todo: Iterable[tuple[int, tuple[str, float, tuple[float, ...]]]] = enumerate(items)
-        lo, hi = self._low, self._high
-        if lo is None or hi is None:
-            fine = False
-        elif len(items) <= 8:  # a few samples: faster in Python than four numpy calls
-            lows, highs = self._bounds
-            fine = all(all(map(le, lows, vs)) and all(map(le, vs, highs)) for _, _, vs in items)
-        else:
-            fine = bool((x >= lo).all() and (x <= hi).all())
-        if fine:  # the usual case (a NaN is never fine)
+        if self._in_range(items, x):  # the usual case
             xs = ((x - self.scaling.feature_mean) / self.scaling.feature_std).astype(np.float32)
         else:
             xs, todo = self._sanity(items, x)

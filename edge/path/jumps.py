@@ -77,8 +77,12 @@ class JumpGuard:
         counters: CounterView,
         reorder_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        latest: Callable[[str], float | None] | None = None,
     ) -> None:
         self.table = table
+        # a stream's latest sample time: the aligner's when it aligns (the table holds the
+        # label of the last interval stepped, up to two intervals behind)
+        self.latest = latest
         self.max_gap_s = max_gap_s
         self.counters = counters  # the `streams_` counters
         self.reorder_s = reorder_s
@@ -90,6 +94,8 @@ class JumpGuard:
         return [it for run in self.runs.values() for it in run.items]
 
     def _last_ts(self, stream: str) -> float:
+        if self.latest is not None and (ts := self.latest(stream)) is not None:
+            return ts
         slot = self.table.get(stream)
         return float(self.table.last_ts[slot]) if slot is not None else -math.inf
 

@@ -1,4 +1,5 @@
-"""Messages in, forecast messages out: decode -> stream table -> engine -> encode.
+"""Messages in, forecast messages out: decode -> jump guard -> grid aligner -> stream table and
+engine -> encode.
 
 Everything that depends on the loaded bundle lives here, so a model swap is one assignment
 between batches. No MQTT, no threads: the daemon feeds it, tests drive it directly.
@@ -7,6 +8,7 @@ between batches. No MQTT, no threads: the daemon feeds it, tests drive it direct
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
@@ -17,6 +19,7 @@ from seqcast.edge.config import InputConfig, OutputConfig, StreamsConfig
 from seqcast.edge.counters import Counters
 from seqcast.edge.model.bundle import Bundle
 from seqcast.edge.model.runtime import LoadedModel
+from seqcast.edge.path.align import Aligner
 from seqcast.edge.path.decode import PayloadDecoder, PayloadError
 from seqcast.edge.path.encode import encode_rounded
 from seqcast.edge.path.engine import Engine, Scaling
@@ -90,20 +93,42 @@ class Pipeline:
         self.mode = resolve_mode(self.requested_mode, model)
         self.manifest = m
         self.model_id = model.bundle.model_id
+        # a bundle from before the grid was recorded does not say where its steps fall: as before
+        grid, aligning = m.grid, self.streams.align != "off" and m.grid_spec is not None
+        # aligned, the steps are on the bundle's grid: a hole the trainer would not have filled
+        # (more than max_fill steps) restarts the stream, as it started a new segment in training
+        # (half a step of slack: months are 28 to 31 days)
+        reset_steps = m.max_fill + 1.5 if aligning else self.streams.max_gap
         if table is None:
             table = StreamTable(
                 capacity=self.streams.max_streams,
                 seq_len=m.seq_len,
                 n_features=len(m.features),
                 state_shapes=[tuple(st.shape) for st in m.state] if self.mode == "stream" else [],
-                max_gap_s=self.streams.max_gap * m.interval_s,
+                max_gap_s=reset_steps * m.interval_s,
                 out_of_order=self.streams.out_of_order,
                 counters=self.counters.view("streams_"),
             )
         self.table = table
-        self.guard = JumpGuard(
-            table, self.streams.max_gap * m.interval_s, table.counters, self.streams.reorder_s
+        self.aligner = Aligner(
+            grid,
+            self.streams.align if aligning else "off",
+            m.max_fill,
+            self.streams.grace * m.interval_s,
+            self.streams.max_streams,
+            len(m.features),
+            table.counters,
         )
+        self.guard = JumpGuard(
+            table,
+            self.streams.max_gap * m.interval_s,
+            table.counters,
+            self.streams.reorder_s,
+            latest=self.aligner.latest if aligning else None,
+        )
+        self._calendar = grid if grid.calendar else None
+        self.aligning = aligning
+
         sc = m.scaler
         scaling = Scaling(
             *(
@@ -123,6 +148,15 @@ class Pipeline:
             features=m.features,
         )
         self.decoder = PayloadDecoder(m.features, self.input)
+
+    def alignment(self) -> str:
+        """How samples meet the model's grid, for the log."""
+        if self.aligning:
+            mode, grid = self.streams.align, self.manifest.grid
+            return f"samples aligned to its {grid.describe()} grid ({mode})"
+        if self.streams.align == "off":
+            return "every sample is one step (streams.align = off)"
+        return "every sample is one step (the bundle records no grid: retrain it to align)"
 
     @property
     def bundle(self) -> Bundle:
@@ -180,14 +214,25 @@ class Pipeline:
             yield items, self.step(items)
 
     def step(self, items: list[Item]) -> list[tuple[str, bytes]]:
-        """Decoded samples through the jump guard and the engine: their forecast messages.
-        Live chunks and the journal's replay at start both come through here."""
-        return self.run(self.guard.filter(items))
+        """Decoded samples through the jump guard, the aligner and the engine: their forecast
+        messages. Live chunks and the journal's replay at start both come through here."""
+        screened = self.engine.screen(items)  # an absurd value never joins an interval's mean
+        return self.run(self.aligner.process(self.guard.filter(screened), time.monotonic()))
 
-    def release_due(self) -> list[tuple[str, bytes]]:
-        """Forecasts of the held runs whose wait is over (see path/jumps.py)."""
-        released = self.guard.due()
-        return self.run(released) if released else []
+    def tick(self) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """What waiting decided, between batches: held runs whose wait is over (path/jumps.py)
+        and open intervals silent for `grace` intervals (path/align.py). Returns their forecast
+        messages and the streams whose open interval was stepped (the journal records them)."""
+        now = time.monotonic()
+        steps = self.aligner.process(self.guard.due(), now) if self.guard.runs else []
+        flushed = self.aligner.flush_due(now)
+        if not steps and not flushed:
+            return [], []
+        return self.run(steps + flushed), list(dict.fromkeys(s for s, _, _ in flushed))
+
+    def replay_flush(self, streams: list[str]) -> list[tuple[str, bytes]]:
+        """The journal's record of `tick` stepping these streams' open intervals."""
+        return self.run(self.aligner.flush_streams(streams))
 
     def take_held(self) -> list[Inbound]:
         """The messages held for a suspect device clock since the last call."""
@@ -200,9 +245,11 @@ class Pipeline:
         out: list[tuple[str, bytes]] = []
         m = self.manifest
         for f in self.engine.process(items):
+            grid = self._calendar  # months are not a fixed number of seconds
+            times = None if grid is None else [grid.shift(f.ts, k) for k in range(1, m.horizon + 1)]
             try:
                 payload = encode_rounded(
-                    f.stream, f.ts, self.model_id, m.targets, m.interval_s, f.values
+                    f.stream, f.ts, self.model_id, m.targets, m.interval_s, f.values, times
                 )
             except ValueError as e:
                 self.counters.add("encode_errors")
@@ -226,8 +273,12 @@ class Pipeline:
             and old.seq_len == new.seq_len
             and [s.shape for s in old.state] == [s.shape for s in new.state]
         )
-        held = self.guard.runs
+        held, aligner = self.guard.runs, self.aligner
         self._install(model, table=self.table if compatible else None)
         if compatible:  # the streams are kept, and so are their held runs
             self.guard.runs = held
+            if (old.grid, old.max_fill) == (new.grid, new.max_fill):  # and their open intervals
+                self.aligner = aligner
+                if self.guard.latest is not None:
+                    self.guard.latest = aligner.latest
         return compatible

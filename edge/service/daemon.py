@@ -148,12 +148,13 @@ class Daemon:
             return self._shutdown()
         p = self.pipeline
         log.info(
-            "seqcast-edge serving %s (%s) in %s mode on backend %s; broker %s:%d; "
+            "seqcast-edge serving %s (%s) in %s mode on backend %s; %s; broker %s:%d; "
             "input %s -> output %s",
             p.model_id,
             self.cfg.model.path,
             p.mode,
             p.model.backend,
+            p.alignment(),
             self.cfg.mqtt.host,
             self.cfg.mqtt.port,
             self.cfg.input.topic,
@@ -169,7 +170,7 @@ class Daemon:
         next_snapshot = time.monotonic() + interval if interval > 0 else float("inf")
         while not self._stop:
             self._process(self._next_batch(timeout=0.5))
-            self._release_held()
+            self._tick()
             now = time.monotonic()
             if self.watchdog_s and now >= next_watchdog:
                 self.notifier.watchdog()
@@ -231,10 +232,13 @@ class Daemon:
         """The committer's: these inputs' samples are on disk."""
         self.link.publish_batch([], inputs, self.cfg.output.qos, self.cfg.output.retain)
 
-    def _release_held(self) -> None:
-        """Forecasts of held runs whose wait is over (path/jumps.py); their samples are in the
-        journal already, so there is nothing to record."""
-        if forecasts := self.pipeline.release_due():
+    def _tick(self) -> None:
+        """What waiting decided (held runs, silent open intervals: `Pipeline.tick`). The samples
+        are in the journal already; which open intervals were stepped is recorded."""
+        forecasts, flushed = self.pipeline.tick()
+        if flushed:
+            self.state.record_flush(flushed)
+        if forecasts:
             self._wait_for_room()
             self.link.publish_batch(forecasts, [], self.cfg.output.qos, self.cfg.output.retain)
 

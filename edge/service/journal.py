@@ -17,7 +17,8 @@ File format, little endian, one record after another:
     magic b"SQJ1" | header length u32 | body length u32 | header (JSON) | body | crc32 u32
 
 Headers: `{"bundle": sha256, "mode": m, "features": F}` (first record), `{"seq": n, "streams":
-[names], "n": N}` (a chunk; body: stream index i32[N], ts f64[N], values f64[N, F]) and
+[names], "n": N}` (a chunk; body: stream index i32[N], ts f64[N], values f64[N, F]; with
+`"flushed": [names]` when the aligner stepped those streams' open intervals by wall time) and
 `{"acked": n}` (every chunk up to seq n is safe at the broker). A torn tail (the process died
 while writing) fails its length or CRC check and ends the replay there: it was never committed.
 """
@@ -50,6 +51,7 @@ class JournalError(ValueError):
 class Chunk:
     seq: int
     items: list[Item]
+    flushed: list[str] = field(default_factory=list)  # streams whose open interval was stepped
 
 
 @dataclass
@@ -91,9 +93,13 @@ class Journal:
         self.bytes += len(record)
         self._dirty = True
 
-    def append(self, seq: int, items: Sequence[Item], n_features: int) -> None:
-        """One chunk of samples, in the order the engine got them."""
-        if not items:
+    def append(
+        self, seq: int, items: Sequence[Item], n_features: int, flushed: Sequence[str] = ()
+    ) -> None:
+        """One chunk of samples, in the order they were taken in; or the streams whose open
+        interval the aligner stepped after its grace ran out (`flushed`: wall time decided it,
+        so the replay must be told)."""
+        if not items and not flushed:
             return
         self._open()
         names: dict[str, int] = {}
@@ -101,7 +107,10 @@ class Journal:
         ts = np.fromiter((t for _, t, _ in items), np.float64, len(items))
         values = np.asarray([v for _, _, v in items], np.float64).reshape(len(items), n_features)
         body = index.tobytes() + ts.tobytes() + values.tobytes()
-        self._write({"seq": seq, "streams": list(names), "n": len(items)}, body)
+        header: dict[str, object] = {"seq": seq, "streams": list(names), "n": len(items)}
+        if flushed:
+            header["flushed"] = list(flushed)
+        self._write(header, body)
 
     def mark_acked(self, seq: int) -> None:
         """Chunks up to `seq` are safe at the broker (not fsynced: a lost mark only republishes)."""
@@ -177,7 +186,8 @@ def read_journal(path: Path, bundle_sha256: str, mode: str, n_features: int) -> 
             (names[i], t, tuple(v))
             for i, t, v in zip(index.tolist(), ts.tolist(), values.tolist(), strict=True)
         ]
-        out.chunks.append(Chunk(int(header["seq"]), items))
+        flushed = [str(x) for x in header.get("flushed", [])]
+        out.chunks.append(Chunk(int(header["seq"]), items, flushed))
     if first and data:
         raise JournalError(f"{path}: not a seqcast journal")
     return out

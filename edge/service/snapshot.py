@@ -32,6 +32,9 @@ class SnapshotError(ValueError):
     """A snapshot that cannot be restored; the message says why."""
 
 
+EXTRA = "x_"  # prefix of the arrays saved beside the table
+
+
 def _nonfinite(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     """For each array (first axis: the n streams) that holds a NaN or an infinity, the (n,) bool
     mask of the streams that do; {} when everything is finite."""
@@ -45,9 +48,16 @@ def _nonfinite(arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     return masks
 
 
-def save_snapshot(path: Path, table: StreamTable, bundle_sha256: str, mode: str) -> int:
+def save_snapshot(
+    path: Path,
+    table: StreamTable,
+    bundle_sha256: str,
+    mode: str,
+    extra: dict[str, np.ndarray] | None = None,
+) -> int:
     """Write the table's streams (never a non-finite one: the engine resets those, and any that
-    slipped through is left out to start cold); returns how many were written."""
+    slipped through is left out to start cold); returns how many were written. `extra`: more
+    arrays saved beside them (the aligner's), given back by `load_snapshot`."""
     items = table.items()
     slots = np.fromiter((slot for _, slot in items), np.int64, len(items))
     checked = {"buf": table.buf, "last_ts": table.last_ts}
@@ -77,15 +87,21 @@ def save_snapshot(path: Path, table: StreamTable, bundle_sha256: str, mode: str)
     # UTF-8 bytes (surrogatepass: any str round-trips), not a numpy unicode string
     text = json.dumps(meta, ensure_ascii=False).encode("utf-8", "surrogatepass")
     arrays["meta"] = np.frombuffer(text, np.uint8)
+    arrays.update({EXTRA + k: a for k, a in (extra or {}).items()})
     # numpy's stubs cannot tell array names from savez's own keyword `allow_pickle`
     atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
     return len(items)
 
 
 def load_snapshot(
-    path: Path, table: StreamTable, bundle_sha256: str, mode: str
+    path: Path,
+    table: StreamTable,
+    bundle_sha256: str,
+    mode: str,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> tuple[int, float]:
-    """Restore into an empty table; returns (streams restored, age in seconds)."""
+    """Restore into an empty table; returns (streams restored, age in seconds). `extra` gets the
+    arrays `save_snapshot` was given beside the table (for their owner to check)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             raw = z["meta"]
@@ -94,6 +110,9 @@ def load_snapshot(
             else:  # format 1: a numpy unicode string
                 meta = json.loads(str(raw))
             arrays: dict[str, np.ndarray] = {k: z[k] for k in z.files if k != "meta"}
+        if extra is not None:
+            extra.update({k[len(EXTRA) :]: a for k, a in arrays.items() if k.startswith(EXTRA)})
+        arrays = {k: a for k, a in arrays.items() if not k.startswith(EXTRA)}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise SnapshotError(f"{path}: unreadable ({e})") from None
     if not isinstance(meta, dict):

@@ -15,6 +15,8 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from seqcast.edge.counters import Counters
 from seqcast.edge.path.pipeline import Item, Pipeline
 from seqcast.edge.service.journal import Journal, JournalError, read_journal
@@ -48,8 +50,11 @@ class DurableState:
         path = self.dir / SNAPSHOT_FILE
         if path.exists():
             try:
-                n, age = load_snapshot(path, pipeline.table, pipeline.bundle.sha256, pipeline.mode)
+                extra: dict[str, np.ndarray] = {}
+                sha, mode = pipeline.bundle.sha256, pipeline.mode
+                n, age = load_snapshot(path, pipeline.table, sha, mode, extra)
                 log.info("restored %d streams from snapshot (%.0f s old)", n, age)
+                self._restore_aligner(pipeline, extra)
             except SnapshotError as e:
                 log.warning("snapshot ignored, streams start cold: %s", e)
         journal = self._open_journal(pipeline)
@@ -65,7 +70,9 @@ class DurableState:
         again: list[tuple[str, bytes]] = []
         samples = 0
         for chunk in replay.chunks:
-            forecasts = pipeline.step(chunk.items)
+            forecasts = pipeline.step(chunk.items) if chunk.items else []
+            if chunk.flushed:
+                forecasts += pipeline.replay_flush(chunk.flushed)
             samples += len(chunk.items)
             if chunk.seq > replay.acked:
                 again += [(topic, mark_redelivered(payload)) for topic, payload in forecasts]
@@ -81,6 +88,22 @@ class DurableState:
                 len(again),
             )
         return again
+
+    @staticmethod
+    def _restore_aligner(pipeline: Pipeline, arrays: dict[str, np.ndarray]) -> None:
+        """The aligner's open intervals, saved with the streams (none in older snapshots)."""
+        if not arrays:
+            return
+        try:
+            pipeline.aligner.restore(arrays, time.monotonic())
+        except ValueError as e:
+            log.warning("aligner state ignored, open intervals start empty: %s", e)
+
+    def record_flush(self, streams: list[str]) -> None:
+        """Journal that the aligner stepped these streams' open intervals by wall time."""
+        self.seq += 1
+        assert self.journal is not None
+        self.journal.append(self.seq, [], 0, flushed=streams)
 
     def outbox(self) -> list[OutboxItem]:
         return load_outbox(self.dir / OUTBOX_FILE)
@@ -113,7 +136,11 @@ class DurableState:
         try:
             kept, dropped = save_outbox(self.dir / OUTBOX_FILE, pending, self.outbox_max_bytes)
             n = save_snapshot(
-                self.dir / SNAPSHOT_FILE, pipeline.table, pipeline.bundle.sha256, pipeline.mode
+                self.dir / SNAPSHOT_FILE,
+                pipeline.table,
+                pipeline.bundle.sha256,
+                pipeline.mode,
+                pipeline.aligner.export(time.monotonic()),
             )
             if self.journal is not None:
                 self.journal.restart()
