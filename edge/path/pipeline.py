@@ -119,9 +119,12 @@ class Pipeline:
             len(m.features),
             table.counters,
         )
+        # held only what would otherwise restart the stream: aligned, a hole up to max_fill is
+        # filled, and a sensor's jitter within its intervals adds up to one more
+        guard_steps = max(self.streams.max_gap, m.max_fill + 2.5) if aligning else reset_steps
         self.guard = JumpGuard(
             table,
-            self.streams.max_gap * m.interval_s,
+            guard_steps * m.interval_s,
             table.counters,
             self.streams.reorder_s,
             latest=self.aligner.latest if aligning else None,
