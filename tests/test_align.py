@@ -75,9 +75,11 @@ def test_a_sensor_on_the_grid_is_stepped_at_once_from_its_second_sample() -> Non
     assert steps(feed(al, [(T0 + 4 * H, 5.0)])) == [(T0 + 3 * H, (4.0,)), (T0 + 4 * H, (5.0,))]
     # a redelivered duplicate is stale, and keeps the streak
     assert feed(al, [(T0 + 4 * H, 5.0)]) == [] and reg["streams_dropped_stale"] == 1
+    # a sample from a wrong clock (far older, off its label) is stale and keeps it too
+    assert feed(al, [(T0 - 1000 * H + 60, 0.0)]) == [] and reg["streams_dropped_stale"] == 2
     assert steps(feed(al, [(T0 + 5 * H, 6.0)])) == [(T0 + 5 * H, (6.0,))]
-    # a stale sample off its label ends it: the next on-label sample waits
-    assert feed(al, [(T0 + 4 * H + 60, 0.0)]) == [] and reg["streams_dropped_stale"] == 2
+    # a stale sample off its label inside the interval just stepped ends it: the next waits
+    assert feed(al, [(T0 + 5 * H + 60, 0.0)]) == [] and reg["streams_dropped_stale"] == 3
     assert feed(al, [(T0 + 6 * H, 7.0)]) == []
     # and so does an off-label sample joining it
     assert feed(al, [(T0 + 6 * H + 60, 8.0)]) == []
@@ -87,13 +89,13 @@ def test_a_sensor_on_the_grid_is_stepped_at_once_from_its_second_sample() -> Non
     assert al.pending() == 1
 
 
-def test_last_takes_the_latest_timestamp_and_mean_counts_each_duplicate() -> None:
+def test_last_takes_the_latest_timestamp_and_a_duplicate_is_dropped() -> None:
     samples = [(T0 + 1200, 2.0), (T0 + 600, 1.0), (T0 + 1200, 6.0), (T0 + H + 1, 0.0)]
     last, reg = make("last")
-    assert steps(feed(last, samples)) == [(T0, (6.0,))]  # equal ts: the later arrival
-    assert reg["streams_aligned"] == 2
+    assert steps(feed(last, samples)) == [(T0, (2.0,))]  # the latest ts; its repeat is dropped
+    assert reg["streams_aligned"] == 1 and reg["streams_dropped_stale"] == 1
     mean, _ = make("mean")
-    assert steps(feed(mean, samples)) == [(T0, (3.0,))]  # (2 + 1 + 6) / 3
+    assert steps(feed(mean, samples)) == [(T0, (1.5,))]  # (2 + 1) / 2: a repeat never counts
 
 
 def test_flush_due_steps_an_open_bucket_after_grace_of_silence() -> None:
@@ -365,12 +367,15 @@ def test_mean_is_a_groupby_mean_over_buckets(
     # off the labels (an on-label streak may step a bucket at once: the property above)
     ts = np.sort(np.array([s if s % 3600 else s + 1 for s in seconds], np.float64))
     v = np.array(values[: len(ts)])
+    repeats = len(ts) - len(np.unique(ts))  # a repeated timestamp is dropped, not averaged
     al, reg = make(mode, max_fill=0, grid=Grid.fixed(H))
     items = [("s", t, (x,)) for t, x in zip(ts.tolist(), v.tolist(), strict=True)]
     out: list[Item] = []
     for lo in range(0, len(items), chunk):
         out += al.process(items[lo : lo + chunk], float(lo))
     out += al.flush_due(math.inf)
+    _, first = np.unique(ts, return_index=True)
+    ts, v = ts[first], v[first]
     buckets, inverse = np.unique(ts // H, return_inverse=True)
     if mode == "mean":
         want = np.bincount(inverse, weights=v) / np.bincount(inverse)
@@ -380,6 +385,7 @@ def test_mean_is_a_groupby_mean_over_buckets(
     got = np.array([x for _, (x,) in steps(out)])
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * (1 + np.abs(v).max()))
     assert reg["streams_aligned"] == len(ts) - len(buckets)
+    assert reg["streams_dropped_stale"] == repeats
 
 
 @PROPERTY

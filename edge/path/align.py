@@ -5,9 +5,10 @@ A sensor need not report on the model's grid. `Aligner` turns each stream's samp
 
 - Buckets. A bucket covers `[grid.point(k), grid.point(k + 1))` and is labelled `point(k)`
   (pandas' resample default: closed left, label left), so trainer and device agree. `mean`: the
-  bucket's value is the mean of its samples (a duplicate timestamp counts again); `last`: its
-  latest sample by timestamp (of equal timestamps, the later arrival). `off`: no aligning, every
-  sample passes through unchanged and nothing is filled.
+  bucket's value is the mean of its samples; `last`: its latest sample by timestamp. A sample
+  repeating the open bucket's latest timestamp (a redelivery, or a sensor sending twice) is
+  dropped as stale, in both modes. `off`: no aligning, every sample passes through unchanged and
+  nothing is filled.
 - Stepping. A bucket is stepped (emitted) when a sample of a later bucket arrives, or by
   `flush_due(now)` once no sample has arrived for it for `grace_s` seconds (the caller's
   monotonic clock). A stream has at most one open bucket; samples of its buckets may arrive in
@@ -19,8 +20,9 @@ A sensor need not report on the model's grid. `Aligner` turns each stream's samp
   grid but sometimes hits a label (every 10 minutes: its 10:00 sample is on the label, the 09:50
   before it is not) waits as usual, so its mean is whole. A hole does not break the streak (a
   sensor on the grid that lost a message is stepped at once again); any sample off its label
-  does. Price of the rule: an irregular sensor whose two consecutive samples hit labels (10:00,
-  then 11:00) gets 11:00 stepped alone; its later samples of that hour are dropped as stale.
+  in the latest interval or later does (one far older, a clock glitch, does not). Price of the
+  rule: an irregular sensor whose two consecutive samples hit labels (10:00, then 11:00) gets
+  11:00 stepped alone; its later samples of that hour are dropped as stale.
 - Stale. A sample of a bucket already stepped, or older than the open one, is dropped and
   counted (`dropped_stale`): the steps went out, and forecasts with them.
 - Holes. When the next bucket to step is `gap` steps after the last stepped one and
@@ -165,6 +167,8 @@ class Aligner:
                     st.n, st.acc, st.arrival = 1, values, arrival
                     due[stream] = st  # not in `due` (closed above): goes last, as it arrived last
                 st.ongrid = on
+            elif k == latest and st.n and ts == st.top:  # a duplicate (redelivery, bad sensor)
+                stale += 1
             elif k == latest and st.n:  # one more sample of the open bucket
                 c = st.n + 1
                 st.n = c
@@ -181,7 +185,9 @@ class Aligner:
                 aligned += 1
             else:  # its bucket was stepped, or it is older than the open one
                 stale += 1
-                if st.ongrid and abs(ts - label(k)) > ON_LABEL_S:
+                # a sample inside the interval just stepped says the sensor is not on the grid
+                # after all (wait from now on); a far older one (a wrong clock) says nothing
+                if k == latest and st.ongrid and abs(ts - label(k)) > ON_LABEL_S:
                     st.ongrid = False
         self._count(aligned, stale)
         return out
