@@ -18,12 +18,8 @@ T0 = 1_700_006_400.0  # on the hourly grid (2023-11-15 00:00 UTC)
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def make(
-    mode: str = "mean",
-    max_fill: int = 3,
-    capacity: int = 100,
-    f: int = 1,
-    grid: Grid | None = None,
+def make(  # fmt: skip
+    mode: str = "mean", max_fill: int = 3, capacity: int = 100, f: int = 1, grid: Grid | None = None
 ) -> tuple[Aligner, Counters]:
     reg = Counters()
     g = grid or Grid.fixed(H)
