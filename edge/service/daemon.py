@@ -237,7 +237,7 @@ class Daemon:
         are in the journal already; which open intervals were stepped is recorded."""
         forecasts, flushed = self.pipeline.tick()
         if flushed:
-            self.state.record_flush(flushed)
+            self.state.record([], 0, flushed)
         if forecasts:
             self._wait_for_room()
             self.link.publish_batch(forecasts, [], self.cfg.output.qos, self.cfg.output.retain)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -99,21 +100,16 @@ class DurableState:
         except ValueError as e:
             log.warning("aligner state ignored, open intervals start empty: %s", e)
 
-    def record_flush(self, streams: list[str]) -> None:
-        """Journal that the aligner stepped these streams' open intervals by wall time."""
-        self.seq += 1
-        assert self.journal is not None
-        self.journal.append(self.seq, [], 0, flushed=streams)
-
     def outbox(self) -> list[OutboxItem]:
         return load_outbox(self.dir / OUTBOX_FILE)
 
     # -- serving ----------------------------------------------------------------------------------
-    def record(self, items: list[Item], n_features: int) -> int:
-        """Journal one chunk; its number (the tag its forecasts are published with)."""
+    def record(self, items: list[Item], n_features: int, flushed: Sequence[str] = ()) -> int:
+        """Journal one chunk (or `flushed`: the streams whose open interval the aligner stepped
+        by wall time); its number (the tag its forecasts are published with)."""
         self.seq += 1
         assert self.journal is not None
-        self.journal.append(self.seq, items, n_features)
+        self.journal.append(self.seq, items, n_features, flushed)
         return self.seq
 
     def flush(self) -> int | None:
