@@ -167,16 +167,13 @@ class Engine:
         _, todo = self._sanity(items, x)
         return [item for _, item in todo]
 
-    def process(
-        self, items: list[tuple[str, float, tuple[float, ...]]], screened: bool = False
-    ) -> list[Forecast]:
-        """items: (stream, ts, values in feature order), in arrival order. `screened`: they went
-        through `screen` (or are means and interpolations of samples that did), so in range."""
+    def process(self, items: list[tuple[str, float, tuple[float, ...]]]) -> list[Forecast]:
+        """items: (stream, ts, values in feature order), in arrival order."""
         if not items:
             return []
         x = np.asarray([v for _, _, v in items], np.float64)  # (n, F)
         todo: Iterable[tuple[int, tuple[str, float, tuple[float, ...]]]] = enumerate(items)
-        if screened or self._in_range(items, x):  # the usual case
+        if self._in_range(items, x):  # the usual case
             xs = ((x - self.scaling.feature_mean) / self.scaling.feature_std).astype(np.float32)
         else:
             xs, todo = self._sanity(items, x)

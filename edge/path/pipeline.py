@@ -247,7 +247,7 @@ class Pipeline:
         messages."""
         out: list[tuple[str, bytes]] = []
         m = self.manifest
-        for f in self.engine.process(items, screened=True):  # `step` screened them
+        for f in self.engine.process(items):
             grid = self._calendar  # months are not a fixed number of seconds
             times = None if grid is None else [grid.shift(f.ts, k) for k in range(1, m.horizon + 1)]
             try:
