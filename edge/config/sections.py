@@ -193,8 +193,8 @@ class StreamsConfig(_Section):
     )
     reorder_s: float = _opt(
         10.0,
-        "Seconds a forward jump beyond max_gap is held for older samples a broker may still "
-        "deliver (after a restart) before the stream restarts from it",
+        "Seconds a sample after a hole (a missing interval) is held for older samples a "
+        "broker or publisher may still deliver out of order; 0 holds only jumps beyond max_gap",
         ge=0,
     )
     align: Literal["mean", "last", "off"] = _opt(

@@ -154,18 +154,16 @@ class Engine:
             return all(all(map(le, lows, vs)) and all(map(le, vs, highs)) for _, _, vs in items)
         return bool((x >= lo).all() and (x <= hi).all())  # a NaN is never in range
 
-    def screen(
-        self, items: list[tuple[str, float, tuple[float, ...]]]
-    ) -> list[tuple[str, float, tuple[float, ...]]]:
-        """`items` without the samples out of range (counted and logged as `process` does):
-        the pipeline screens raw samples before they are averaged into an interval."""
+    def screen(self, items: list[tuple[str, float, tuple[float, ...]]]) -> frozenset[int]:
+        """The positions in `items` of samples out of range (counted and logged as `process`
+        does): the pipeline screens raw samples before they are averaged into an interval."""
         if not items:
-            return items
+            return frozenset()
         x = np.asarray([v for _, _, v in items], np.float64)  # (n, F)
         if self._in_range(items, x):
-            return items
+            return frozenset()
         _, todo = self._sanity(items, x)
-        return [item for _, item in todo]
+        return frozenset(range(len(items))).difference(row for row, _ in todo)
 
     def process(self, items: list[tuple[str, float, tuple[float, ...]]]) -> list[Forecast]:
         """items: (stream, ts, values in feature order), in arrival order."""

@@ -1,23 +1,28 @@
-"""One wrong timestamp must not hijack a stream, and a broker that delivers newer messages first
-must not cost the older ones.
+"""One wrong timestamp must not hijack a stream, and a broker or publisher that delivers newer
+messages first must not cost the older ones.
 
-A sample that jumps further ahead of its stream than `max_gap` is one of three things:
+A sample that leaves a hole after its stream's latest one is one of four things:
 - a sensor's clock glitch (one sample, or a few, 20 days ahead while the stream goes on);
 - a broker delivering out of order: after a restart, mosquitto may deliver newer messages
   before the block it had queued for us (seen: 225 steps ahead, the older block 2.6 s later);
-- the stream resuming after a real outage.
-Taken at face value, the first two move the stream's clock forward and every older, correct
-sample is "late" and dropped. So the jump is held, not stepped, together with the samples that
-continue from it (a held run), and what happens next decides:
-- the old timeline catches up to the run (its last sample within `max_gap` of the run's first):
-  the run is released in order, at the next sample that continues it or when the wait is over
-  (it was a reordering);
-- the wait (`reorder_s`) is over and the old timeline went on without coming near the run: the
-  run is dropped and counted (a glitch);
-- the wait is over and nothing else arrived for the stream: the run is released (an outage; the
-  engine restarts the stream for the gap, as before). A run of one sample waits for a second
-  one, so a lone glitch on a quiet stream never moves it.
-Samples of the old timeline are processed as usual meanwhile: a hold never delays them.
+- a publisher sending out of order: paho, publishing QoS 1 flat out, sends a new message as
+  soon as an in-flight slot frees, ahead of the ones still queued (seen: one step ahead);
+- a real hole or outage: the samples in between are lost.
+Taken at face value, the first three cost the older, correct samples: they are "late" and
+dropped, and the hole they would have closed was filled or restarted the stream. So the sample
+is held, not stepped, together with the samples that continue from it (a held run), while
+the stream's older samples are processed as usual (a hold never delays them). Then:
+- the old timeline closes the hole (no step missing before the run): the run is released at
+  once, in order (it was a reordering);
+- the wait (`reorder_s`) is over with the run within `max_gap_s` of the stream: released (a
+  short hole is filled or restarts the stream as before; an outage the old timeline caught up to
+  within `max_gap_s` is the same);
+- the wait is over, the run beyond `max_gap_s`, and the old timeline went on without coming near
+  it: the run is dropped and counted (a glitch);
+- the wait is over, the run beyond `max_gap_s`, and nothing else arrived for the stream (an
+  outage): released; the engine restarts the stream for the gap. Such a run of one sample waits
+  for a second one, so a lone glitch on a quiet stream never moves it.
+Price: a stream with a real short hole gets the samples after it `reorder_s` later.
 
 Decisions depend only on sample timestamps and on how long a run has been held; the daemon
 journals samples before this guard, so a restart replays them through it again (see
@@ -30,11 +35,12 @@ import bisect
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from seqcast.edge.counters import CounterView
 from seqcast.edge.path.streams import StreamTable
+from seqcast.edge.timegrid import Grid
 
 Item = tuple[str, float, tuple[float, ...]]  # (stream, ts, values)
 RUN_CAP = 4096  # samples a run may hold; a longer run is decided at once, as if the wait were over
@@ -69,6 +75,19 @@ class _Run:
         return True
 
 
+def grid_hole(grid: Grid) -> Callable[[float, float], bool]:
+    """Aligned: a step is missing when the samples' buckets are two or more steps apart (the
+    cheap test first: buckets are at least 0.9 nominal intervals long, months included)."""
+    shortest = grid.interval_s * (1.0 if grid.unit == "second" else 0.9)
+    index = grid.index
+    return lambda before, ts: ts - before > shortest and index(ts) - index(before) >= 2
+
+
+def step_hole(interval_s: float) -> Callable[[float, float], bool]:
+    """Not aligned: every sample is a step, so one more than half an interval late is missing."""
+    return lambda before, ts: ts - before > 1.5 * interval_s
+
+
 class JumpGuard:
     def __init__(
         self,
@@ -78,7 +97,10 @@ class JumpGuard:
         reorder_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         latest: Callable[[str], float | None] | None = None,
+        hole: Callable[[float, float], bool] | None = None,
     ) -> None:
+        """`hole(before, ts)`: whether a sample at `ts` after one at `before` leaves a step
+        missing (None, or `reorder_s` 0: only jumps beyond `max_gap_s` are held)."""
         self.table = table
         # a stream's latest sample time: the aligner's when it aligns (the table holds the
         # label of the last interval stepped, up to two intervals behind)
@@ -87,64 +109,149 @@ class JumpGuard:
         self.counters = counters  # the `streams_` counters
         self.reorder_s = reorder_s
         self.clock = clock
-        self.runs: OrderedDict[str, _Run] = OrderedDict()  # at most one per stream
+        # with a hole test, samples after a short hole wait in `near`, and the old timeline
+        # closing a hole releases what waited for it at once; without one, "within max_gap_s"
+        # is no proof that nothing is missing: a far run waits for its next sample or the wait
+        self.exact = hole is not None and reorder_s > 0
+        self.hole = hole if hole is not None and self.exact else self._far
+        self.runs: OrderedDict[str, _Run] = OrderedDict()  # far runs, at most one per stream
+        self.near: OrderedDict[str, _Run] = OrderedDict()  # short-hole waits, one per stream
+        # the latest rejected sample (out of range) of streams whose later steps have not come
+        # yet: its step did come, so the hole it leaves is not waited for
+        self.rejected: OrderedDict[str, float] = OrderedDict()
+
+    def _far(self, before: float, ts: float) -> bool:
+        return ts - before > self.max_gap_s
+
+    def held(self) -> int:
+        """Streams with samples held."""
+        return len(self.runs.keys() | self.near.keys())
 
     def held_items(self) -> list[Item]:
         """Every held sample, each stream's in time order (to journal them again)."""
-        return [it for run in self.runs.values() for it in run.items]
+        near = [it for run in self.near.values() for it in run.items]
+        return near + [it for run in self.runs.values() for it in run.items]
 
     def _last_ts(self, stream: str) -> float:
-        if self.latest is not None and (ts := self.latest(stream)) is not None:
-            return ts
-        slot = self.table.get(stream)
-        return float(self.table.last_ts[slot]) if slot is not None else -math.inf
+        if self.latest is not None and (latest := self.latest(stream)) is not None:
+            ts = latest
+        else:
+            slot = self.table.get(stream)
+            ts = float(self.table.last_ts[slot]) if slot is not None else -math.inf
+        if self.rejected and (seen := self.rejected.get(stream)) is not None:
+            if seen > ts:
+                return seen
+            del self.rejected[stream]
+        return ts
 
-    def filter(self, items: list[Item]) -> list[Item]:
-        """`items` in arrival order, with forward jumps held back or released (module doc)."""
+    def filter(self, items: list[Item], rejected: Collection[int] = ()) -> list[Item]:
+        """`items` in arrival order, with samples after a hole held back or released.
+
+        `rejected`: positions in `items` of samples refused upstream (out of range). They are
+        not passed on, but they count as their stream's steps having come."""
         if not math.isfinite(self.max_gap_s):
-            return items
-        gap, out = self.max_gap_s, []
+            return [it for i, it in enumerate(items) if i not in rejected] if rejected else items
+        hole, gap, out = self.hole, self.max_gap_s, []
         last: dict[str, float] = {}  # this chunk's view; the table has the rest
-        for item in items:
+        for i, item in enumerate(items):
             stream, ts, _ = item
             before = last.get(stream)
             if before is None:
                 before = self._last_ts(stream)
+            refused = bool(rejected) and i in rejected
             run = self.runs.get(stream)
-            if run is not None:
-                if ts >= run.first:
-                    out += self._extend(stream, run, item, before)
-                    if stream not in self.runs:  # released (or dropped): the table moves on
-                        last[stream] = self._released_last(out, stream, before)
-                    continue
-                run.progressed = True  # the old timeline goes on; processed as usual
-            elif before != -math.inf and ts - before > gap:
-                self.counters.add("held")
-                self.runs[stream] = _Run([item], before, self.clock())
-                if len(self.runs) > self.table.capacity:  # bounded like the table
-                    _, oldest = self.runs.popitem(last=False)
-                    self.counters.add("dropped_outlier", len(oldest.items))
+            if run is not None and ts >= run.first:
+                released = [] if refused else self._extend(stream, run, item, before)
+                if released:  # in time order: the stream moves on to the last
+                    out += released
+                    last[stream] = max(before, released[-1][1])
                 continue
-            out.append(item)
+            near = self.near.get(stream)
+            if refused or before == -math.inf:
+                pass
+            elif near is not None and ts > near.first:  # past a hole still open: wait too
+                if ts - near.last <= gap or run is not None:
+                    self._wait(stream, item, run)
+                    continue
+                self._hold(stream, item, near.last)
+                continue
+            elif hole(before, ts):
+                if ts - before <= gap:  # a short hole: wait for it to close
+                    self._wait(stream, item, run)
+                    continue
+                if run is None:
+                    self._hold(stream, item, before)
+                    continue
+            if run is not None:
+                run.progressed = True  # the old timeline goes on; processed as usual
+            if not refused:
+                out.append(item)
             if ts > before:
-                last[stream] = ts
+                waited = run is not None or near is not None
+                last[stream] = self._advance(stream, ts, out) if waited else ts
+        if rejected:
+            self._remember(items, rejected, last)
         return out
 
-    @staticmethod
-    def _released_last(out: list[Item], stream: str, before: float) -> float:
-        return max((ts for s, ts, _ in out if s == stream), default=before)
+    def _advance(self, stream: str, before: float, out: list[Item]) -> float:
+        """The stream's timeline reached `before`: what waited for it follows (returns where
+        the timeline is then)."""
+        near = self.near.get(stream)
+        while near is not None and not self.hole(before, near.first):
+            item = near.items.pop(0)
+            near.times.pop(0)
+            out.append(item)
+            before = max(before, item[1])
+            if not near.items:
+                del self.near[stream]
+                near = None
+        run = self.runs.get(stream)
+        if run is not None and near is None and self.exact and not self.hole(before, run.first):
+            del self.runs[stream]  # the old timeline closed the hole: a reordering
+            out += run.items
+            before = run.last
+        return before
+
+    def _wait(self, stream: str, item: Item, run: _Run | None) -> None:
+        if run is not None:
+            run.progressed = True  # the old timeline goes on (even if it waits)
+        near = self.near.get(stream)
+        if near is None:
+            near = self.near[stream] = _Run([], item[1], self.clock())
+            if len(self.near) > self.table.capacity:  # bounded like the table
+                _, oldest = self.near.popitem(last=False)
+                self.counters.add("dropped_outlier", len(oldest.items))
+        if near.add(item):
+            self.counters.add("held")
+
+    def _hold(self, stream: str, item: Item, before: float) -> None:
+        self.counters.add("held")
+        self.runs[stream] = _Run([item], before, self.clock())
+        if len(self.runs) > self.table.capacity:  # bounded like the table
+            _, oldest = self.runs.popitem(last=False)
+            self.counters.add("dropped_outlier", len(oldest.items))
+
+    def _remember(
+        self, items: list[Item], rejected: Collection[int], last: dict[str, float]
+    ) -> None:
+        for i in rejected:
+            stream = items[i][0]
+            self.rejected[stream] = last[stream]
+            self.rejected.move_to_end(stream)
+        while len(self.rejected) > self.table.capacity:
+            self.rejected.popitem(last=False)
 
     def _extend(self, stream: str, run: _Run, item: Item, before: float) -> list[Item]:
-        """A sample at or after the run's start: part of the run, its continuation, or proof
+        """A sample at or after a far run's start: part of the run, its continuation, or proof
         that a lone held sample was a glitch."""
         ts, gap = item[1], self.max_gap_s
         if ts - run.last > gap and len(run.items) == 1:  # past it, not from it: it was alone
             del self.runs[stream]
             self.counters.add("dropped_outlier")
-            self.counters.add("held")
-            self.runs[stream] = _Run([item], before, self.clock())
+            self._hold(stream, item, before)
             return []
-        if ts > run.last and before >= run.first - gap:  # continues it, old timeline caught up
+        caught_up = stream not in self.near and not self.hole(before, run.first)
+        if ts > run.last and caught_up:  # continues it, and the old timeline caught up
             del self.runs[stream]
             return [*run.items, item]
         if run.add(item):
@@ -154,18 +261,36 @@ class JumpGuard:
         return []
 
     def due(self) -> list[Item]:
-        """Runs whose wait is over: released (in order) or dropped (see the module doc)."""
-        if not self.runs:
+        """Waits that are over: short holes released, far runs released or dropped (see the
+        module doc)."""
+        if not self.runs and not self.near:
             return []
         now, out = self.clock(), []
+        reached: dict[str, float] = {}  # where released short-hole waits took their streams
+        for stream, near in list(self.near.items()):
+            if now - near.held_at >= self.reorder_s or len(near.items) >= RUN_CAP:
+                out += self._release_near(stream, reached)
         for stream, run in list(self.runs.items()):
             if now - run.held_at >= self.reorder_s:
-                out += self._decide(stream, run, self._last_ts(stream))
+                before = max(self._last_ts(stream), reached.get(stream, -math.inf))
+                out += self._decide(stream, run, before)
+        return out
+
+    def _release_near(self, stream: str, reached: dict[str, float]) -> list[Item]:
+        near = self.near.pop(stream)
+        out = list(near.items)
+        reached[stream] = near.last
+        run = self.runs.get(stream)
+        if run is not None and not self.hole(near.last, run.first):
+            del self.runs[stream]  # the far run continues what waited: all in order
+            out += run.items
         return out
 
     def _decide(self, stream: str, run: _Run, before: float) -> list[Item]:
-        if before >= run.first - self.max_gap_s or (not run.progressed and len(run.items) > 1):
-            del self.runs[stream]  # caught up (a reordering), or a quiet stream resumed
+        if stream in self.near:  # the short holes before it are decided first
+            return []
+        if run.first - before <= self.max_gap_s or (not run.progressed and len(run.items) > 1):
+            del self.runs[stream]  # near enough, or a quiet stream resumed
             return run.items
         if run.progressed:  # the old timeline went on without it: a glitch
             del self.runs[stream]
@@ -173,8 +298,12 @@ class JumpGuard:
         return []  # a lone sample on a quiet stream: the next sample decides
 
     def release_all(self) -> list[Item]:
-        """At the end of a finite input (a replay): every run decided as if its wait were over."""
+        """At the end of a finite input (a replay): every wait decided as if it were over."""
         out: list[Item] = []
+        reached: dict[str, float] = {}
+        for stream in list(self.near):
+            out += self._release_near(stream, reached)
         for stream, run in list(self.runs.items()):
-            out += self._decide(stream, run, self._last_ts(stream))
+            before = max(self._last_ts(stream), reached.get(stream, -math.inf))
+            out += self._decide(stream, run, before)
         return out

@@ -23,7 +23,7 @@ from seqcast.edge.path.align import Aligner
 from seqcast.edge.path.decode import PayloadDecoder, PayloadError
 from seqcast.edge.path.encode import encode_rounded
 from seqcast.edge.path.engine import Engine, Scaling
-from seqcast.edge.path.jumps import JumpGuard
+from seqcast.edge.path.jumps import JumpGuard, grid_hole, step_hole
 from seqcast.edge.path.streams import StreamTable
 from seqcast.edge.ratelimit import RateLimitedLog
 
@@ -119,8 +119,9 @@ class Pipeline:
             len(m.features),
             table.counters,
         )
-        # held only what would otherwise restart the stream: aligned, a hole up to max_fill is
-        # filled, and a sensor's jitter within its intervals adds up to one more
+        # every sample after a hole is held for reorder_s; beyond guard_steps, one that the old
+        # timeline leaves behind is a glitch and dropped. Aligned, a hole up to max_fill is filled
+        # (so not a glitch), and a sensor's jitter within its intervals adds up to one more
         guard_steps = max(self.streams.max_gap, m.max_fill + 2.5) if aligning else reset_steps
         self.guard = JumpGuard(
             table,
@@ -128,6 +129,7 @@ class Pipeline:
             table.counters,
             self.streams.reorder_s,
             latest=self.aligner.latest if aligning else None,
+            hole=grid_hole(grid) if aligning else step_hole(m.interval_s),
         )
         self._calendar = grid if grid.calendar else None
         self.aligning = aligning
@@ -219,15 +221,17 @@ class Pipeline:
     def step(self, items: list[Item]) -> list[tuple[str, bytes]]:
         """Decoded samples through the jump guard, the aligner and the engine: their forecast
         messages. Live chunks and the journal's replay at start both come through here."""
-        screened = self.engine.screen(items)  # an absurd value never joins an interval's mean
-        return self.run(self.aligner.process(self.guard.filter(screened), time.monotonic()))
+        rejected = self.engine.screen(items)  # an absurd value never joins an interval's mean
+        # ... but the guard sees that its step came: the hole it leaves is not a reordering
+        taken = self.guard.filter(items, rejected)
+        return self.run(self.aligner.process(taken, time.monotonic()))
 
     def tick(self) -> tuple[list[tuple[str, bytes]], list[str]]:
         """What waiting decided, between batches: held runs whose wait is over (path/jumps.py)
         and open intervals silent for `grace` intervals (path/align.py). Returns their forecast
         messages and the streams whose open interval was stepped (the journal records them)."""
         now = time.monotonic()
-        steps = self.aligner.process(self.guard.due(), now) if self.guard.runs else []
+        steps = self.aligner.process(self.guard.due(), now) if self.guard.held() else []
         flushed = self.aligner.flush_due(now)
         if not steps and not flushed:
             return [], []
@@ -276,10 +280,10 @@ class Pipeline:
             and old.seq_len == new.seq_len
             and [s.shape for s in old.state] == [s.shape for s in new.state]
         )
-        held, aligner = self.guard.runs, self.aligner
+        held, aligner = (self.guard.runs, self.guard.near, self.guard.rejected), self.aligner
         self._install(model, table=self.table if compatible else None)
         if compatible:  # the streams are kept, and so are their held runs
-            self.guard.runs = held
+            self.guard.runs, self.guard.near, self.guard.rejected = held
             if (old.grid, old.max_fill) == (new.grid, new.max_fill):  # and their open intervals
                 self.aligner = aligner
                 if self.guard.latest is not None:
