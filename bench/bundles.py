@@ -142,6 +142,7 @@ def _build(cache: Path, keys: list[str]) -> None:
                     cell=spec.cell,
                     units=(UNITS,),
                     epochs=1,
+                    calendar="none",  # the figures are of the data path without calendar inputs
                     quantize=spec.quant,
                     report=False,
                     verbose=0,

@@ -2,9 +2,8 @@
 `bench.faults` send, the uninterrupted reference they are judged against, and the report.
 
 The reference is what `tests/daemon_harness.offline_forecasts` computes: the bundle's step model
-stepped one sample at a time from zero state, scaled and unscaled with the manifest's scaler;
-forecasts are published at float32 precision, so a received value is right when
-`np.float32(received) == np.float32(expected)` (and its forecast timestamps are exact).
+stepped one sample at a time from zero state with the manifest's scaler; a received value is
+right when `np.float32(received) == np.float32(expected)`, its forecast timestamps exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import numpy as np
 
 from bench import bundles as B
 from bench.common import md_table, target
+from seqcast.edge import calendar
 
 TS0 = B.TS0  # 2001, on the grid: no good sample is "in the future"
 STEP = B.INTERVAL_S
@@ -210,8 +210,8 @@ def reference(
     sc = m.scaler
     out: dict[str, dict[float, np.ndarray]] = {}
     for name, samples in data.items():
-        x = (np.array([v for _, v in samples]) - sc.feature_mean) / sc.feature_std
-        x = x.astype(np.float32)
+        x = ((np.array([v for _, v in samples]) - sc.feature_mean) / sc.feature_std).astype("f4")
+        x = np.hstack([x, calendar.columns(m.calendar, np.array([ts for ts, _ in samples]))])
         want, count, last = out.setdefault(name, {}), 0, math.inf
         for t, (ts, _) in enumerate(samples):
             if count == 0 or ts - last > max_gap_s:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,23 @@ def publish_lines(broker: Broker, topic: str, lines: list[bytes], qos: int = 1) 
     assert done.returncode == 0, done.stderr
 
 
+def calendar_by_hand(names: list[str], times: list[float]) -> np.ndarray:
+    """The bundle's calendar columns from datetime arithmetic (edge/calendar.py's definitions,
+    computed independently): (N, 2C) float32."""
+    cols = []
+    for ts in times:
+        d = datetime.fromtimestamp(float(ts), UTC)
+        seconds = d.hour * 3600 + d.minute * 60 + d.second + d.microsecond / 1e6
+        phase = {
+            "hour_of_day": seconds / 86400,
+            "day_of_week": (d.weekday() + seconds / 86400) / 7,
+            "day_of_year": math.fmod(float(ts), 365.2425 * 86400) / (365.2425 * 86400),
+            "month_of_year": (d.month - 1) / 12,
+        }
+        cols.append([f(2 * math.pi * phase[n]) for n in names for f in (math.sin, math.cos)])
+    return np.asarray(cols, np.float32).reshape(len(times), 2 * len(names))
+
+
 def offline_forecasts(
     bundle_path: Path, samples: list[tuple[float, list[float]]], mode: str
 ) -> list[tuple[float, list]]:
@@ -132,6 +151,7 @@ def offline_forecasts(
     m = model.bundle.manifest
     sc = m.scaler
     x = ((np.array([v for _, v in samples]) - sc.feature_mean) / sc.feature_std).astype(np.float32)
+    x = np.hstack([x, calendar_by_hand(m.calendar, [ts for ts, _ in samples])])  # (N, F + 2C)
     out = []
     states = model.zero_states(1)
     for t, (ts, _) in enumerate(samples):

@@ -169,8 +169,10 @@ def test_batched_equals_one_at_a_time_through_the_interpreter(small_bundle):
     for mode in ("stream", "window"):
 
         def engine(mode: str = mode) -> Engine:
-            table = StreamTable(64, m.seq_len, 2, [tuple(s.shape) for s in m.state])
-            return Engine(model, table, scaling, mode, m.min_history, m.mask_value)
+            table = StreamTable(64, m.seq_len, m.input_width, [tuple(s.shape) for s in m.state])
+            return Engine(
+                model, table, scaling, mode, m.min_history, m.mask_value, calendar=m.calendar
+            )
 
         one = engine()
         ref = [f for it in items for f in one.process([it])]

@@ -139,7 +139,8 @@ def stream_reference(bundle: Path, frame_samples: list[Sample]):
         *(
             np.asarray(v, np.float64)
             for v in (sc.feature_mean, sc.feature_std, sc.target_mean, sc.target_std)
-        )
+        ),
+        calendar=tuple(m.calendar),
     )
     y = scaler.unscale_targets(
         stream_predictions(model, scaler.features(series), series.segment_starts)

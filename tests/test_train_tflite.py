@@ -161,7 +161,7 @@ def test_min_history_masked_window_equals_short_stream(tmp_path):
         0
     ]
     for k in (4, 7, 12):
-        padded = np.full((12, 2), MASK_VALUE, np.float32)
+        padded = np.full((12, m.input_width), MASK_VALUE, np.float32)  # features + calendar
         padded[-k:] = x[:k]
         y = win.run({"x": padded[None]})["y"][0]
         assert np.max(np.abs(y - stream[k - 1])) < FLOAT32_TOL, f"history {k}"

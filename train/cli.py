@@ -116,6 +116,12 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
         help="bidirectional layers (window mode only)",
     )
     g.add_argument(
+        "--calendar",
+        metavar="auto|none|LIST",
+        help="calendar inputs computed from each step's time, as sin/cos pairs: hour_of_day, "
+        "day_of_week, day_of_year, month_of_year; auto picks by interval and span (auto)",
+    )
+    g.add_argument(
         "--min-history",
         type=int,
         metavar="N",
@@ -126,11 +132,16 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
         "--epochs",
         type=int,
         metavar="N",
-        help="maximum epochs; early stopping on validation loss (20)",
+        help="most epochs, a safety net: training stops when validation loss has not "
+        "improved for --patience epochs (200)",
     )
     g.add_argument("--batch-size", type=int, metavar="N", help="examples per training batch (32)")
     g.add_argument(
-        "--patience", type=int, metavar="N", help="early-stopping patience in epochs (3)"
+        "--patience",
+        type=int,
+        metavar="N",
+        help="epochs without a better validation loss before training stops; the learning "
+        "rate halves after a third of them (6)",
     )
     g.add_argument("--learning-rate", type=float, metavar="LR", help="Adam learning rate (0.003)")
     g.add_argument(

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from seqcast.edge import calendar
 from seqcast.edge.timegrid import Grid
 from seqcast.train import gaps
 from seqcast.train.gaps import TimeStats
@@ -296,23 +297,31 @@ def split(series: Series, fractions: tuple[float, float, float], min_rows: int) 
 
 @dataclass(frozen=True)
 class FittedScaler:
+    """Training statistics, and the model's input: scaled features, then the calendar features
+    (edge/calendar.py) of each row's grid time."""
+
     feature_mean: np.ndarray
     feature_std: np.ndarray
     target_mean: np.ndarray
     target_std: np.ndarray
+    calendar: tuple[str, ...] = ()
 
     @classmethod
-    def fit(cls, train: Series) -> FittedScaler:
+    def fit(cls, train: Series, calendar: tuple[str, ...] = ()) -> FittedScaler:
         fs, ts = train.features.std(axis=0), train.targets.std(axis=0)
         for names, std in ((train.feature_names, fs), (train.target_names, ts)):
             if (std == 0).any():
                 raise DataError(
                     f"column {names[int(np.argmin(std))]!r} is constant in the train split"
                 )
-        return cls(train.features.mean(axis=0), fs, train.targets.mean(axis=0), ts)
+        return cls(train.features.mean(axis=0), fs, train.targets.mean(axis=0), ts, calendar)
 
     def features(self, s: Series) -> np.ndarray:
-        return ((s.features - self.feature_mean) / self.feature_std).astype(np.float32)
+        """The model's input for every row: (N, F + 2C) float32."""
+        x = ((s.features - self.feature_mean) / self.feature_std).astype(np.float32)  # (N, F)
+        if not self.calendar:
+            return x
+        return np.hstack([x, calendar.columns(self.calendar, s.times)])  # (N, F + 2C)
 
     def targets(self, s: Series) -> np.ndarray:
         return ((s.targets - self.target_mean) / self.target_std).astype(np.float32)

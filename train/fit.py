@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from seqcast.edge import calendar
 from seqcast.edge.model.backends import first_backend
 from seqcast.edge.model.bundle import (
     STEP_FILE,
@@ -59,7 +60,8 @@ def _train(
     import keras
 
     keras.utils.set_random_seed(o.seed)
-    F, T = len(splits.train.feature_names), len(splits.train.target_names)
+    F = len(splits.train.feature_names) + calendar.width(scaler.calendar)  # model inputs
+    T = len(splits.train.target_names)
     f = build(arch, F, o.horizon, T, o.seq_len)
     f.model.compile(optimizer=keras.optimizers.Adam(o.learning_rate, clipnorm=1.0), loss="mse")
     xs = {k: scaler.features(s) for k, s in (("train", splits.train), ("val", splits.val))}
@@ -87,7 +89,16 @@ def _train(
             for k, part in parts.items()
         }
     verbose = o.verbose if o.verbose is not None else (1 if sys.stderr.isatty() else 2)
-    stop = keras.callbacks.EarlyStopping(patience=o.patience, restore_best_weights=True)
+    # the usual stop is validation: the learning rate halves when it stalls, training ends when
+    # it has not improved for `patience` epochs; `epochs` is only a safety net
+    # (an improvement is 1e-4 in scaled MSE, both for the schedule and for the stop: smaller
+    # gains at the lowest rate would otherwise keep it going to the cap)
+    stop = keras.callbacks.EarlyStopping(
+        patience=o.patience, min_delta=1e-4, restore_best_weights=True
+    )
+    slower = keras.callbacks.ReduceLROnPlateau(
+        factor=0.5, patience=max(1, o.patience // 3), min_delta=1e-4, min_lr=o.learning_rate / 64
+    )
     t0 = time.perf_counter()
     hist = f.model.fit(
         *data["train"][:2],
@@ -95,15 +106,28 @@ def _train(
         validation_data=data["val"],
         epochs=o.epochs,
         batch_size=o.batch_size,
-        callbacks=[stop],
+        callbacks=[stop, slower],
         verbose=verbose,
         shuffle=True,
     )
-    return (
-        f,
-        {k: [float(v) for v in vals] for k, vals in hist.history.items()},
-        time.perf_counter() - t0,
-    )
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    return f, history, time.perf_counter() - t0
+
+
+def stop_reason(history: dict[str, list[float]], o: FitOptions) -> tuple[str, bool]:
+    """Why training ended, and whether that was the epoch cap while validation still improved
+    (the model is probably not done)."""
+    val = history.get("val_loss", [])
+    run, best = len(val), int(np.argmin(val)) + 1 if val else 0
+    if run < o.epochs:
+        return (
+            f"early stopping: validation loss did not improve (by 1e-4) for {o.patience} epochs "
+            f"(best at epoch {best} of {run})",
+            False,
+        )
+    still = run - best < o.patience
+    why = f"the epoch cap ({o.epochs}) was reached (best validation loss at epoch {best})"
+    return why, still
 
 
 def _selftest_vectors(model: LoadedModel, x_test: np.ndarray, L: int, min_history: int, tol: float):
@@ -147,10 +171,16 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     p = prepared if prepared is not None else prepare(o)
     series, arch, min_history, splits = p.series, p.arch, p.min_history, p.splits
     want_stream = o.mode == "stream"
-    scaler = D.FittedScaler.fit(splits.train)
+    scaler = D.FittedScaler.fit(splits.train, p.calendar)
 
     f, history, train_s = _train(o, arch, splits, scaler, min_history)
-    log.info("trained in %.1f s", train_s)
+    stopped, unfinished = stop_reason(history, o)
+    log.info("trained in %.1f s: %s", train_s, stopped)
+    if unfinished:
+        log.warning(
+            "validation loss was still improving when training stopped: raise --epochs "
+            "(or --learning-rate) for a better model"
+        )
 
     x_train = scaler.features(splits.train)
     train_windows, _ = windows(
@@ -175,11 +205,23 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
         interval_s=series.grid.interval_s,
         grid_spec=series.grid.to_json(),
         max_fill=o.max_fill,
-        scaler=Scaler(*(v.astype(float).tolist() for v in dataclasses.astuple(scaler))),
+        scaler=Scaler(
+            *(
+                v.astype(float).tolist()
+                for v in (
+                    scaler.feature_mean,
+                    scaler.feature_std,
+                    scaler.target_mean,
+                    scaler.target_std,
+                )
+            )
+        ),
+        calendar=list(scaler.calendar),
         architecture={
             **arch.to_json(),
             "train_len": o.train_len or 4 * o.seq_len,
             "epochs_run": len(history["loss"]),
+            "stopped": stopped,
         },
         quantization=o.quantize,
         state=[StateSpec(n, [size]) for n, size in state_names(f)] if want_stream else [],
@@ -200,6 +242,8 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     metrics.update(
         season_steps=season,
         train_seconds=round(train_s, 1),
+        stopped=stopped,
+        calendar=list(scaler.calendar),
         filled_cells=series.filled,
         data=time_summary(series),
     )

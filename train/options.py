@@ -29,9 +29,9 @@ class FitOptions:
     conv1d: bool = False
     bidirectional: bool = False
     min_history: int | None = None
-    epochs: int = 20
+    epochs: int = 200  # a safety net: early stopping on validation is the usual stop
     batch_size: int = 32
-    patience: int = 3
+    patience: int = 6
     learning_rate: float = 3e-3
     train_len: int | None = None  # streaming training sequence length (default 4 * seq_len)
     quantize: str = "float32"
@@ -40,6 +40,7 @@ class FitOptions:
     interval: str | None = None  # pandas offset alias (1h, MS, ...); None: inferred
     duplicates: str = "error"  # rows with the same timestamp: error, first, last, mean
     season: int | None = None
+    calendar: str = "auto"  # "auto", "none" or a comma-separated list (edge/calendar.py NAMES)
     seed: int = 0
     name: str | None = None
     out: str = "model.seqcast"

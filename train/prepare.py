@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from seqcast.edge import calendar
 from seqcast.train import data as D
 from seqcast.train.options import Architecture, FitOptions
 
@@ -15,6 +16,7 @@ class Prepared:
     arch: Architecture
     min_history: int
     splits: D.Splits
+    calendar: tuple[str, ...] = ()
 
 
 def load_series(o: FitOptions) -> D.Series:
@@ -64,4 +66,17 @@ def prepare(o: FitOptions, need: int | None = None) -> Prepared:
         raise D.DataError(f"--min-history must be 1..--seq-len ({o.seq_len}), got {min_history}")
     arch.check(o.mode == "stream", min_history, o.seq_len)
     splits = D.split(series, o.split, o.seq_len + o.horizon)
-    return Prepared(series, arch, min_history, splits)
+    return Prepared(series, arch, min_history, splits, calendar_of(o, series))
+
+
+def calendar_of(o: FitOptions, series: D.Series) -> tuple[str, ...]:
+    """`--calendar`: auto (by the grid and the training span), none, or a list."""
+    spec = o.calendar.strip()
+    if spec == "auto":
+        return calendar.auto(series.grid, float(series.times[-1] - series.times[0]))
+    if spec in ("none", ""):
+        return ()
+    try:
+        return calendar.check([n.strip() for n in spec.split(",")])
+    except calendar.CalendarError as e:
+        raise D.DataError(f"--calendar: {e}") from None

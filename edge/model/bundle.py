@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from seqcast.edge import calendar
 from seqcast.edge.timegrid import Grid, GridError
 
 FORMAT_VERSION = 1
@@ -93,10 +94,17 @@ class Manifest:
     # the exact step points (see edge/timegrid.py); None: the fixed grid of `interval_s` from 0
     grid_spec: dict[str, Any] | None = None
     max_fill: int = 0  # holes of up to this many steps were filled by linear interpolation
+    # calendar features after the scaled features in the model's input (edge/calendar.py)
+    calendar: list[str] = field(default_factory=list)
 
     @property
     def grid(self) -> Grid:
         return Grid.from_json(self.grid_spec, self.interval_s)
+
+    @property
+    def input_width(self) -> int:
+        """Columns of the model's input: the features, then the calendar's sin/cos pairs."""
+        return len(self.features) + calendar.width(self.calendar)
 
     @property
     def has_step(self) -> bool:
@@ -136,6 +144,7 @@ class Manifest:
                 files={str(k): str(v) for k, v in d["files"].items()},
                 grid_spec=None if d.get("grid") is None else dict(d["grid"]),
                 max_fill=int(d.get("max_fill", 0)),
+                calendar=[str(c) for c in d.get("calendar", [])],
             )
         except KeyError as e:
             raise BundleError(f"manifest.json: missing key {e.args[0]!r}") from None
@@ -164,6 +173,10 @@ class Manifest:
             self.grid  # noqa: B018 - parses grid_spec
         except GridError as e:
             raise BundleError(f"manifest.{e}") from None
+        try:
+            calendar.check(self.calendar)
+        except calendar.CalendarError as e:
+            raise BundleError(f"manifest.calendar: {e}") from None
         if self.max_fill < 0:
             raise BundleError(f"manifest.max_fill: must be >= 0, got {self.max_fill}")
         if not 1 <= self.min_history <= self.seq_len:

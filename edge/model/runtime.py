@@ -66,7 +66,7 @@ class LoadedModel:
 
     def _check_signatures(self) -> None:
         m = self.bundle.manifest
-        want = (m.seq_len, len(m.features))
+        want = (m.seq_len, m.input_width)  # the features, then the calendar columns
         if self._window.input_shape("x") != want:
             raise ModelLoadError(
                 f"window.tflite takes {self._window.input_shape('x')}, manifest says {want}"

@@ -30,6 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
+from seqcast.edge import calendar
 from seqcast.edge.counters import Counters
 from seqcast.edge.path.encode import float32_decimals
 from seqcast.edge.path.streams import StreamTable, Verdict
@@ -119,10 +120,12 @@ class Engine:
         counters: Counters | None = None,
         max_deviation: float = 0.0,
         features: Sequence[str] = (),
+        calendar: Sequence[str] = (),
     ):
         """`max_deviation`: reject samples with a value further than this many training standard
         deviations from the training mean (0: no limit; the pipeline passes `[input]
-        max_deviation`). `features`: their names, for the log."""
+        max_deviation`). `features`: their names, for the log. `calendar`: the bundle's calendar
+        features, appended to every scaled row from its timestamp (edge/calendar.py)."""
         if mode not in ("stream", "window"):
             raise ValueError(f"mode must be stream or window, got {mode!r}")
         self.model, self.table, self.scaling, self.mode = model, table, scaling, mode
@@ -131,6 +134,7 @@ class Engine:
         self.counters = counters if counters is not None else Counters()
         self.max_deviation = max_deviation
         self.features = tuple(features)
+        self.calendar = tuple(calendar)
         # accepted: mean - k std <= x <= mean + k std, in original units (None: no limit)
         self._low: np.ndarray | None = None
         self._high: np.ndarray | None = None
@@ -154,16 +158,18 @@ class Engine:
             return all(all(map(le, lows, vs)) and all(map(le, vs, highs)) for _, _, vs in items)
         return bool((x >= lo).all() and (x <= hi).all())  # a NaN is never in range
 
-    def screen(self, items: list[tuple[str, float, tuple[float, ...]]]) -> frozenset[int]:
-        """The positions in `items` of samples out of range (counted and logged as `process`
-        does): the pipeline screens raw samples before they are averaged into an interval."""
+    def screen(
+        self, items: list[tuple[str, float, tuple[float, ...]]]
+    ) -> list[tuple[str, float, tuple[float, ...]]]:
+        """`items` without the samples out of range (counted and logged as `process` does):
+        the pipeline screens raw samples before they are averaged into an interval."""
         if not items:
-            return frozenset()
+            return items
         x = np.asarray([v for _, _, v in items], np.float64)  # (n, F)
         if self._in_range(items, x):
-            return frozenset()
+            return items
         _, todo = self._sanity(items, x)
-        return frozenset(range(len(items))).difference(row for row, _ in todo)
+        return [item for _, item in todo]
 
     def process(self, items: list[tuple[str, float, tuple[float, ...]]]) -> list[Forecast]:
         """items: (stream, ts, values in feature order), in arrival order."""
@@ -175,6 +181,9 @@ class Engine:
             xs = ((x - self.scaling.feature_mean) / self.scaling.feature_std).astype(np.float32)
         else:
             xs, todo = self._sanity(items, x)
+        if self.calendar:  # (n, F) -> (n, F + 2C)
+            stamps = np.fromiter((t for _, t, _ in items), np.float64, len(items))
+            xs = np.hstack([xs, calendar.columns(self.calendar, stamps)])
         out: list[Forecast] = []
         waves: list[_Wave] = []
         depth: dict[int, int] = {}  # slot -> samples planned for it in this chunk

@@ -35,7 +35,7 @@ import bisect
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from seqcast.edge.counters import CounterView
@@ -116,9 +116,6 @@ class JumpGuard:
         self.hole = hole if hole is not None and self.exact else self._far
         self.runs: OrderedDict[str, _Run] = OrderedDict()  # far runs, at most one per stream
         self.near: OrderedDict[str, _Run] = OrderedDict()  # short-hole waits, one per stream
-        # the latest rejected sample (out of range) of streams whose later steps have not come
-        # yet: its step did come, so the hole it leaves is not waited for
-        self.rejected: OrderedDict[str, float] = OrderedDict()
 
     def _far(self, before: float, ts: float) -> bool:
         return ts - before > self.max_gap_s
@@ -133,41 +130,31 @@ class JumpGuard:
         return near + [it for run in self.runs.values() for it in run.items]
 
     def _last_ts(self, stream: str) -> float:
-        if self.latest is not None and (latest := self.latest(stream)) is not None:
-            ts = latest
-        else:
-            slot = self.table.get(stream)
-            ts = float(self.table.last_ts[slot]) if slot is not None else -math.inf
-        if self.rejected and (seen := self.rejected.get(stream)) is not None:
-            if seen > ts:
-                return seen
-            del self.rejected[stream]
-        return ts
+        if self.latest is not None and (ts := self.latest(stream)) is not None:
+            return ts
+        slot = self.table.get(stream)
+        return float(self.table.last_ts[slot]) if slot is not None else -math.inf
 
-    def filter(self, items: list[Item], rejected: Collection[int] = ()) -> list[Item]:
-        """`items` in arrival order, with samples after a hole held back or released.
-
-        `rejected`: positions in `items` of samples refused upstream (out of range). They are
-        not passed on, but they count as their stream's steps having come."""
+    def filter(self, items: list[Item]) -> list[Item]:
+        """`items` in arrival order, with samples after a hole held back or released."""
         if not math.isfinite(self.max_gap_s):
-            return [it for i, it in enumerate(items) if i not in rejected] if rejected else items
+            return items
         hole, gap, out = self.hole, self.max_gap_s, []
         last: dict[str, float] = {}  # this chunk's view; the table has the rest
-        for i, item in enumerate(items):
+        for item in items:
             stream, ts, _ = item
             before = last.get(stream)
             if before is None:
                 before = self._last_ts(stream)
-            refused = bool(rejected) and i in rejected
             run = self.runs.get(stream)
             if run is not None and ts >= run.first:
-                released = [] if refused else self._extend(stream, run, item, before)
+                released = self._extend(stream, run, item, before)
                 if released:  # in time order: the stream moves on to the last
                     out += released
                     last[stream] = max(before, released[-1][1])
                 continue
             near = self.near.get(stream)
-            if refused or before == -math.inf:
+            if before == -math.inf:
                 pass
             elif near is not None and ts > near.first:  # past a hole still open: wait too
                 if ts - near.last <= gap or run is not None:
@@ -182,16 +169,30 @@ class JumpGuard:
                 if run is None:
                     self._hold(stream, item, before)
                     continue
+                if run.first - ts <= gap:  # far from the stream, near the run: part of it
+                    if run.add(item):
+                        self.counters.add("held")
+                    continue
             if run is not None:
                 run.progressed = True  # the old timeline goes on; processed as usual
-            if not refused:
-                out.append(item)
+            out.append(item)
             if ts > before:
-                waited = run is not None or near is not None
-                last[stream] = self._advance(stream, ts, out) if waited else ts
-        if rejected:
-            self._remember(items, rejected, last)
+                if run is None and near is None:
+                    last[stream] = ts
+                    continue
+                self._progress(run, near, ts)
+                last[stream] = self._advance(stream, ts, out)
         return out
+
+    def _progress(self, run: _Run | None, near: _Run | None, ts: float) -> None:
+        """The old timeline came nearer to what is held: the wait starts again, so a block of
+        older samples that takes longer than `reorder_s` to arrive is still waited for (a far
+        run only once the old timeline is within `max_gap_s` of it: a glitch never is)."""
+        now = self.clock()
+        if near is not None:
+            near.held_at = now
+        if run is not None and run.first - ts <= self.max_gap_s:
+            run.held_at = now
 
     def _advance(self, stream: str, before: float, out: list[Item]) -> float:
         """The stream's timeline reached `before`: what waited for it follows (returns where
@@ -231,16 +232,6 @@ class JumpGuard:
             _, oldest = self.runs.popitem(last=False)
             self.counters.add("dropped_outlier", len(oldest.items))
 
-    def _remember(
-        self, items: list[Item], rejected: Collection[int], last: dict[str, float]
-    ) -> None:
-        for i in rejected:
-            stream = items[i][0]
-            self.rejected[stream] = last[stream]
-            self.rejected.move_to_end(stream)
-        while len(self.rejected) > self.table.capacity:
-            self.rejected.popitem(last=False)
-
     def _extend(self, stream: str, run: _Run, item: Item, before: float) -> list[Item]:
         """A sample at or after a far run's start: part of the run, its continuation, or proof
         that a lone held sample was a glitch."""
@@ -256,6 +247,8 @@ class JumpGuard:
             return [*run.items, item]
         if run.add(item):
             self.counters.add("held")
+            if not run.progressed:  # the newer block is still coming: the wait starts after it
+                run.held_at = self.clock()
             if len(run.items) >= RUN_CAP:
                 return self._decide(stream, run, before)
         return []

@@ -103,7 +103,7 @@ class Pipeline:
             table = StreamTable(
                 capacity=self.streams.max_streams,
                 seq_len=m.seq_len,
-                n_features=len(m.features),
+                n_features=m.input_width,  # the model's input rows: calendar included
                 state_shapes=[tuple(st.shape) for st in m.state] if self.mode == "stream" else [],
                 max_gap_s=reset_steps * m.interval_s,
                 out_of_order=self.streams.out_of_order,
@@ -151,6 +151,7 @@ class Pipeline:
             self.counters,
             max_deviation=self.input.max_deviation,
             features=m.features,
+            calendar=tuple(m.calendar),
         )
         self.decoder = PayloadDecoder(m.features, self.input)
 
@@ -221,10 +222,8 @@ class Pipeline:
     def step(self, items: list[Item]) -> list[tuple[str, bytes]]:
         """Decoded samples through the jump guard, the aligner and the engine: their forecast
         messages. Live chunks and the journal's replay at start both come through here."""
-        rejected = self.engine.screen(items)  # an absurd value never joins an interval's mean
-        # ... but the guard sees that its step came: the hole it leaves is not a reordering
-        taken = self.guard.filter(items, rejected)
-        return self.run(self.aligner.process(taken, time.monotonic()))
+        screened = self.engine.screen(items)  # an absurd value never joins an interval's mean
+        return self.run(self.aligner.process(self.guard.filter(screened), time.monotonic()))
 
     def tick(self) -> tuple[list[tuple[str, bytes]], list[str]]:
         """What waiting decided, between batches: held runs whose wait is over (path/jumps.py)
@@ -280,10 +279,10 @@ class Pipeline:
             and old.seq_len == new.seq_len
             and [s.shape for s in old.state] == [s.shape for s in new.state]
         )
-        held, aligner = (self.guard.runs, self.guard.near, self.guard.rejected), self.aligner
+        held, aligner = (self.guard.runs, self.guard.near), self.aligner
         self._install(model, table=self.table if compatible else None)
         if compatible:  # the streams are kept, and so are their held runs
-            self.guard.runs, self.guard.near, self.guard.rejected = held
+            self.guard.runs, self.guard.near = held
             if (old.grid, old.max_fill) == (new.grid, new.max_fill):  # and their open intervals
                 self.aligner = aligner
                 if self.guard.latest is not None:
