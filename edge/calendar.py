@@ -45,7 +45,11 @@ def _phase(name: str, ts: np.ndarray) -> np.ndarray:
     if name == "month_of_year":
         months = np.floor(ts).astype("datetime64[s]").astype("datetime64[M]").astype(np.int64)
         return np.asarray(np.mod(months, 12) / 12.0, np.float64)
-    raise CalendarError(f"unknown calendar feature {name!r} (known: {', '.join(NAMES)})")
+    raise _unknown(name)
+
+
+def _unknown(name: str) -> CalendarError:
+    return CalendarError(f"unknown calendar feature {name!r} (known: {', '.join(NAMES)})")
 
 
 def width(names: Sequence[str]) -> int:
@@ -71,7 +75,7 @@ def column_names(names: Sequence[str]) -> list[str]:
 def check(names: Sequence[str]) -> tuple[str, ...]:
     unknown = [n for n in names if n not in NAMES]
     if unknown:
-        raise CalendarError(f"unknown calendar feature {unknown[0]!r} (known: {', '.join(NAMES)})")
+        raise _unknown(unknown[0])
     if len(set(names)) != len(names):
         raise CalendarError(f"calendar features listed twice in {list(names)}")
     return tuple(names)

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from seqcast.edge import calendar
 from seqcast.edge.model.backends import first_backend
 from seqcast.edge.model.bundle import (
     STEP_FILE,
@@ -60,11 +59,10 @@ def _train(
     import keras
 
     keras.utils.set_random_seed(o.seed)
-    F = len(splits.train.feature_names) + calendar.width(scaler.calendar)  # model inputs
-    T = len(splits.train.target_names)
+    xs = {k: scaler.features(s) for k, s in (("train", splits.train), ("val", splits.val))}
+    F, T = xs["train"].shape[1], len(splits.train.target_names)  # F: features + calendar
     f = build(arch, F, o.horizon, T, o.seq_len)
     f.model.compile(optimizer=keras.optimizers.Adam(o.learning_rate, clipnorm=1.0), loss="mse")
-    xs = {k: scaler.features(s) for k, s in (("train", splits.train), ("val", splits.val))}
     ys = {k: scaler.targets(s) for k, s in (("train", splits.train), ("val", splits.val))}
     parts = {"train": splits.train, "val": splits.val}
     need = o.seq_len + o.horizon  # a segment piece shorter than one window is not used
@@ -221,7 +219,6 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
             **arch.to_json(),
             "train_len": o.train_len or 4 * o.seq_len,
             "epochs_run": len(history["loss"]),
-            "stopped": stopped,
         },
         quantization=o.quantize,
         state=[StateSpec(n, [size]) for n, size in state_names(f)] if want_stream else [],
@@ -243,7 +240,6 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
         season_steps=season,
         train_seconds=round(train_s, 1),
         stopped=stopped,
-        calendar=list(scaler.calendar),
         filled_cells=series.filled,
         data=time_summary(series),
     )

@@ -120,9 +120,10 @@ class JumpGuard:
     def _far(self, before: float, ts: float) -> bool:
         return ts - before > self.max_gap_s
 
-    def held(self) -> int:
-        """Streams with samples held."""
-        return len(self.runs.keys() | self.near.keys())
+    @property
+    def holding(self) -> bool:
+        """Whether any sample is held (`due` has something to decide)."""
+        return bool(self.runs or self.near)
 
     def held_items(self) -> list[Item]:
         """Every held sample, each stream's in time order (to journal them again)."""
@@ -198,11 +199,13 @@ class JumpGuard:
         """The stream's timeline reached `before`: what waited for it follows (returns where
         the timeline is then)."""
         near = self.near.get(stream)
-        while near is not None and not self.hole(before, near.first):
-            item = near.items.pop(0)
-            near.times.pop(0)
-            out.append(item)
-            before = max(before, item[1])
+        if near is not None:
+            k = 0  # the waiting samples the timeline now reaches, each closing the next one's hole
+            while k < len(near.times) and not self.hole(before, near.times[k]):
+                before = max(before, near.times[k])
+                k += 1
+            out += near.items[:k]
+            del near.items[:k], near.times[:k]
             if not near.items:
                 del self.near[stream]
                 near = None
@@ -219,17 +222,19 @@ class JumpGuard:
         near = self.near.get(stream)
         if near is None:
             near = self.near[stream] = _Run([], item[1], self.clock())
-            if len(self.near) > self.table.capacity:  # bounded like the table
-                _, oldest = self.near.popitem(last=False)
-                self.counters.add("dropped_outlier", len(oldest.items))
+            self._bound(self.near)
         if near.add(item):
             self.counters.add("held")
 
     def _hold(self, stream: str, item: Item, before: float) -> None:
         self.counters.add("held")
         self.runs[stream] = _Run([item], before, self.clock())
-        if len(self.runs) > self.table.capacity:  # bounded like the table
-            _, oldest = self.runs.popitem(last=False)
+        self._bound(self.runs)
+
+    def _bound(self, waits: OrderedDict[str, _Run]) -> None:
+        """At most one wait per table slot: the oldest goes first, counted."""
+        if len(waits) > self.table.capacity:
+            _, oldest = waits.popitem(last=False)
             self.counters.add("dropped_outlier", len(oldest.items))
 
     def _extend(self, stream: str, run: _Run, item: Item, before: float) -> list[Item]:
@@ -256,15 +261,19 @@ class JumpGuard:
     def due(self) -> list[Item]:
         """Waits that are over: short holes released, far runs released or dropped (see the
         module doc)."""
-        if not self.runs and not self.near:
+        if not self.holding:
             return []
-        now, out = self.clock(), []
+        return self._settle(self.clock() - self.reorder_s)
+
+    def _settle(self, deadline: float) -> list[Item]:
+        """Decide every wait that started before `deadline` (monotonic seconds)."""
+        out: list[Item] = []
         reached: dict[str, float] = {}  # where released short-hole waits took their streams
         for stream, near in list(self.near.items()):
-            if now - near.held_at >= self.reorder_s or len(near.items) >= RUN_CAP:
+            if near.held_at <= deadline or len(near.items) >= RUN_CAP:
                 out += self._release_near(stream, reached)
         for stream, run in list(self.runs.items()):
-            if now - run.held_at >= self.reorder_s:
+            if run.held_at <= deadline:
                 before = max(self._last_ts(stream), reached.get(stream, -math.inf))
                 out += self._decide(stream, run, before)
         return out
@@ -292,11 +301,4 @@ class JumpGuard:
 
     def release_all(self) -> list[Item]:
         """At the end of a finite input (a replay): every wait decided as if it were over."""
-        out: list[Item] = []
-        reached: dict[str, float] = {}
-        for stream in list(self.near):
-            out += self._release_near(stream, reached)
-        for stream, run in list(self.runs.items()):
-            before = max(self._last_ts(stream), reached.get(stream, -math.inf))
-            out += self._decide(stream, run, before)
-        return out
+        return self._settle(math.inf)

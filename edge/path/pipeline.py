@@ -230,7 +230,7 @@ class Pipeline:
         and open intervals silent for `grace` intervals (path/align.py). Returns their forecast
         messages and the streams whose open interval was stepped (the journal records them)."""
         now = time.monotonic()
-        steps = self.aligner.process(self.guard.due(), now) if self.guard.held() else []
+        steps = self.aligner.process(self.guard.due(), now) if self.guard.holding else []
         flushed = self.aligner.flush_due(now)
         if not steps and not flushed:
             return [], []
