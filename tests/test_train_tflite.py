@@ -99,8 +99,10 @@ def test_bundle_round_trips_and_self_tests(lstm):
     assert m.features == ["load", "temp"] and m.targets == ["load"] and m.interval_s == 1800.0
     assert [s.name for s in m.state] == ["layer0_h", "layer0_c"] and m.state[0].shape == [16]
     assert set(m.files) == {WINDOW_FILE, STEP_FILE}
-    for method in ("window", "stream", "persistence", "seasonal_naive"):
+    baselines = ("persistence", "seasonal_naive_48", "seasonal_naive_336", "theta")
+    for method in ("window", "stream", *baselines):
         assert m.metrics[method]["mae"] > 0
+    assert m.metrics["verdict"]["best_baseline"] in baselines
     _, report = load_model(b)
     assert report.passed and report.step_max_error is not None
 

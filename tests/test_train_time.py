@@ -284,7 +284,7 @@ def test_monthly_air_passengers_trains_on_month_starts(tmp_path):
     assert m.max_fill == 3 and m.interval_s == m.grid.interval_s
     assert r.metrics["season_steps"] == 12 and r.metrics["data"]["grid"] == "month (start)"
     s = r.splits
-    preds = predict(LoadedModel(r.bundle, first_backend()), r.scaler, s.val, s.test, 12)
+    preds = predict(LoadedModel(r.bundle, first_backend()), r.scaler, s.val, s.test, [12])
     for k in (1, m.horizon):
         when = _utc(forecast_times(m.grid, preds.origin_times, k))
         assert (when.day == 1).all() and (when.hour == 0).all()
@@ -313,7 +313,7 @@ def test_hourly_holes_train_with_defaults_and_stream_resets(tmp_path):
     test = r.splits.test
     assert len(test.segment_starts) >= 2  # the test split holds a hole
     model = LoadedModel(r.bundle, first_backend())
-    preds = predict(model, r.scaler, r.splits.val, test, 24)
+    preds = predict(model, r.scaler, r.splits.val, test, [24])
     at = np.searchsorted(test.times, preds.origin_times)  # every origin: L inputs and H targets
     for i in at:  # on consecutive grid steps, so none crosses a hole
         assert test.steps[i + 3] - test.steps[i - 11] == 14

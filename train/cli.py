@@ -15,6 +15,7 @@ from typing import Any
 from seqcast.train.options import ArchitectureError, DataError, FitOptions
 
 EXIT_BAD_INPUT = 2
+EXIT_BEATEN = 3  # --require-beat: the bundle is written, but a baseline forecasts better
 
 
 def _csv(cast: Any) -> Any:
@@ -161,7 +162,8 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
         "--season",
         type=int,
         metavar="N",
-        help="seasonal-naive period in steps (one day, or one week for daily data)",
+        help="seasonal-naive period in steps, and Theta's season (default: a day and a week for "
+        "sub-daily data, a week for daily, a year for monthly)",
     )
     g.add_argument("--name", metavar="NAME", help="model name in the manifest (default: file stem)")
     g.add_argument(
@@ -217,12 +219,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     )
     if result.report_dir:
         print(f"report: {result.report_dir}/")
-    best = "stream" if "stream" in m else "window"
-    verdict = "beats" if m[best]["mae"] < m["seasonal_naive"]["mae"] else "does NOT beat"
-    print(
-        f"test MAE: {best} {m[best]['mae']:.3f} vs seasonal-naive {m['seasonal_naive']['mae']:.3f} "
-        f"({verdict} it), persistence {m['persistence']['mae']:.3f}"
-    )
+    if args.require_beat and not m["verdict"]["beats"]:
+        return EXIT_BEATEN
     return 0
 
 
@@ -259,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     fit_p = sub.add_parser("fit", help="train one forecaster and write a .seqcast bundle")
     _add_fit_args(fit_p)
+    fit_p.add_argument(
+        "--require-beat",
+        action="store_true",
+        help=f"exit {EXIT_BEATEN} when the model does not beat the best baseline on test MAE "
+        "(the bundle is still written)",
+    )
     fit_p.set_defaults(func=_cmd_fit)
     sweep_p = sub.add_parser("sweep", help="train one model per sequence length and compare them")
     _add_fit_args(sweep_p)

@@ -10,13 +10,15 @@ at every segment start, as the daemon resets a stream after a long gap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from seqcast.edge.model.runtime import LoadedModel
 from seqcast.edge.timegrid import Grid
+from seqcast.train.baselines import baseline_forecasts, is_baseline, seasons_for, verdict
 from seqcast.train.data import FittedScaler, Series
 from seqcast.train.windows import future_targets, window_origins, windows
 
@@ -26,20 +28,13 @@ class Predictions:
     truth: np.ndarray  # (M, H, T) original units
     by_method: dict[str, np.ndarray]  # method -> (M, H, T)
     origin_times: np.ndarray  # (M,) ts of the last input of each forecast
+    baselines: dict[str, Any] = field(default_factory=dict)  # what baseline_forecasts recorded
 
 
-def default_season(grid: Grid | float) -> int:
-    """Steps per year for calendar grids (12 for months, 4 for quarters), per day for sub-daily
-    data (24 hourly, 48 half-hourly), per week for daily data (7), else 1 (persistence)."""
-    if isinstance(grid, Grid) and grid.calendar:
-        per_year = 12 / int(grid.n)
-        return int(per_year) if per_year >= 2 and per_year == int(per_year) else 1
-    interval_s = float(grid.n) if isinstance(grid, Grid) else float(grid)
-    for period in (86400.0, 7 * 86400.0):
-        steps = period / interval_s
-        if steps >= 2 and abs(steps - round(steps)) < 1e-6:
-            return int(round(steps))
-    return 1
+def default_season(grid: Grid) -> int:
+    """The grid's first natural season in steps (`baselines.seasons_for`), 1 when it has none."""
+    seasons = seasons_for(grid)
+    return seasons[0] if seasons else 1
 
 
 def stream_predictions(
@@ -60,25 +55,13 @@ def stream_predictions(
     return out
 
 
-def seasonal_naive(
-    history: Series, test: Series, origins: np.ndarray, season: int, H: int
-) -> np.ndarray:
-    """The value one season (or a multiple) before each target step, never after the origin,
-    looked up by grid step; where that step is in a hole, the value at the origin (persistence).
-    -> (M, H, T)"""
-    steps = np.concatenate([history.steps, test.steps])
-    values = np.concatenate([history.targets, test.targets])
-    k = np.arange(1, H + 1)
-    back = season * np.ceil(k / season).astype(int)  # same time one season ago, within the past
-    want = test.steps[origins][:, None] + k[None, :] - back[None, :]  # (M, H) grid steps
-    pos = np.clip(np.searchsorted(steps, want), 0, len(steps) - 1)
-    found = steps[pos] == want
-    persistence = np.repeat(test.targets[origins][:, None, :], H, axis=1)
-    return np.where(found[:, :, None], values[pos], persistence)
-
-
 def predict(
-    model: LoadedModel, scaler: FittedScaler, history: Series, test: Series, season: int
+    model: LoadedModel,
+    scaler: FittedScaler,
+    history: Series,
+    test: Series,
+    seasons: Sequence[int],
+    strong_baseline: bool = True,
 ) -> Predictions:
     """`history` is everything before `test` (baselines may look back into it)."""
     m = model.bundle.manifest
@@ -95,9 +78,8 @@ def predict(
         stream = stream_predictions(model, x, starts)
         preds["stream"] = scaler.unscale_targets(stream[origins])
 
-    preds["persistence"] = np.repeat(test.targets[origins][:, None, :], H, axis=1)
-    preds["seasonal_naive"] = seasonal_naive(history, test, origins, season, H)
-    return Predictions(truth, preds, test.times[origins])
+    baselines, info = baseline_forecasts(history, test, origins, seasons, H, strong_baseline)
+    return Predictions(truth, preds | baselines, test.times[origins], info)
 
 
 def score(p: Predictions, target_names: list[str]) -> dict[str, Any]:
@@ -115,12 +97,16 @@ def score(p: Predictions, target_names: list[str]) -> dict[str, Any]:
                 for j, name in enumerate(target_names)
             },
         }
+    out["baselines"] = p.baselines
+    if any(k in out for k in ("stream", "window")):
+        out["verdict"] = verdict(out)
     return out
 
 
 def format_table(metrics: dict[str, Any]) -> str:
-    methods = [k for k in ("window", "stream", "persistence", "seasonal_naive") if k in metrics]
-    lines = [f"{'method':<16}{'MAE':>12}{'RMSE':>12}", "-" * 40]
+    models = [k for k in ("window", "stream") if k in metrics]
+    methods = models + [k for k in metrics if is_baseline(k) and isinstance(metrics[k], dict)]
+    lines = [f"{'method':<20}{'MAE':>12}{'RMSE':>12}", "-" * 44]
     for k in methods:
-        lines.append(f"{k:<16}{metrics[k]['mae']:>12.3f}{metrics[k]['rmse']:>12.3f}")
+        lines.append(f"{k:<20}{metrics[k]['mae']:>12.3f}{metrics[k]['rmse']:>12.3f}")
     return "\n".join(lines)

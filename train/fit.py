@@ -28,7 +28,8 @@ from seqcast.edge.model.bundle import (
 )
 from seqcast.edge.model.runtime import LoadedModel
 from seqcast.train import data as D
-from seqcast.train.evaluate import default_season, format_table, predict, score
+from seqcast.train.baselines import seasons_for, verdict_line
+from seqcast.train.evaluate import format_table, predict, score
 from seqcast.train.models import MASK_VALUE, Architecture, build, state_names, window_model
 from seqcast.train.options import FitOptions
 from seqcast.train.prepare import Prepared, prepare
@@ -232,18 +233,19 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     selftest = _selftest_vectors(
         provisional, x_test, o.seq_len, min_history, SELFTEST_TOLERANCE[o.quantize]
     )
-    season = o.season or default_season(series.grid)
+    seasons = [o.season] if o.season else seasons_for(series.grid)
     history_part = series.slice(0, len(splits.train) + len(splits.val))
-    preds = predict(provisional, scaler, history_part, splits.test, season)
+    preds = predict(provisional, scaler, history_part, splits.test, seasons)
     metrics = score(preds, series.target_names)
     metrics.update(
-        season_steps=season,
+        season_steps=seasons[0] if seasons else 1,
         train_seconds=round(train_s, 1),
         stopped=stopped,
         filled_cells=series.filled,
         data=time_summary(series),
     )
     print(format_table(metrics))
+    print(verdict_line(metrics), file=sys.stderr if not metrics["verdict"]["beats"] else sys.stdout)
     manifest = dataclasses.replace(manifest, metrics=metrics, selftest=selftest)
     out = Path(o.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -66,10 +66,11 @@ def write_report(
     def at(k: int) -> np.ndarray:  # plot each forecast at the time it is for
         return forecast_times(m.grid, preds.origin_times[:n], k).astype("datetime64[s]")
 
+    best_baseline = m.metrics.get("verdict", {}).get("best_baseline", "persistence")
     for j, target in enumerate(m.targets):
         ax = axes[j, 0]
         ax.plot(at(1), preds.truth[:n, 0, j], color="black", lw=1.2, label="actual")
-        for method in ("stream", "window", "seasonal_naive"):
+        for method in ("stream", "window", best_baseline):
             if method in preds.by_method:
                 ax.plot(at(1), preds.by_method[method][:n, 0, j], lw=0.9, label=f"{method} t+1")
         if "stream" in preds.by_method and m.horizon > 1:

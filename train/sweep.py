@@ -129,7 +129,7 @@ def _row(L: int, result: FitResult, common_times: np.ndarray) -> SweepRow:
     splits: D.Splits = result.splits
     model = LoadedModel(result.bundle, first_backend())
     season = int(result.metrics["season_steps"])
-    preds = predict(model, result.scaler, splits.train, splits.val, season)
+    preds = predict(model, result.scaler, splits.train, splits.val, [season], strong_baseline=False)
     m = result.metrics
     window_us, stream_us = _median_costs(model, result.scaler.features(splits.val), L)
     assert result.bundle.path is not None
@@ -138,7 +138,7 @@ def _row(L: int, result: FitResult, common_times: np.ndarray) -> SweepRow:
         val_mae_window=_common_mae(preds, "window", common_times),
         val_mae_stream=_common_mae(preds, "stream", common_times) if model.has_step else None,
         val_mae_persistence=_common_mae(preds, "persistence", common_times),
-        val_mae_seasonal_naive=_common_mae(preds, "seasonal_naive", common_times),
+        val_mae_seasonal_naive=_common_mae(preds, f"seasonal_naive_{season}", common_times),
         test_mae=float(m["stream" if "stream" in m else "window"]["mae"]),
         train_seconds=round(result.train_seconds, 2),
         bundle_bytes=result.bundle.path.stat().st_size,

@@ -10,13 +10,14 @@ from seqcast.edge.model.runtime import SelfTestReport, load_model
 
 
 def _fmt_metrics(metrics: dict[str, Any]) -> list[str]:
+    """One line per scored method: the model's first, then the baselines in the report's order."""
+    scored = [k for k, v in metrics.items() if isinstance(v, dict) and "mae" in v and "rmse" in v]
     lines = []
-    for method in ("window", "stream", "persistence", "seasonal_naive"):
-        if method in metrics:
-            lines.append(
-                f"    {method:<16} MAE {metrics[method]['mae']:>10.3f}   "
-                f"RMSE {metrics[method]['rmse']:>10.3f}"
-            )
+    for method in sorted(scored, key=lambda k: k not in ("window", "stream")):
+        lines.append(
+            f"    {method:<20} MAE {metrics[method]['mae']:>10.3f}   "
+            f"RMSE {metrics[method]['rmse']:>10.3f}"
+        )
     return lines
 
 
