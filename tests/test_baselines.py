@@ -153,3 +153,23 @@ def test_a_model_a_baseline_beats_gets_a_warning_and_require_beat_fails(tmp_path
     best = m["verdict"]["best_baseline"]
     assert best.startswith("seasonal_naive_") and not m["verdict"]["beats"]
     assert m[best]["mae"] < 1e-9 < m["stream"]["mae"]
+
+
+def test_theta_fits_on_the_longest_run_when_the_last_one_is_short():
+    from seqcast.train.baselines import _fit_rows, _run_starts
+
+    steps = np.array([0, 1, 2, 3, 4, 5, 9, 10, 20, 21, 22])
+    runs = _run_starts(steps)
+    assert runs.tolist() == [0, 0, 0, 0, 0, 0, 6, 6, 8, 8, 8]
+    assert _fit_rows(runs, fit_rows=100, min_rows=3) == slice(8, 11)  # the last run is enough
+    assert _fit_rows(runs, fit_rows=100, min_rows=4) == slice(0, 6)  # else the longest
+    assert _fit_rows(runs, fit_rows=4, min_rows=4) == slice(2, 6)
+
+
+def test_a_baseline_that_cannot_be_fitted_is_reported_not_fatal():
+    y = _daily_with_trend(24 * 3)
+    history, test = _split(y, np.arange(len(y)), 3)  # three rows of history: nothing to fit
+    origins = np.arange(2, len(test) - 4)
+    preds, info = baseline_forecasts(history, test, origins, [24], 4)
+    assert "theta" not in preds and info["theta"].startswith("not scored: AutoTheta")
+    assert set(preds) == {"persistence", "seasonal_naive_24"}

@@ -83,6 +83,23 @@ def _run_starts(steps: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(starts)
 
 
+class BaselineError(Exception):
+    """A baseline that cannot be scored on this data (the report says why)."""
+
+
+def _fit_rows(run_start: np.ndarray, fit_rows: int, min_rows: int) -> slice:
+    """The last `fit_rows` rows of the history's last run of consecutive steps, or of its longest
+    run when the last one is shorter than `min_rows`."""
+    end = len(run_start)
+    starts = np.unique(run_start)
+    ends = np.append(starts[1:], end)
+    if end - starts[-1] < min_rows:
+        longest = int(np.argmax(ends - starts))
+        end = int(ends[longest])
+        starts = starts[: longest + 1]
+    return slice(max(int(starts[-1]), end - fit_rows), end)
+
+
 def theta(history: Series, test: Series, origins: np.ndarray, season: int, H: int) -> ThetaResult:
     """AutoTheta forecasts from every origin. -> ThetaResult with (M, H, T) forecasts"""
     from statsforecast.models import AutoTheta
@@ -92,15 +109,18 @@ def theta(history: Series, test: Series, origins: np.ndarray, season: int, H: in
     run_start = _run_starts(steps)
     context = max(CONTEXT_SEASONS * season, MIN_CONTEXT)
     fit_rows = min(max(FIT_SEASONS * season, 1000), MAX_FIT_ROWS)
-    end = len(history)  # fit on the history's last run, never on the test split
-    fit_from = max(int(run_start[end - 1]), end - fit_rows)
+    end = len(history)  # rows before `end` are history; the test split is never fitted on
+    fit_rows_ = _fit_rows(run_start[:end], fit_rows, min_rows=3 * season + 10)
 
     out = persistence(test, origins, H).astype(np.float64)
     fallbacks, chosen = 0, []
     for j in range(values.shape[1]):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = AutoTheta(season_length=max(season, 1)).fit(values[fit_from:end, j])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = AutoTheta(season_length=max(season, 1)).fit(values[fit_rows_, j])
+        except Exception as e:  # statsforecast's own checks, e.g. too little history
+            raise BaselineError(f"AutoTheta could not be fitted: {e}") from e
         chosen.append(str(model.model_["modeltype"]))
         for m, origin in enumerate(origins):
             g = end + int(origin)  # row of the origin in history + test
@@ -137,6 +157,9 @@ def baseline_forecasts(
         except ImportError:
             info["theta"] = "not scored: statsforecast is missing (pip install 'seqcast[train]')"
             log.warning("AutoTheta baseline skipped: statsforecast is not installed")
+        except BaselineError as e:
+            info["theta"] = f"not scored: {e}"
+            log.warning("AutoTheta baseline skipped: %s", e)
         else:
             preds["theta"] = result.forecasts
             info["theta"] = {
