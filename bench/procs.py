@@ -16,7 +16,9 @@ from typing import Any
 from bench.common import DAEMON_CORE, LOAD_CORE, PY, ROOT, taskset
 from bench.mqttraw import StatusWatcher
 
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+# this checkout first, then what the caller put on the path (a package view of this worktree)
+_PATH = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+ENV = {**os.environ, "PYTHONPATH": _PATH, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def daemon_config(
