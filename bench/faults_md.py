@@ -82,12 +82,13 @@ def markdown(doc: dict[str, Any]) -> str:
     out = [
         "# Faults: forecasts expected / received / lost / wrong / duplicated",
         "",
-        f"Broker: mosquitto, `{'`, `'.join(doc['broker_config'])}`; the broker scenario adds "
-        "`autosave_on_changes true` (a save after every change: what a SIGKILLed broker had not "
-        "saved, it loses). Daemon: defaults except broker, topics, state dir and "
-        f"`status.interval_s`. QoS 1 in and out; seed {doc['seed']}. Reference: offline, one "
-        "sample at a time (float32 equality). (daemon N): when the broker lost inputs it had "
-        "acknowledged, what is lost or wrong against the reference without those inputs.",
+        f"Broker: mosquitto, `{'`, `'.join(doc['broker_config'])}` (`autosave_interval 1`: a "
+        "save every 2 s; the broker scenario's database on tmpfs, see its section). Daemon: "
+        "defaults except broker, topics, state dir and `status.interval_s`. QoS 1 in and out; "
+        f"seed {doc['seed']}. Reference: offline, one sample at a time (float32 equality). "
+        "(daemon N): when a SIGKILLed broker lost forecasts and inputs, what is lost or wrong "
+        "against the reference without the inputs the daemon never saw (`bench/faults_judge.py`"
+        "). broker: whether the broker itself stalled (only the broker scenario watches it).",
         "",
         md_table(["scenario", "what", "expected", "received", "lost", "wrong", "duplicated",
                   "of them redelivered", "seconds", "broker"], rows),
