@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import DAEMON_CORE, LOAD_CORE, PY, ROOT, taskset
+from bench.common import DAEMON_CORE, LOAD_CORE, PY, PYTHONPATH, ROOT, taskset
 from bench.mqttraw import StatusWatcher
 
-# this checkout first, then what the caller put on the path (a package view of this worktree)
-_PATH = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-ENV = {**os.environ, "PYTHONPATH": _PATH, "TF_CPP_MIN_LOG_LEVEL": "3"}
+ENV = {**os.environ, "PYTHONPATH": PYTHONPATH, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def daemon_config(
