@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.common import PY, ROOT, log
+from bench.common import PY, PYTHONPATH, ROOT, log
 
 FEATURES = ["load", "temp"]
 TARGETS = ["load"]
@@ -99,7 +99,7 @@ def ensure(specs: list[BundleSpec], cache: Path, workers: int = 2) -> dict[Bundl
         )
         groups = [missing[i::workers] for i in range(min(workers, len(missing)))]
         logf = (cache / "build.log").open("a")
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": PYTHONPATH}
         every_core = set(range(os.cpu_count() or 1))  # undo any pinning of the benchmark process
         procs = [
             subprocess.Popen(

@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 CACHE = RESULTS / ".cache"
 PY = sys.executable
+# child processes import this checkout first, then what the caller put on the path (a package
+# view of this worktree: without it `seqcast.*` is whatever checkout the venv has installed)
+PYTHONPATH = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 DAEMON_CORE = 0  # the daemon (or the relay) runs here
 LOAD_CORE = 1  # publishers, subscribers, mosquitto and the orchestrator run here

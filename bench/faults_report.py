@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from bench import bundles as B
-from bench.common import md_table, target
 from seqcast.edge import calendar
 
 TS0 = B.TS0  # 2001, on the grid: no good sample is "in the future"
@@ -194,6 +193,8 @@ class Reference:
     forecasts: dict[str, dict[float, np.ndarray]]  # stream -> ts -> float32 (horizon, targets)
     interval: float
     targets: list[str]
+    min_history: int = 1  # samples before a stream's first forecast
+    max_gap_s: float = math.inf  # a longer gap restarts the warm-up
 
 
 def reference(
@@ -221,10 +222,10 @@ def reference(
             if count >= m.min_history:
                 y64 = y[0].astype(np.float64) * sc.target_std + sc.target_mean
                 want[ts] = y64.astype(np.float32)
-    return Reference(out, float(m.interval_s), list(m.targets))
+    return Reference(out, float(m.interval_s), list(m.targets), m.min_history, max_gap_s)
 
 
-def _right(ref: Reference, stream: str, ts: float, doc: dict[str, Any]) -> bool:
+def right(ref: Reference, stream: str, ts: float, doc: dict[str, Any]) -> bool:
     want = ref.forecasts.get(stream, {}).get(ts)
     rows = doc.get("forecast")
     if want is None or not isinstance(rows, list) or len(rows) != len(want):
@@ -238,21 +239,34 @@ def _right(ref: Reference, stream: str, ts: float, doc: dict[str, Any]) -> bool:
     return bool(np.array_equal(got, want))
 
 
+def spans(stamps: list[float]) -> list[list[int]]:
+    """Sample timestamps as runs of step numbers (0: TS0): [[first, last], ...]."""
+    out: list[list[int]] = []
+    for k in sorted({round((ts - TS0) / STEP) for ts in stamps}):
+        if out and k == out[-1][1] + 1:
+            out[-1][1] = k
+        else:
+            out.append([k, k])
+    return out
+
+
 def analyse(
     ref: Reference,
     messages: list[tuple[float, str, bytes]],
     accepted_at: dict[Any, float] | None = None,
     broker_windows: list[tuple[float, float]] = (),  # type: ignore[assignment]
-    rebuild: Callable[[set[Any]], Reference] | None = None,
+    rebuild: Callable[[list[Any], dict[Any, Any]], tuple[Reference, list[Any]]] | None = None,
 ) -> dict[str, Any]:
     """expected / received (unique (stream, ts)) / lost / wrong / duplicated / redelivered.
 
-    A lost forecast whose input the broker acknowledged inside one of `broker_windows` (just
-    before a broker SIGKILL) lost its input with the broker; `rebuild` makes the reference
-    without those inputs: what is lost or wrong against that one is the daemon's doing."""
+    A lost forecast whose input the broker acknowledged inside one of `broker_windows` (since
+    its last save before a SIGKILL) may have lost its input with the broker; `rebuild(those,
+    received)` finds the inputs the daemon never saw (`bench.faults_judge`) and makes the
+    reference without them: what is lost or wrong against that one is the daemon's doing."""
     seen: dict[tuple[str, float], dict[str, Any]] = {}
     wrong = dup = dup_differs = dup_redelivered = redelivered = 0
     wrong_by: dict[str, int] = {}
+    wrong_at: dict[str, list[float]] = {}
     examples: list[str] = []
     last = None
     for at, _, body in messages:
@@ -270,9 +284,10 @@ def analyse(
             dup_differs += doc != seen[key]
         else:
             seen[key] = doc
-        if not _right(ref, *key, doc):
+        if not right(ref, *key, doc):
             wrong += 1
             wrong_by[key[0]] = wrong_by.get(key[0], 0) + 1
+            wrong_at.setdefault(key[0], []).append(key[1])
             if len(examples) < 3:
                 examples.append(body.decode(errors="replace")[:300])
     expected = {(s, ts) for s, f in ref.forecasts.items() for ts in f}
@@ -289,112 +304,21 @@ def analyse(
             "duplicated": dup, "duplicates_differing": dup_differs, "redelivered": dup_redelivered,
             "redelivered_all": redelivered, "lost_examples": [list(k) for k in lost[:5]],
             "wrong_examples": examples, "per_stream": per_stream, "last_arrival": last,
+            "wrong_steps": {s: spans(ts) for s, ts in sorted(wrong_at.items())},
             "lost_inputs": len(by_broker), "lost_daemon": len(lost),
             "wrong_daemon": wrong}  # fmt: skip
     if by_broker and rebuild is not None:
-        fair = analyse(rebuild(set(by_broker)), messages)
-        res.update(lost_daemon=fair["lost"], wrong_daemon=fair["wrong"])
+        fair_ref, inputs = rebuild(by_broker, seen)
+        fair = analyse(fair_ref, messages)
+        # a forecast the broker acknowledged to the daemon and then lost is the broker's loss
+        expect = {(s, ts) for s, f in fair_ref.forecasts.items() for ts in f}
+        gone: dict[str, list[float]] = {}
+        for stream, ts in inputs:
+            gone.setdefault(stream, []).append(ts)
+        lost_daemon = expect - set(seen) - set(by_broker)
+        res.update(broker_lost_forecasts=len(by_broker), lost_inputs=len(inputs),
+                   lost_daemon=len(lost_daemon),
+                   wrong_daemon=fair["wrong"],
+                   wrong_steps_daemon=fair["wrong_steps"],
+                   lost_input_steps={k: spans(v) for k, v in sorted(gone.items())})  # fmt: skip
     return res
-
-
-# -- report ------------------------------------------------------------------------------------
-
-COLUMNS = ("expected", "received", "lost", "wrong", "duplicated", "redelivered", "seconds")
-SHOWN = ("samples", "forecasts", "bad_payloads", "streams_dropped_duplicate",
-         "streams_dropped_late", "state_journal_replayed", "mqtt_outbox_overflow",
-         "mqtt_dropped_queue_full", "mqtt_backpressure", "mqtt_connects")  # fmt: skip
-
-
-def targets_of(sc: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    lost, lost_d = sum(s["lost"] for s in sc), sum(s["lost_daemon"] for s in sc)
-    wrong, wrong_d = sum(s["wrong"] for s in sc), sum(s["wrong_daemon"] for s in sc)
-    inputs = sum(s["lost_inputs"] for s in sc)
-    bad_dups = sum(s["duplicated"] for s in sc if not s["faults"])
-    bad_dups += sum(s["duplicates_differing"] for s in sc)
-    n, w = f"the broker lost {inputs} acknowledged inputs" if inputs else "", "<="
-    g = n and "given the inputs it got"
-    return [
-        target("forecasts lost, all scenarios", lost, 0, w, note=n),
-        target("forecasts lost by the daemon", lost_d, 0, w, note=g),
-        target("wrong forecasts (vs the uninterrupted reference)", wrong, 0, w),
-        target("wrong forecasts by the daemon", wrong_d, 0, w, note=g),
-        target("duplicates QoS 1 does not allow", bad_dups, 0, "<=",
-               note="in fault-free scenarios, or with a different payload"),
-    ]  # fmt: skip
-
-
-def _counted(diff: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v:+d}" for k, v in sorted(diff.items())) or "nothing"
-
-
-def markdown(doc: dict[str, Any]) -> str:
-    sc = doc["scenarios"]
-
-    def part(s: dict[str, Any], key: str) -> str:
-        return f"{s[key]:,}" + (f" (daemon {s[key + '_daemon']:,})" if s["lost_inputs"] else "")
-
-    rows = [[s["name"], s["what"], f"{s['expected']:,}", f"{s['received']:,}", part(s, "lost"),
-             part(s, "wrong"), s["duplicated"], s["redelivered"], f"{s['seconds']:.1f}"]
-            for s in sc]  # fmt: skip
-    crow = [[s["name"], *(f"{s['counters'].get(k, 0):,}" for k in SHOWN)] for s in sc]
-    out = [
-        "# Faults: forecasts expected / received / lost / wrong / duplicated",
-        "",
-        f"Broker: mosquitto, `{'`, `'.join(doc['broker_config'])}`; the broker scenario adds "
-        "`autosave_on_changes true` (a save after every change: what a SIGKILLed broker had not "
-        "saved, it loses). Daemon: defaults except broker, topics, state dir and "
-        f"`status.interval_s`. QoS 1 in and out; seed {doc['seed']}. Reference: offline, one "
-        "sample at a time (float32 equality). (daemon N): when the broker lost inputs it had "
-        "acknowledged, what is lost or wrong against the reference without those inputs.",
-        "",
-        md_table(["scenario", "what", "expected", "received", "lost", "wrong", "duplicated",
-                  "of them redelivered", "seconds"], rows),
-        "",
-        "## Recovery",
-        "",
-        md_table(["scenario", "#", "fault", "at s", "back in s", "detail"],
-                 [[s["name"], i + 1, e["fault"], e["at_s"], e["back_s"], e.get("detail", "")]
-                  for s in sc for i, e in enumerate(s.get("events", []))]),
-        "",
-        "Back in: daemon SIGKILL → the restarted daemon's `online` status; broker restart: "
-        "listening again → the daemon's `online` status.",
-        "",
-        "## Daemon counters (status topic; kill: summed over its runs, each as last reported)",
-        "",
-        md_table(["scenario", *SHOWN], crow),
-    ]  # fmt: skip
-    bad = doc.get("bad_input")
-    if bad:
-        krows = []
-        for k in bad["kinds"]:
-            st = k["stream"] or {}
-            its = f"{st['expected']} / {st['lost']} / {st['wrong']}" if st else "-"
-            krows.append([k["kind"], k["group"], k["messages"], _counted(k["counted_as"]), its])
-        out += [
-            "",
-            f"## Bad input: {bad['messages']:,} messages, {len(bad['kinds'])} kinds",
-            "",
-            "Counted as: the daemon's counter changes for one probe message of the kind "
-            "(status topic). Its stream: the good stream that received that kind between its "
-            "own samples, forecasts expected / lost / wrong.",
-            "",
-            md_table(["kind", "group", "messages", "counted as", "its stream"], krows),
-            "",
-            f"Whole corpus, counter changes: {_counted(bad['corpus_counters'])}.",
-        ]
-    return "\n".join(out)
-
-
-def plot(doc: dict[str, Any]) -> Callable[[Any], None]:
-    def draw(fig: Any) -> None:
-        ax, sc = fig.subplots(), doc["scenarios"]
-        keys = ("lost", "lost_daemon", "wrong", "wrong_daemon", "duplicated")
-        bars = {k.replace("_", ", ") + ("'s" * k.endswith("n")): [s[k] for s in sc] for k in keys}
-        for j, (label, values) in enumerate(bars.items()):
-            b = ax.bar(np.arange(len(sc)) + (j - 2) * 0.17, values, 0.17, label=label)
-            ax.bar_label(b, fontsize=7)
-        ax.set_xticks(range(len(sc)), [f"{s['name']}\n{s['expected']:,} expected" for s in sc])
-        ax.set(yscale="symlog", ylabel="forecasts", title="faults: goal 0 lost, 0 wrong")
-        ax.legend(fontsize=7)
-
-    return draw

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import DAEMON_CORE, LOAD_CORE, PY, ROOT, taskset
+from bench.common import DAEMON_CORE, LOAD_CORE, PY, PYTHONPATH, ROOT, taskset
 from bench.mqttraw import StatusWatcher
 
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+ENV = {**os.environ, "PYTHONPATH": PYTHONPATH, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def daemon_config(

@@ -1,6 +1,7 @@
-"""`python -m bench.run --quick` writes every result file with the documented structure.
-
-Structure only: timings depend on the machine, so nothing here asserts a number.
+"""`python -m bench.run --quick` writes every result file with the documented structure
+(structure only: timings depend on the machine, so that test asserts no number), and the fault
+benchmark's judgement of a broker restart: which inputs a SIGKILLed broker lost, when the broker
+itself stalled.
 """
 
 from __future__ import annotations
@@ -13,11 +14,17 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.broker, pytest.mark.tflite]
+from bench.faults_broker import STALL_S, stalls
+from bench.faults_judge import hole
+from bench.faults_report import spans
 
 ROOT = Path(__file__).resolve().parent.parent
+S = 1800.0  # one step of the fault benchmark's grid
 
 
+@pytest.mark.slow
+@pytest.mark.broker
+@pytest.mark.tflite
 def test_quick_benchmarks_write_results(tmp_path: Path) -> None:
     from broker import mosquitto_available
 
@@ -88,12 +95,62 @@ def test_quick_benchmarks_write_results(tmp_path: Path) -> None:
     assert names == ["kill", "broker", "big", "burst", "bad input"]
     columns = {"expected", "received", "lost", "wrong", "duplicated", "redelivered", "seconds"}
     assert all(columns <= set(s) and s["expected"] > 0 for s in faults["scenarios"])
-    assert [e["fault"] for e in faults["scenarios"][1]["events"]] == [
-        "broker SIGTERM",
-        "broker SIGKILL",
-    ]
+    broker = faults["scenarios"][1]
+    assert [e["fault"] for e in broker["events"]] == ["broker SIGTERM", "broker SIGKILL"]
+    assert all({"exit_s", "listen_s", "back_s", "db_bytes"} <= set(e) for e in broker["events"])
+    assert broker["broker"]["probes"] > 0 and isinstance(broker["broker"]["stalls"], list)
+    assert "## The broker itself (broker)" in (out / "faults.md").read_text()
     kinds = faults["bad_input"]["kinds"]
     assert len(kinds) >= 25 and all({"kind", "messages", "counted_as"} <= set(k) for k in kinds)
 
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["targets"]) == sum(len(d["targets"]) for d in docs.values())
+
+
+def test_spans_are_runs_of_steps() -> None:
+    from bench.faults_report import TS0
+
+    assert spans([TS0 + k * S for k in (7, 3, 4, 5, 9, 4)]) == [[3, 5], [7, 7], [9, 9]]
+    assert spans([]) == []
+
+
+def _hole(a: int, b: int, nxt: int, fits: set[tuple[int, int]]) -> tuple[int, int]:
+    """`hole` in step numbers; `fits`: the (lo, hi) whose reference gives the next forecast."""
+    lo, hi = hole(a * S, b * S, nxt * S, 47, 4 * S, lambda lo, hi: (lo / S, hi / S) in fits)
+    return round(lo / S), round(hi / S)
+
+
+def test_a_long_hole_ends_where_the_daemons_warm_up_began() -> None:
+    # forecasts 1081-1122 lost, the next at 1169: the warm-up began at 1122, which it saw
+    assert _hole(1081, 1122, 1169, {(1081, 1121)}) == (1081, 1121)
+    # the next forecast one step later: 1122 was lost too
+    assert _hole(1081, 1122, 1170, {(1081, 1122)}) == (1081, 1122)
+
+
+def test_a_short_run_of_lost_forecasts_whose_inputs_the_daemon_saw_loses_no_input() -> None:
+    # forecasts 824-826 lost with the broker, the inputs processed: only "none lost" fits
+    assert _hole(824, 826, 827, {(827, 826)}) == (827, 826)
+    # the daemon saw 824 only
+    assert _hole(824, 826, 827, {(825, 826)}) == (825, 826)
+
+
+def test_when_nothing_fits_every_input_of_the_run_counts_as_lost() -> None:
+    assert _hole(824, 826, 827, set()) == (824, 826)
+    # a long hole's partial starts are not tried: the stream restarts for each of them alike
+    assert _hole(100, 200, 248, {(150, 200)}) == (100, 200)
+
+
+def test_broker_stalls_are_named_and_a_clean_restart_is_not_one() -> None:
+    clean = {"exit_s": 0.02, "listen_s": 0.06, "at_mono": 100.0}
+    ok = {"longest_puback_wait_s": 0.3, "accepted": 20000, "inputs": 20000}
+    assert stalls([clean], {"silences": []}, ok) == []
+    restarting = {"exit_s": 0.5, "listen_s": STALL_S - 0.1, "at_mono": 100.0}
+    down = {"silences": [(100.0, STALL_S + 1.0)]}  # 0.6 s past listening: the probe reconnecting
+    assert stalls([restarting], down, ok) == []
+    slow = clean | {"listen_s": STALL_S + 1}
+    busy = {"silences": [(300.0, 7.5)]}  # silent long after any restart: stalled
+    bad = {"longest_puback_wait_s": 114.7, "accepted": 18699, "inputs": 20000}
+    found = stalls([slow], busy, bad)
+    assert len(found) == 4
+    assert any("listen_s" in x for x in found) and any("no PUBACK for 7.5 s" in x for x in found)
+    assert any("18,699 of 20,000" in x for x in found) and any("114.7 s" in x for x in found)

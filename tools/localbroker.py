@@ -32,16 +32,24 @@ def mosquitto_path() -> str | None:
 
 
 class LocalMosquitto:
-    """`with LocalMosquitto() as b: ... b.port`; extra config lines may be passed in."""
+    """`with LocalMosquitto() as b: ... b.port`; extra config lines may be passed in.
 
-    def __init__(self, extra_config: list[str] | None = None, port: int | None = None):
+    `data_dir`: where its temporary directory (config, persistence database) is made; the
+    system's temp dir by default."""
+
+    def __init__(
+        self,
+        extra_config: list[str] | None = None,
+        port: int | None = None,
+        data_dir: Path | None = None,
+    ):
         exe = mosquitto_path()
         if exe is None:
             raise BrokerUnavailable("mosquitto is not installed (apt-get install mosquitto)")
         self.exe = exe
         self.port = port or free_port()
         self.host = "127.0.0.1"
-        self._dir = tempfile.TemporaryDirectory(prefix="seqcast-broker-")
+        self._dir = tempfile.TemporaryDirectory(prefix="seqcast-broker-", dir=data_dir)
         self.conf = Path(self._dir.name) / "mosquitto.conf"
         lines = [
             f"listener {self.port} 127.0.0.1",
