@@ -34,6 +34,7 @@ SMALL_FIT: dict[str, object] = {
     "units": (8,),
     "epochs": 1,
     "report": False,
+    "baselines": "naive",  # AutoTheta is tested in test_baselines.py; it costs seconds per fit
 }
 
 

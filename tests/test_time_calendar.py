@@ -31,7 +31,7 @@ def monthly_bundle(tmp_path_factory) -> Path:
     o = FitOptions(
         data=str(tmp / "air.csv"), time_col="ds", features=["y"], targets=["y"], seq_len=12,
         horizon=3, out=str(tmp / "air.seqcast"), units=(4,), epochs=1, batch_size=64,
-        report=False, patience=1,
+        report=False, patience=1, baselines="naive",
     )  # fmt: skip
     return fit(o).bundle.path
 

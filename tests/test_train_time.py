@@ -262,6 +262,7 @@ def test_time_stats_describe_everything():
 
 # -- end to end (TensorFlow, TFLite) -------------------------------------------------------------
 TINY = {"units": (4,), "epochs": 2, "batch_size": 64, "report": False, "patience": 1}
+TINY |= {"baselines": "naive"}  # AutoTheta is tested in test_baselines.py
 
 
 @pytest.mark.tflite

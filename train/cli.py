@@ -165,6 +165,12 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
         help="seasonal-naive period in steps, and Theta's season (default: a day and a week for "
         "sub-daily data, a week for daily, a year for monthly)",
     )
+    g.add_argument(
+        "--baselines",
+        choices=["all", "naive"],
+        help="what the report compares with: all (persistence, seasonal naive, AutoTheta) or "
+        "naive (skips AutoTheta, about 30 s on vic_elec)",
+    )
     g.add_argument("--name", metavar="NAME", help="model name in the manifest (default: file stem)")
     g.add_argument(
         "--out",

@@ -235,7 +235,7 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     )
     seasons = [o.season] if o.season else seasons_for(series.grid)
     history_part = series.slice(0, len(splits.train) + len(splits.val))
-    preds = predict(provisional, scaler, history_part, splits.test, seasons)
+    preds = predict(provisional, scaler, history_part, splits.test, seasons, o.baselines == "all")
     metrics = score(preds, series.target_names)
     metrics.update(
         season_steps=seasons[0] if seasons else 1,

@@ -40,6 +40,7 @@ class FitOptions:
     interval: str | None = None  # pandas offset alias (1h, MS, ...); None: inferred
     duplicates: str = "error"  # rows with the same timestamp: error, first, last, mean
     season: int | None = None
+    baselines: str = "all"  # "all", or "naive": persistence and seasonal naive only (no AutoTheta)
     calendar: str = "auto"  # "auto", "none" or a comma-separated list (edge/calendar.py NAMES)
     seed: int = 0
     name: str | None = None
