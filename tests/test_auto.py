@@ -95,6 +95,7 @@ def test_a_budget_spent_by_the_first_candidate_skips_the_rest_and_warns(tmp_path
         (["--cells", "rnn"], "--cells: choose from gru, lstm, got ['rnn']"),
         (["--units", "0"], "--units: need widths >= 1, got [0]"),
         (["--seq-lens", "6,500"], "seq_len + horizon needs 502 consecutive rows"),
+        (["--seq-lens", "6,12", "--min-history", "8"], "--min-history must be 1..the shortest"),
     ],
 )
 def test_auto_errors_are_one_line_before_tensorflow(tmp_path, extra, message):

@@ -24,7 +24,8 @@ from seqcast.edge.model.runtime import LoadedModel
 from seqcast.train import data as D
 from seqcast.train.compare import SweepRow
 from seqcast.train.evaluate import Predictions, format_table, predict
-from seqcast.train.fit import FitOptions, FitResult, fit
+from seqcast.train.fit import FitResult, fit
+from seqcast.train.options import FitOptions
 from seqcast.train.prepare import Prepared
 from seqcast.train.windows import window_origins
 
@@ -34,7 +35,8 @@ TIMING_WARMUP = 20
 
 def common_origin_times(val: D.Series, longest: int, horizon: int) -> np.ndarray:
     """(M,) times of the validation origins the longest candidate can forecast."""
-    return val.times[window_origins(val.segment_starts, len(val), longest, horizon)]
+    times: np.ndarray = val.times[window_origins(val.segment_starts, len(val), longest, horizon)]
+    return times
 
 
 def _common_mae(p: Predictions, method: str, common_times: np.ndarray) -> float:

@@ -112,7 +112,12 @@ def plan_for(options: FitOptions, space: Space) -> tuple[list[Candidate], Prepar
     seq_lens = space.seq_lens or default_seq_lens(load_series(options).grid)
     cands = build_grid(seq_lens, space.cells or DEFAULT_CELLS, space.units or DEFAULT_UNITS)
     first = cands[0]
-    longest = max(c.seq_len for c in cands)
+    longest, shortest = max(c.seq_len for c in cands), min(c.seq_len for c in cands)
+    if options.min_history is not None and options.min_history > shortest:
+        raise DataError(
+            f"--min-history must be 1..the shortest of --seq-lens ({shortest}), "
+            f"got {options.min_history}"
+        )
     checked = prepare(replace(options, seq_len=longest, cell=first.cell, units=first.units))
     width = len(checked.series.feature_names) + 2 * len(checked.calendar)
     return order(cands, width, options.mode == "window"), checked

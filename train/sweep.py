@@ -16,7 +16,7 @@ from typing import Any
 from seqcast.train import data as D
 from seqcast.train.candidate import train_and_measure
 from seqcast.train.compare import SweepRow, decide, format_sweep
-from seqcast.train.fit import FitOptions
+from seqcast.train.options import FitOptions
 from seqcast.train.prepare import prepare
 
 log = logging.getLogger(__name__)
