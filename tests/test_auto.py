@@ -88,6 +88,21 @@ def test_a_budget_spent_by_the_first_candidate_skips_the_rest_and_warns(tmp_path
 
 
 @pytest.mark.train
+def test_one_training_batch_is_timed_per_architecture_not_per_seq_len():
+    from seqcast.train.candidate import batch_seconds
+    from seqcast.train.grid import build_grid
+    from seqcast.train.options import FitOptions
+
+    plan = build_grid([6, 12], ["gru", "lstm"], [4])
+    took = batch_seconds(FitOptions(horizon=2, batch_size=8), plan, width=3, n_targets=1)
+    assert set(took) == set(plan) and all(0 < s < 60 for s in took.values())
+    for c in plan:  # a streaming epoch's cost does not depend on seq_len: one measurement
+        same_arch = [d for d in plan if (d.cell, d.units) == (c.cell, c.units)]
+        assert len({took[d] for d in same_arch}) == 1
+    assert took[plan[0]] != took[plan[1]]  # gru and lstm are measured apart
+
+
+@pytest.mark.train
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

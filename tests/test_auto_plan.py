@@ -29,6 +29,10 @@ pytestmark = pytest.mark.train
 WIDTH = 7  # vic_elec: Demand + three calendar sin/cos pairs
 
 
+def by_work(c: Candidate) -> float:
+    return work(c, WIDTH)
+
+
 def row(c: Candidate, val: float, *, seconds: float = 10.0, train_s: float = 8.0,
         epochs: int = 4, cost: float = 5.0, test: float | None = None) -> SweepRow:  # fmt: skip
     return SweepRow(
@@ -102,13 +106,15 @@ def test_work_grows_with_units_and_gates_and_with_seq_len_only_in_window_mode():
     assert work(longer, WIDTH, window_mode=True) == 2 * work(gru32, WIDTH, window_mode=True)
 
 
-def test_the_prediction_scales_the_nearest_trained_candidate_by_work():
+def test_the_prediction_scales_the_nearest_trained_candidate_by_cost():
     gru32, gru64 = Candidate(48, "gru", (32,)), Candidate(48, "gru", (64,))
-    assert predict_seconds(gru32, [], WIDTH) is None  # nothing to predict from: it runs
+    assert predict_seconds(gru32, [], by_work) is None  # nothing to predict from: it runs
     done = [row(gru32, 1.0, seconds=30.0, train_s=20.0, epochs=10)]
     ratio = work(gru64, WIDTH) / work(gru32, WIDTH)
-    assert predict_seconds(gru64, done, WIDTH) == pytest.approx(10.0 + 10 * 2.0 * ratio)
-    assert predict_seconds(Candidate(96, "gru", (32,)), done, WIDTH) == pytest.approx(30.0)
+    assert predict_seconds(gru64, done, by_work) == pytest.approx(10.0 + 10 * 2.0 * ratio)
+    assert predict_seconds(Candidate(96, "gru", (32,)), done, by_work) == pytest.approx(30.0)
+    measured = {gru32.units: 1.0, gru64.units: 1.5}.__getitem__
+    assert predict_seconds(gru64, done, lambda c: measured(c.units)) == pytest.approx(40.0)
 
 
 class FakeClock:
@@ -130,7 +136,7 @@ def test_a_candidate_predicted_to_overrun_is_skipped_and_a_cheaper_later_one_sti
         clock.now += took[cand]  # b would fail here: it must not be trained
         return row(cand, 1.0, seconds=took[cand], train_s=took[cand] - 10, epochs=3)
 
-    outcome = run_budget([a, b, c], 100.0, train, WIDTH, clock=clock)
+    outcome = run_budget([a, b, c], 100.0, train, by_work, clock=clock)
     assert [Candidate.of(r) for r in outcome.rows] == [a, c]
     assert [s.candidate for s in outcome.skipped] == [b]
     skipped = outcome.skipped[0]
@@ -151,7 +157,7 @@ def test_a_budget_too_small_for_one_candidate_trains_the_cheapest_and_warns():
         clock.now += 90.0
         return row(cand, 1.0, seconds=90.0, train_s=80.0)
 
-    outcome = run_budget(plan, 60.0, train, WIDTH, clock=clock)
+    outcome = run_budget(plan, 60.0, train, by_work, clock=clock)
     assert [Candidate.of(r) for r in outcome.rows] == [plan[0]]
     assert [s.candidate for s in outcome.skipped] == plan[1:]
     assert outcome.overran
@@ -178,7 +184,7 @@ def test_with_exact_predictions_only_a_first_candidate_can_overrun(budget, fixed
         clock.now += fixed + train_s
         return row(cand, 1.0, seconds=fixed + train_s, train_s=train_s, epochs=epochs)
 
-    outcome = run_budget(plan, budget, train, WIDTH, clock=clock)
+    outcome = run_budget(plan, budget, train, by_work, clock=clock)
     trained = [Candidate.of(r) for r in outcome.rows]
     assert trained[0] == plan[0]
     assert sorted(trained + [s.candidate for s in outcome.skipped], key=plan.index) == plan
@@ -198,7 +204,7 @@ def test_the_pick_is_by_validation_never_test_and_leans_to_the_cheaper_within_2_
     d = decide(rows)
     assert d.recommended is rows[1] and d.cheapest is rows[0]
     text = format_auto(
-        run_budget([g48, l48, l96], 1e9, lambda c, n: rows[n - 1], WIDTH, clock=FakeClock()),
+        run_budget([g48, l48, l96], 1e9, lambda c, n: rows[n - 1], by_work, clock=FakeClock()),
         d,
         rows[0],
     )

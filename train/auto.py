@@ -23,7 +23,7 @@ from seqcast.edge.model.bundle import Bundle, read_bundle
 from seqcast.edge.model.runtime import LoadedModel
 from seqcast.train import data as D
 from seqcast.train.auto_report import auto_doc, format_auto, plot_auto
-from seqcast.train.candidate import train_and_measure
+from seqcast.train.candidate import batch_seconds, train_and_measure
 from seqcast.train.compare import Decision, SweepRow, decide
 from seqcast.train.evaluate import format_table, predict
 from seqcast.train.grid import Candidate, Outcome, Space, check_budget, plan_for, run_budget
@@ -89,7 +89,14 @@ def auto(
         log.info("auto: %s: validation MAE %.4f in %.0f s", c.label, row.val_mae, row.seconds)
         return row
 
-    outcome = run_budget(plan, budget_minutes * 60, train, width, options.mode == "window", clock)
+    started = clock()  # the measurement below is part of the budget
+    per_batch = batch_seconds(options, plan, width, len(checked.series.target_names))
+    shown = {f"{c.cell} {','.join(map(str, c.units))}": s for c, s in per_batch.items()}
+    costs = ", ".join(f"{name} {s * 1e3:.0f} ms" for name, s in shown.items())
+    print(f"auto: one training batch takes {costs} (measured in {clock() - started:.0f} s)")
+    outcome = run_budget(
+        plan, budget_minutes * 60, train, per_batch.__getitem__, clock, started=started
+    )
     d = decide(outcome.rows)
     picked = d.cheapest or d.lowest
     print(format_auto(outcome, d, picked))

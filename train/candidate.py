@@ -5,7 +5,8 @@ Validation MAE is scored on the origins every candidate can forecast (validation
 the longest candidate's seq_len of history in their segment), so a longer window is not judged
 on fewer, later origins.
 
-# L: seq_len  F: features  M: scored origins
+# B: batch  S: training sequence length  L: seq_len  F: features  H: horizon  T: targets
+# M: scored origins
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import gc
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -25,7 +27,8 @@ from seqcast.train import data as D
 from seqcast.train.compare import SweepRow
 from seqcast.train.evaluate import Predictions, format_table, predict
 from seqcast.train.fit import FitResult, fit
-from seqcast.train.options import FitOptions
+from seqcast.train.grid import Candidate
+from seqcast.train.options import Architecture, FitOptions
 from seqcast.train.prepare import Prepared
 from seqcast.train.windows import window_origins
 
@@ -138,3 +141,45 @@ def train_and_measure(
     common = common_origin_times(result.splits.val, longest, o.horizon)
     row = measure(o, result, common)
     return dataclasses.replace(row, seconds=round(time.perf_counter() - t0, 2)), result
+
+
+PROBE_WARMUP = 2
+PROBE_BATCHES = 5
+
+
+def batch_seconds(
+    o: FitOptions, plan: Sequence[Candidate], width: int, n_targets: int
+) -> dict[Candidate, float]:
+    """Median seconds of one training batch of each candidate's model (zeros in, after a warm-up):
+    the relative cost of its epochs. A streaming epoch's cost does not depend on seq_len (see
+    train/grid.py), so candidates that differ only in it share one measurement."""
+    import keras
+
+    from seqcast.train.models import build
+
+    window_mode = o.mode == "window"
+    steps = o.train_len or 4 * min(c.seq_len for c in plan)
+    measured: dict[tuple[str, tuple[int, ...], int], float] = {}
+    out: dict[Candidate, float] = {}
+    for c in plan:
+        key = (c.cell, c.units, c.seq_len if window_mode else 0)
+        if key not in measured:
+            arch = Architecture(
+                c.cell, c.units, o.dropout, o.recurrent_dropout, o.conv1d, o.bidirectional
+            )
+            f = build(arch, width, o.horizon, n_targets, c.seq_len)
+            f.model.compile(optimizer=keras.optimizers.Adam(o.learning_rate), loss="mse")
+            S = c.seq_len if window_mode else steps
+            x = np.zeros((o.batch_size, S, width), np.float32)  # (B, S or L, F)
+            y_shape = [o.batch_size] + [S if d is None else d for d in f.model.output_shape[1:]]
+            y = np.zeros(y_shape, np.float32)  # (B, S, H, T) streaming, (B, H, T) window
+            times = []
+            for i in range(PROBE_WARMUP + PROBE_BATCHES):
+                t0 = time.perf_counter()
+                f.model.train_on_batch(x, y)
+                if i >= PROBE_WARMUP:
+                    times.append(time.perf_counter() - t0)
+            measured[key] = float(np.median(times))
+            del f
+        out[c] = measured[key]
+    return out

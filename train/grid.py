@@ -4,11 +4,13 @@ starts a candidate predicted to overrun.
 
 Time model: a streaming epoch steps over about 8 x the training rows whatever seq_len is
 (sequences of 4 x seq_len at a stride of an eighth of that, see fit._train), so an epoch's
-cost follows the recurrent work per step, gates x units x (units + inputs) per layer (times
-seq_len in window mode). A candidate's time is predicted from the trained one nearest in that
-work: its seconds per epoch scaled by the work ratio, times the mean epochs run so far, plus
-the mean fixed cost (conversion, scoring, timing). The first candidate has nothing to be
-predicted from: it always runs (the cheapest, first in the order).
+cost follows the cost of one training batch of the candidate's architecture (`auto` measures
+it: train/candidate.py `batch_seconds`; small recurrent layers on a CPU are dominated by
+per-step overhead, so their multiply-adds, `work`, would overstate the gaps). A candidate's
+time is predicted from the trained one nearest in that cost: its seconds per epoch scaled by
+the cost ratio, times the mean epochs run so far, plus the mean fixed cost (conversion,
+scoring, timing). The first candidate has nothing to be predicted from: it always runs (the
+cheapest, first in the order).
 
 No TensorFlow here: the CLI plans (and so checks the data and options) before importing it.
 """
@@ -27,6 +29,7 @@ from seqcast.train.options import DataError, FitOptions
 from seqcast.train.prepare import Prepared, load_series, prepare
 
 GATES = {"gru": 3, "lstm": 4}
+Cost = Callable[["Candidate"], float]  # relative seconds per training epoch
 DEFAULT_CELLS = ("gru", "lstm")
 DEFAULT_UNITS = (32, 64)
 LONGEST_DEFAULT_SEQ_LEN = 192  # a 5-minute series' day would be 288 steps: too slow to try
@@ -147,22 +150,18 @@ def order(cands: Sequence[Candidate], width: int, window_mode: bool = False) -> 
     return sorted(cands, key=lambda c: (tier(c), work(c, width, window_mode), c.seq_len))
 
 
-def predict_seconds(
-    c: Candidate, done: Sequence[SweepRow], width: int, window_mode: bool = False
-) -> float | None:
+def predict_seconds(c: Candidate, done: Sequence[SweepRow], cost: Cost) -> float | None:
     """Predicted wall seconds of `c` from the candidates already trained; None before the first."""
     if not done:
         return None
-    w = work(c, width, window_mode)
+    w = cost(c)
 
     def distance(r: SweepRow) -> tuple[float, int]:
-        return abs(math.log(w / work(Candidate.of(r), width, window_mode))), abs(
-            r.seq_len - c.seq_len
-        )
+        return abs(math.log(w / cost(Candidate.of(r)))), abs(r.seq_len - c.seq_len)
 
     near = min(done, key=distance)
     per_epoch = near.train_seconds / max(1, near.epochs_run)
-    per_epoch *= w / work(Candidate.of(near), width, window_mode)
+    per_epoch *= w / cost(Candidate.of(near))
     epochs = sum(r.epochs_run for r in done) / len(done)
     fixed = sum(max(0.0, r.seconds - r.train_seconds) for r in done) / len(done)
     return fixed + epochs * per_epoch
@@ -198,20 +197,22 @@ def run_budget(
     plan: Sequence[Candidate],
     budget_s: float,
     train: Callable[[Candidate, int], SweepRow],
-    width: int,
-    window_mode: bool = False,
+    cost: Cost,
     clock: Callable[[], float] = time.monotonic,
+    started: float | None = None,
 ) -> Outcome:
     """Train `plan` in order, skipping each candidate predicted to end after the budget;
-    `train(candidate, number)` trains one (number counts from 1) and returns its row."""
+    `train(candidate, number)` trains one (number counts from 1) and returns its row; `cost`
+    gives each candidate's relative seconds per epoch; the budget runs from `started` (default:
+    now)."""
     check_budget(budget_s / 60)
-    start = clock()
+    start = clock() if started is None else started
     rows: list[SweepRow] = []
     skipped: list[Skipped] = []
     predicted: dict[Candidate, float | None] = {}
     for c in plan:
         left = budget_s - (clock() - start)
-        guess = predict_seconds(c, rows, width, window_mode)
+        guess = predict_seconds(c, rows, cost)
         if guess is not None and guess > left:
             skipped.append(Skipped(c, guess, left))
             continue
