@@ -113,7 +113,6 @@ def plot_auto(rows: list[SweepRow], picked: SweepRow, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import FormatStrFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     maes = [r.val_mae for r in rows]
@@ -135,9 +134,6 @@ def plot_auto(rows: list[SweepRow], picked: SweepRow, path: Path) -> None:
             ax.axhline(naive, color="grey", ls=":", label=f"{method} (naive) {naive:.4g}")
         ax.set(xlabel=xlabel)
         ax.grid(alpha=0.3)
-    axes[1].set_xscale("log")
-    for set_formatter in (axes[1].xaxis.set_major_formatter, axes[1].xaxis.set_minor_formatter):
-        set_formatter(FormatStrFormatter("%g"))
     axes[0].set(ylabel=f"validation MAE, {rows[0].mode} (original units)",
                 ylim=(low - pad, high + pad))  # fmt: skip
     handles = [Line2D([], [], color=c, marker="o", ls="", label=cell)
