@@ -81,12 +81,16 @@ def tables() -> dict[str, Callable[[], str]]:
 
     train, edge = train_parser(), edge_parser()
     fit, sweep = _subparser(train, "fit"), _subparser(train, "sweep")
+    auto = _subparser(train, "auto")
     fit_flags = {s for a in fit._actions for s in a.option_strings}
+    auto_own = {s for g in auto._action_groups if g.title == "search" for s in
+                (f for a in g._group_actions for f in a.option_strings)}  # fmt: skip
     out: dict[str, Callable[[], str]] = {
         "seqcast-train fit": lambda: options_table(fit, skip=("-v",)),
         "seqcast-train sweep": lambda: options_table(
             sweep, skip=tuple(fit_flags - {"--seq-lens", "--sweep-dir"})
         ),
+        "seqcast-train auto": lambda: options_table(auto, skip=tuple(fit_flags - auto_own)),
         "train.toml": toml_keys_table,
     }
     for name in ("run", "check", "inspect", "replay", "demo"):

@@ -111,6 +111,7 @@ def test_readme_option_tables_are_what_the_parsers_define() -> None:
     assert {
         "seqcast-train fit",
         "seqcast-train sweep",
+        "seqcast-train auto",
         "train.toml",
         "seqcast-edge replay",
     } <= names
@@ -124,7 +125,7 @@ def test_every_fit_option_has_help_and_appears_in_the_readme() -> None:
     text = README.read_text(encoding="utf-8")
     parser = build_parser()
     sub = next(a for a in parser._actions if hasattr(a, "choices") and a.choices)
-    for command in ("fit", "sweep"):
+    for command in ("fit", "sweep", "auto"):
         for action in sub.choices[command]._actions:  # type: ignore[index]
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":

@@ -11,16 +11,11 @@ import pytest
 for _module in ("tensorflow", "keras", "pandas"):  # importing the sweep module loads the trainer
     pytest.importorskip(_module)
 
+from seqcast.train.candidate import LabelBeforeTable  # noqa: E402
+from seqcast.train.compare import SweepRow, decide, decision_lines, format_sweep  # noqa: E402
 from seqcast.train.evaluate import format_table  # noqa: E402
 from seqcast.train.options import FitOptions  # noqa: E402
-from seqcast.train.sweep import (  # noqa: E402
-    SweepRow,
-    _LabelBeforeTable,
-    decide,
-    decision_lines,
-    format_sweep,
-    sweep_doc,
-)
+from seqcast.train.sweep import sweep_doc  # noqa: E402
 
 pytestmark = pytest.mark.train
 
@@ -101,7 +96,7 @@ def test_the_summary_table_has_a_label_line_above_its_header():
 
 def test_each_fit_table_gets_its_label_just_before_it():
     out = io.StringIO()
-    labelled = _LabelBeforeTable(out, "seq_len 24 (1 of 2): test-split error by method")
+    labelled = LabelBeforeTable(out, "seq_len 24 (1 of 2): test-split error by method")
     labelled.write("Epoch 1/1\n")
     labelled.write(format_table({"window": {"mae": 1.0, "rmse": 2.0}}))
     labelled.write("\n")

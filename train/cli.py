@@ -1,4 +1,5 @@
-"""`seqcast-train`: fit a forecaster and write a bundle, or sweep sequence lengths."""
+"""`seqcast-train`: fit a forecaster and write a bundle, sweep sequence lengths, or search a small
+grid within a time budget (auto)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def _csv(cast: Any) -> Any:
     return parse
 
 
-def _add_fit_args(p: argparse.ArgumentParser) -> None:
+def _add_fit_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
+    """fit's options; with `grid`, without the ones auto's grid sets (seq-len, cell, units)."""
     g = p.add_argument_group("data")
     g.add_argument(
         "--config",
@@ -89,19 +91,24 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
         "series into segments that no training window crosses (3)",
     )
     g = p.add_argument_group("model")
-    g.add_argument(
-        "--seq-len", type=int, metavar="N", help="time steps the model sees per example (48)"
-    )
+    if not grid:
+        g.add_argument(
+            "--seq-len", type=int, metavar="N", help="time steps the model sees per example (48)"
+        )
     g.add_argument("--horizon", type=int, metavar="N", help="steps forecast after each sample (4)")
     g.add_argument(
         "--mode",
         choices=["stream", "window"],
         help="stream: window + step models (default); window: window model only",
     )
-    g.add_argument("--cell", choices=["lstm", "gru"], help="recurrent cell (lstm)")
-    g.add_argument(
-        "--units", type=_csv(int), metavar="U,U", help="units per stacked layer, e.g. 64,32 (64)"
-    )
+    if not grid:
+        g.add_argument("--cell", choices=["lstm", "gru"], help="recurrent cell (lstm)")
+        g.add_argument(
+            "--units",
+            type=_csv(int),
+            metavar="U,U",
+            help="units per stacked layer, e.g. 64,32 (64)",
+        )
     g.add_argument("--dropout", type=float, metavar="P", help="input dropout (0)")
     g.add_argument("--recurrent-dropout", type=float, metavar="P", help="recurrent dropout (0)")
     g.add_argument(
@@ -250,6 +257,56 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_auto(args: argparse.Namespace) -> int:
+    from seqcast.train.grid import Space, check_budget, plan_for
+
+    options = options_from(args)
+    check_budget(args.budget)
+    space = Space(args.seq_lens, args.cells, args.grid_units)
+    planned = plan_for(options, space)  # data, options and grid checked before TensorFlow
+    print(data_line(planned[1].series))
+    from seqcast.train.auto import auto
+
+    auto(options, space, args.budget, args.candidates_dir, planned=planned)
+    return 0
+
+
+def _add_auto_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("search")
+    g.add_argument(
+        "--seq-lens",
+        type=_csv(int),
+        metavar="N,N",
+        help="candidate sequence lengths (one and two seasons: 48,96 for half-hourly data, "
+        "24,48 hourly, 7,14 daily; at most 192)",
+    )
+    g.add_argument(
+        "--cells", type=_csv(str), metavar="gru,lstm", help="candidate recurrent cells (gru,lstm)"
+    )
+    g.add_argument(
+        "--units",
+        dest="grid_units",
+        type=_csv(int),
+        metavar="U,U",
+        help="candidate widths, one recurrent layer each (32,64)",
+    )
+    g.add_argument(
+        "--budget",
+        type=float,
+        default=20.0,
+        metavar="MINUTES",
+        help="time for the candidates: none starts when it is predicted to end after it; the "
+        "first (cheapest) always runs, with a warning if it alone overruns (20)",
+    )
+    g.add_argument(
+        "--candidates-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the candidates' bundles, auto.json and auto.png go "
+        "(<out stem>.candidates/ beside --out)",
+    )
+
+
 def add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
     # dest "debug": FitOptions.verbose is Keras' progress setting, which -v must not touch
     parser.add_argument(
@@ -286,7 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="where bundles, table and plot go (sweep/)",
     )
     sweep_p.set_defaults(func=_cmd_sweep)
-    for p in (fit_p, sweep_p):  # -v works before or after the command
+    auto_p = sub.add_parser(
+        "auto",
+        help="try seq_len x cell x units within --budget minutes, write the best by validation",
+        description="Train a small grid of candidates (cheapest first, within the budget), pick "
+        "by validation MAE (the cheapest within 2%% of the best), write its bundle to --out. "
+        "--seq-len, --cell and --units are the grid's: a --config value for them is ignored.",
+    )
+    _add_fit_args(auto_p, grid=True)
+    _add_auto_args(auto_p)
+    auto_p.set_defaults(func=_cmd_auto)
+    for p in (fit_p, sweep_p, auto_p):  # -v works before or after the command
         add_verbose(p, default=argparse.SUPPRESS)
     return parser
 
