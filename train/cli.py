@@ -158,6 +158,13 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
         help="TFLite precision (float32)",
     )
     g.add_argument(
+        "--quantiles",
+        type=_csv(float),
+        metavar="Q,Q",
+        help="prediction intervals: quantile heads (pinball loss) whose forecasts are published "
+        "as <target>_p10, <target>_p90 ... next to each point forecast, e.g. 0.1,0.9 (none)",
+    )
+    g.add_argument(
         "--season",
         type=int,
         metavar="N",
@@ -195,7 +202,7 @@ def options_from(args: argparse.Namespace) -> FitOptions:
         v = getattr(args, f.name, None)
         if v is not None:
             values[f.name] = v
-    for key in ("split", "units"):
+    for key in ("split", "units", "quantiles"):
         if key in values:
             values[key] = tuple(values[key])
     return FitOptions(**values)
@@ -207,6 +214,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     options = options_from(args)
     prepared = prepare(options)  # data and options checked before TensorFlow is imported
     print(data_line(prepared.series))
+    from seqcast.train.evaluate import coverage_line
     from seqcast.train.fit import fit
 
     result = fit(options, prepared)
@@ -223,6 +231,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         f"test MAE: {best} {m[best]['mae']:.3f} vs seasonal-naive {m['seasonal_naive']['mae']:.3f} "
         f"({verdict} it), persistence {m['persistence']['mae']:.3f}"
     )
+    intervals = coverage_line(m)
+    if intervals:
+        print(intervals)
     return 0
 
 

@@ -33,6 +33,7 @@ from seqcast.train.models import MASK_VALUE, Architecture, build, state_names, w
 from seqcast.train.options import FitOptions
 from seqcast.train.prepare import Prepared, prepare
 from seqcast.train.prepare import load_series as load_series  # sweep imports it from here
+from seqcast.train.quantiles import training_loss
 from seqcast.train.windows import longest_segment, segment_sequences, windows
 
 log = logging.getLogger(__name__)
@@ -48,21 +49,28 @@ class FitResult:
     train_seconds: float
     report_dir: Path | None
     forecaster: Any  # train.models.Forecaster: the Keras side, for tests and comparisons
-    window_keras: Any  # keras.Model (B, L, F) -> (B, H, T)
+    window_keras: Any  # keras.Model (B, L, F) -> (B, H, C)
     scaler: D.FittedScaler
     splits: D.Splits
 
 
 def _train(
-    o: FitOptions, arch: Architecture, splits: D.Splits, scaler: D.FittedScaler, min_history: int
+    o: FitOptions,
+    arch: Architecture,
+    splits: D.Splits,
+    scaler: D.FittedScaler,
+    min_history: int,
+    quantiles: tuple[float, ...] = (),
 ):
     import keras
 
     keras.utils.set_random_seed(o.seed)
     xs = {k: scaler.features(s) for k, s in (("train", splits.train), ("val", splits.val))}
     F, T = xs["train"].shape[1], len(splits.train.target_names)  # F: features + calendar
-    f = build(arch, F, o.horizon, T, o.seq_len)
-    f.model.compile(optimizer=keras.optimizers.Adam(o.learning_rate, clipnorm=1.0), loss="mse")
+    f = build(arch, F, o.horizon, T, o.seq_len, quantiles)
+    # the point forecasts' MSE, plus the quantiles' pinball loss (train/quantiles.py)
+    loss = training_loss(quantiles) if quantiles else "mse"
+    f.model.compile(optimizer=keras.optimizers.Adam(o.learning_rate, clipnorm=1.0), loss=loss)
     ys = {k: scaler.targets(s) for k, s in (("train", splits.train), ("val", splits.val))}
     parts = {"train": splits.train, "val": splits.val}
     need = o.seq_len + o.horizon  # a segment piece shorter than one window is not used
@@ -171,7 +179,7 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     want_stream = o.mode == "stream"
     scaler = D.FittedScaler.fit(splits.train, p.calendar)
 
-    f, history, train_s = _train(o, arch, splits, scaler, min_history)
+    f, history, train_s = _train(o, arch, splits, scaler, min_history, p.quantiles)
     stopped, unfinished = stop_reason(history, o)
     log.info("trained in %.1f s: %s", train_s, stopped)
     if unfinished:
@@ -215,6 +223,7 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
             )
         ),
         calendar=list(scaler.calendar),
+        quantiles=list(p.quantiles),
         architecture={
             **arch.to_json(),
             "train_len": o.train_len or 4 * o.seq_len,

@@ -41,6 +41,7 @@ class FitOptions:
     duplicates: str = "error"  # rows with the same timestamp: error, first, last, mean
     season: int | None = None
     calendar: str = "auto"  # "auto", "none" or a comma-separated list (edge/calendar.py NAMES)
+    quantiles: tuple[float, ...] = ()  # prediction intervals, e.g. (0.1, 0.9): edge/quantiles.py
     seed: int = 0
     name: str | None = None
     out: str = "model.seqcast"
