@@ -145,6 +145,9 @@ def test_a_small_training_with_quantiles_reports_coverage(quantile_bundle) -> No
     from seqcast.train.evaluate import format_table
 
     m = quantile_bundle.metrics
+    # training is judged by the point forecast, as without quantiles
+    assert "val_point_mse" in quantile_bundle.history
+    assert "validation point MSE" in m["stopped"]
     for method in ("stream", "window"):
         qs = m[method]["quantiles"]
         assert list(qs) == ["p10", "p90"]

@@ -85,6 +85,20 @@ def training_loss(quantiles: Sequence[float]) -> Callable[[Any, Any], Any]:
     return loss
 
 
+def point_mse(quantiles: Sequence[float]) -> Callable[[Any, Any], Any]:
+    """The point forecasts' MSE alone, (..., H) like the loss: what early stopping and the
+    learning-rate schedule watch with quantiles (as `val_point_mse`), so training runs as long
+    as the point forecast improves, as it does without them."""
+    import keras
+
+    per = 1 + len(quantiles)
+
+    def point_mse(y_true: Any, y_pred: Any) -> Any:
+        return keras.ops.mean(keras.ops.square(y_true - y_pred[..., 0::per]), axis=-1)
+
+    return point_mse
+
+
 def split(y: np.ndarray, n_targets: int, n_quantiles: int) -> tuple[np.ndarray, np.ndarray]:
     """(..., H, C) -> point forecasts (..., H, T) and quantiles (..., H, T, Q)."""
     grouped = y.reshape(*y.shape[:-1], n_targets, 1 + n_quantiles)  # (..., H, T, 1 + Q)
