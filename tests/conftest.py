@@ -21,12 +21,13 @@ from broker import Broker, mosquitto_available
 # runs the rest with `pytest -m "not train"`. A test is marked when it uses a trained bundle or
 # converts models (`tflite`); modules that import the trainer at the top are not even collected
 # where the train extra is missing.
-TRAIN_FIXTURES = {"small_bundle", "vic_bundle"}
+TRAIN_FIXTURES = {"small_bundle", "vic_bundle", "quantile_bundle"}
 TRAIN_MODULES = [
     "test_sweep.py",
     "test_train_data.py",
     "test_train_tflite.py",
     "test_train_time.py",
+    "test_train_quantiles.py",
     "test_edge_without_tf.py",
 ]
 _TRAIN_EXTRA = all(
@@ -104,6 +105,19 @@ def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
         FitOptions(data=csv, out=str(tmp / "m.seqcast"), **SMALL_FIT)  # type: ignore[arg-type]
     )
     return r.bundle.path
+
+
+@pytest.fixture(scope="session")
+def quantile_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """`small_bundle` with `--quantiles 0.1,0.9` and a few epochs (intervals worth the name):
+    the FitResult, whose bundle is at `.bundle.path`."""
+    from seqcast.train.fit import FitOptions, fit
+    from synth import SMALL_FIT, write_csv
+
+    tmp = tmp_path_factory.mktemp("quantile-bundle")
+    csv = str(write_csv(tmp / "s.csv", n=800))
+    options = {**SMALL_FIT, "epochs": 4, "quantiles": (0.1, 0.9)}
+    return fit(FitOptions(data=csv, out=str(tmp / "q.seqcast"), **options))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

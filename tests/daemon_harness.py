@@ -153,6 +153,7 @@ def offline_forecasts(
     x = ((np.array([v for _, v in samples]) - sc.feature_mean) / sc.feature_std).astype(np.float32)
     x = np.hstack([x, calendar_by_hand(m.calendar, [ts for ts, _ in samples])])  # (N, F + 2C)
     out = []
+    mean, std = m.output_scaling()  # (C,): with quantiles, each column in its target's units
     states = model.zero_states(1)
     for t, (ts, _) in enumerate(samples):
         if mode == "stream":
@@ -160,7 +161,7 @@ def offline_forecasts(
         elif t + 1 >= m.seq_len:
             y = model.window(x[None, t + 1 - m.seq_len : t + 1])
         if t + 1 >= m.min_history:
-            values = y[0].astype(np.float64) * sc.target_std + sc.target_mean  # (H, T)
+            values = y[0].astype(np.float64) * std + mean  # (H, C)
             values = values.astype(np.float32).astype(np.float64)  # published at float32 precision
             out.append(
                 (ts, [[ts + (k + 1) * m.interval_s, *row] for k, row in enumerate(values.tolist())])

@@ -17,7 +17,7 @@ One daemon serves all the cases on the 30-minute bundle (one stream each).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +165,7 @@ class Served:
     forecasts: dict[str, dict[float, list[list[float]]]]  # stream -> origin ts -> rows
     duplicates: dict[str, int]
     log: str
+    docs: list[dict] = field(default_factory=list)  # every forecast message, parsed
 
 
 def serve(
@@ -220,7 +221,7 @@ def serve(
             assert rows == seen[doc["ts"]], "a duplicate (QoS 1) must be the same forecast"
             dups[doc["stream"]] = dups.get(doc["stream"], 0) + 1
         seen[doc["ts"]] = rows
-    return Served(got, dups, daemon.log())
+    return Served(got, dups, daemon.log(), docs)
 
 
 def check(served: Served, stream: str, want: list[Forecast]) -> None:

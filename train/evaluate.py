@@ -5,7 +5,11 @@ least seq_len samples of test history and a full horizon after them, all inside 
 (no origin's window or horizon crosses a long hole). The stream model starts from zero state
 at every segment start, as the daemon resets a stream after a long gap.
 
+With quantiles, the model's methods also carry their intervals (`Predictions.bands`), scored
+by coverage: the fraction of the truth at or below each quantile (train/quantiles.py).
+
 # N: test length  M: scored origins  L: seq_len  H: horizon  T: targets  F: features
+# Q: quantiles  C: output columns T * (1 + Q)
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from seqcast.edge.model.runtime import LoadedModel
 from seqcast.edge.timegrid import Grid
 from seqcast.train.baselines import baseline_forecasts, is_baseline, seasons_for, verdict
 from seqcast.train.data import FittedScaler, Series
+from seqcast.train.quantiles import coverage, split
 from seqcast.train.windows import future_targets, window_origins, windows
 
 
@@ -29,6 +34,8 @@ class Predictions:
     by_method: dict[str, np.ndarray]  # method -> (M, H, T)
     origin_times: np.ndarray  # (M,) ts of the last input of each forecast
     baselines: dict[str, Any] = field(default_factory=dict)  # what baseline_forecasts recorded
+    quantiles: tuple[float, ...] = ()
+    bands: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (M, H, T, Q)
 
 
 def default_season(grid: Grid) -> int:
@@ -41,11 +48,10 @@ def stream_predictions(
     model: LoadedModel, x: np.ndarray, segment_starts: np.ndarray | None = None
 ) -> np.ndarray:
     """Step the step model over the whole of x (N, F), batch 1, from zero state at every segment
-    start: -> (N, H, T)."""
+    start: -> (N, H, C)."""
     resets = {0} if segment_starts is None else {int(s) for s in segment_starts}
-    out = np.empty(
-        (len(x), model.bundle.manifest.horizon, len(model.bundle.manifest.targets)), np.float32
-    )
+    m = model.bundle.manifest
+    out = np.empty((len(x), m.horizon, len(m.output_columns)), np.float32)
     states = model.zero_states(1)
     for t in range(len(x)):
         if t in resets:
@@ -73,13 +79,20 @@ def predict(
     truth = future_targets(test.targets, H)[origins]  # -> (M, H, T)
 
     preds: dict[str, np.ndarray] = {}
-    preds["window"] = scaler.unscale_targets(model.window(xw))
+    bands: dict[str, np.ndarray] = {}
+    outputs = {"window": model.window(xw)}  # (M, H, C)
     if model.has_step:
-        stream = stream_predictions(model, x, starts)
-        preds["stream"] = scaler.unscale_targets(stream[origins])
+        outputs["stream"] = stream_predictions(model, x, starts)[origins]
+    T, Q = len(m.targets), len(m.quantiles)
+    for method, y in outputs.items():
+        point, quant = split(y, T, Q)  # (M, H, T), (M, H, T, Q)
+        preds[method] = scaler.unscale_targets(point)
+        if Q:
+            bands[method] = quant * scaler.target_std[:, None] + scaler.target_mean[:, None]
 
     baselines, info = baseline_forecasts(history, test, origins, seasons, H, strong_baseline)
-    return Predictions(truth, preds | baselines, test.times[origins], info)
+    preds |= baselines
+    return Predictions(truth, preds, test.times[origins], info, tuple(m.quantiles), bands)
 
 
 def score(p: Predictions, target_names: list[str]) -> dict[str, Any]:
@@ -97,6 +110,8 @@ def score(p: Predictions, target_names: list[str]) -> dict[str, Any]:
                 for j, name in enumerate(target_names)
             },
         }
+        if method in p.bands:
+            out[method].update(coverage(p.truth, p.bands[method], p.quantiles, target_names))
     out["baselines"] = p.baselines
     if any(k in out for k in ("stream", "window")):
         out["verdict"] = verdict(out)
@@ -104,9 +119,31 @@ def score(p: Predictions, target_names: list[str]) -> dict[str, Any]:
 
 
 def format_table(metrics: dict[str, Any]) -> str:
+    """MAE and RMSE per method; with quantiles, each quantile's empirical coverage (its
+    nominal level in the header) and the interval's mean width."""
     models = [k for k in ("window", "stream") if k in metrics]
     methods = models + [k for k in metrics if is_baseline(k) and isinstance(metrics[k], dict)]
-    lines = [f"{'method':<20}{'MAE':>12}{'RMSE':>12}", "-" * 44]
+    bands = next((metrics[k] for k in methods if "quantiles" in metrics[k]), None)
+    names = list(bands["quantiles"]) if bands else []
+    head = f"{'method':<20}{'MAE':>12}{'RMSE':>12}"
+    head += "".join(f"{n + ' cov':>12}" for n in names)
+    head += f"{'width':>12}" if bands and "interval" in bands else ""
+    lines = [head, "-" * len(head)]
     for k in methods:
-        lines.append(f"{k:<20}{metrics[k]['mae']:>12.3f}{metrics[k]['rmse']:>12.3f}")
+        row = f"{k:<20}{metrics[k]['mae']:>12.3f}{metrics[k]['rmse']:>12.3f}"
+        qs = metrics[k].get("quantiles", {})
+        row += "".join(f"{qs[n]['coverage']:>12.3f}" if n in qs else f"{'':>12}" for n in names)
+        if "interval" in metrics[k]:
+            row += f"{metrics[k]['interval']['mean_width']:>12.3f}"
+        lines.append(row.rstrip())
     return "\n".join(lines)
+
+
+def coverage_line(metrics: dict[str, Any]) -> str | None:
+    """One line on the intervals of the best method, for the CLI; None without quantiles."""
+    best = "stream" if "stream" in metrics else "window"
+    qs = metrics.get(best, {}).get("quantiles")
+    if not qs:
+        return None
+    parts = [f"{n} {v['coverage']:.1%} (nominal {v['nominal']:.1%})" for n, v in qs.items()]
+    return f"test coverage ({best}): " + ", ".join(parts)

@@ -34,10 +34,12 @@ from seqcast.train.models import MASK_VALUE, Architecture, build, state_names, w
 from seqcast.train.options import FitOptions
 from seqcast.train.prepare import Prepared, prepare
 from seqcast.train.prepare import load_series as load_series  # sweep imports it from here
+from seqcast.train.quantiles import point_mse, training_loss
 from seqcast.train.windows import longest_segment, segment_sequences, windows
 
 log = logging.getLogger(__name__)
 
+VAL_POINT_MSE = "val_point_mse"  # with quantiles: what early stopping watches (quantiles.point_mse)
 SELFTEST_TOLERANCE = {"float32": 1e-4, "float16": 1e-3, "dynamic": 1e-3, "int8": 5e-3}
 
 
@@ -49,21 +51,33 @@ class FitResult:
     train_seconds: float
     report_dir: Path | None
     forecaster: Any  # train.models.Forecaster: the Keras side, for tests and comparisons
-    window_keras: Any  # keras.Model (B, L, F) -> (B, H, T)
+    window_keras: Any  # keras.Model (B, L, F) -> (B, H, C)
     scaler: D.FittedScaler
     splits: D.Splits
 
 
 def _train(
-    o: FitOptions, arch: Architecture, splits: D.Splits, scaler: D.FittedScaler, min_history: int
+    o: FitOptions,
+    arch: Architecture,
+    splits: D.Splits,
+    scaler: D.FittedScaler,
+    min_history: int,
+    quantiles: tuple[float, ...] = (),
 ):
     import keras
 
     keras.utils.set_random_seed(o.seed)
     xs = {k: scaler.features(s) for k, s in (("train", splits.train), ("val", splits.val))}
     F, T = xs["train"].shape[1], len(splits.train.target_names)  # F: features + calendar
-    f = build(arch, F, o.horizon, T, o.seq_len)
-    f.model.compile(optimizer=keras.optimizers.Adam(o.learning_rate, clipnorm=1.0), loss="mse")
+    f = build(arch, F, o.horizon, T, o.seq_len, quantiles)
+    # the point forecasts' MSE, plus the quantiles' pinball loss (train/quantiles.py)
+    # (early stopping and the schedule watch the point forecasts' MSE either way)
+    loss, watched = (training_loss(quantiles), [point_mse(quantiles)]) if quantiles else ("mse", [])
+    f.model.compile(
+        optimizer=keras.optimizers.Adam(o.learning_rate, clipnorm=1.0),
+        loss=loss,
+        weighted_metrics=watched,
+    )
     ys = {k: scaler.targets(s) for k, s in (("train", splits.train), ("val", splits.val))}
     parts = {"train": splits.train, "val": splits.val}
     need = o.seq_len + o.horizon  # a segment piece shorter than one window is not used
@@ -92,11 +106,17 @@ def _train(
     # it has not improved for `patience` epochs; `epochs` is only a safety net
     # (an improvement is 1e-4 in scaled MSE, both for the schedule and for the stop: smaller
     # gains at the lowest rate would otherwise keep it going to the cap)
+    monitor = VAL_POINT_MSE if quantiles else "val_loss"
     stop = keras.callbacks.EarlyStopping(
-        patience=o.patience, min_delta=1e-4, restore_best_weights=True
+        monitor, patience=o.patience, min_delta=1e-4, mode="min", restore_best_weights=True
     )
     slower = keras.callbacks.ReduceLROnPlateau(
-        factor=0.5, patience=max(1, o.patience // 3), min_delta=1e-4, min_lr=o.learning_rate / 64
+        monitor,
+        factor=0.5,
+        patience=max(1, o.patience // 3),
+        min_delta=1e-4,
+        min_lr=o.learning_rate / 64,
+        mode="min",
     )
     t0 = time.perf_counter()
     hist = f.model.fit(
@@ -116,16 +136,17 @@ def _train(
 def stop_reason(history: dict[str, list[float]], o: FitOptions) -> tuple[str, bool]:
     """Why training ended, and whether that was the epoch cap while validation still improved
     (the model is probably not done)."""
-    val = history.get("val_loss", [])
+    what = "validation point MSE" if VAL_POINT_MSE in history else "validation loss"
+    val = history.get(VAL_POINT_MSE, history.get("val_loss", []))
     run, best = len(val), int(np.argmin(val)) + 1 if val else 0
     if run < o.epochs:
         return (
-            f"early stopping: validation loss did not improve (by 1e-4) for {o.patience} epochs "
+            f"early stopping: {what} did not improve (by 1e-4) for {o.patience} epochs "
             f"(best at epoch {best} of {run})",
             False,
         )
     still = run - best < o.patience
-    why = f"the epoch cap ({o.epochs}) was reached (best validation loss at epoch {best})"
+    why = f"the epoch cap ({o.epochs}) was reached (best {what} at epoch {best})"
     return why, still
 
 
@@ -172,7 +193,7 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     want_stream = o.mode == "stream"
     scaler = D.FittedScaler.fit(splits.train, p.calendar)
 
-    f, history, train_s = _train(o, arch, splits, scaler, min_history)
+    f, history, train_s = _train(o, arch, splits, scaler, min_history, p.quantiles)
     stopped, unfinished = stop_reason(history, o)
     log.info("trained in %.1f s: %s", train_s, stopped)
     if unfinished:
@@ -216,6 +237,7 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
             )
         ),
         calendar=list(scaler.calendar),
+        quantiles=list(p.quantiles),
         architecture={
             **arch.to_json(),
             "train_len": o.train_len or 4 * o.seq_len,

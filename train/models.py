@@ -7,7 +7,11 @@ layers' weights, so they compute the same function two ways.
 
 Window-only architectures (`conv1d`, `bidirectional`) are trained on windows directly.
 
+With quantiles (train/quantiles.py) a second dense head gives the interval offsets and every
+graph outputs C = T * (1 + Q) columns per step instead of T (edge/quantiles.py's layout).
+
 # B: batch  L: seq_len  S: training sequence length  F: features  U: units  H: horizon  T: targets
+# Q: quantiles  C: output columns T * (1 + Q)
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import tensorflow as tf
 from seqcast.train.options import MASK_VALUE as MASK_VALUE
 from seqcast.train.options import Architecture as Architecture
 from seqcast.train.options import ArchitectureError as ArchitectureError
+from seqcast.train.quantiles import interval_columns
 
 
 def _rnn(arch: Architecture, units: int, return_sequences: bool, unroll: bool = False) -> Any:
@@ -43,16 +48,40 @@ class Forecaster:
     n_features: int
     horizon: int
     n_targets: int
-    model: keras.Model
+    model: Any  # keras.Model, set by build()
     rnns: list[Any]
     head: Any
+    quantiles: tuple[float, ...] = ()
+    interval_head: Any = None  # Dense (Q * H * T) offsets, with quantiles
+
+    @property
+    def columns(self) -> int:
+        """C: output columns per step."""
+        return self.n_targets * (1 + len(self.quantiles))
+
+    def outputs(self, h: Any) -> Any:
+        """Last hidden state (..., U) -> flat outputs (..., H*T), or (..., H*T, 1 + Q) with
+        quantiles: reshape to (..., H, C) either way."""
+        if not self.quantiles:
+            return self.head(h)
+        return interval_columns(self.head(h), self.interval_head(h), self.quantiles)
 
 
 def build(
-    arch: Architecture, n_features: int, horizon: int, n_targets: int, seq_len: int
+    arch: Architecture,
+    n_features: int,
+    horizon: int,
+    n_targets: int,
+    seq_len: int,
+    quantiles: tuple[float, ...] = (),
 ) -> Forecaster:
     out_dim = horizon * n_targets
     head = keras.layers.Dense(out_dim, name="head")
+    intervals = (
+        keras.layers.Dense(out_dim * len(quantiles), name="interval_head") if quantiles else None
+    )
+    f = Forecaster(arch, n_features, horizon, n_targets, None, [], head, quantiles, intervals)
+    C = f.columns
     if arch.streaming:
         inp = keras.Input((None, n_features), name="x")  # (B, S, F)
         h = inp
@@ -61,7 +90,7 @@ def build(
             layer = _rnn(arch, u, return_sequences=True)
             rnns.append(layer)
             h = layer(h)  # -> (B, S, U)
-        y = keras.layers.Reshape((-1, horizon, n_targets))(head(h))  # -> (B, S, H, T)
+        y = keras.layers.Reshape((-1, horizon, C))(f.outputs(h))  # -> (B, S, H, C)
     else:
         inp = keras.Input((seq_len, n_features), name="x")  # (B, L, F)
         h = inp
@@ -75,9 +104,9 @@ def build(
                 layer = keras.layers.Bidirectional(layer)
             rnns.append(layer)
             h = layer(h)  # -> (B, L', U) or (B, U) for the last layer
-        y = keras.layers.Reshape((horizon, n_targets))(head(h))  # -> (B, H, T)
-    model = keras.Model(inp, y)
-    return Forecaster(arch, n_features, horizon, n_targets, model, rnns, head)
+        y = keras.layers.Reshape((horizon, C))(f.outputs(h))  # -> (B, H, C)
+    f.model, f.rnns = keras.Model(inp, y), rnns
+    return f
 
 
 def state_names(f: Forecaster) -> list[tuple[str, int]]:
@@ -98,7 +127,7 @@ def step_fn(f: Forecaster) -> Any:
             h, new = layer.cell(h, states, training=False)  # -> (B, U)
             for k, s in zip(kinds, new, strict=True):
                 out[f"layer{i}_{k}"] = s
-        out["y"] = tf.reshape(f.head(h), [-1, f.horizon, f.n_targets])  # -> (B, H, T)
+        out["y"] = tf.reshape(f.outputs(h), [-1, f.horizon, f.columns])  # -> (B, H, C)
         return out
 
     return step
@@ -111,7 +140,7 @@ def step_signature(f: Forecaster) -> list[tf.TensorSpec]:
 
 
 def window_model(f: Forecaster, seq_len: int, masked: bool) -> keras.Model:
-    """(B, L, F) -> (B, H, T). Streaming stacks are rebuilt unrolled with shared weights (Keras
+    """(B, L, F) -> (B, H, C). Streaming stacks are rebuilt unrolled with shared weights (Keras
     sequence layers otherwise lower to WHILE loops); `masked` skips left padding equal to
     MASK_VALUE, which is the same as starting from zero state at the first real sample."""
     if not f.arch.streaming:
@@ -122,5 +151,5 @@ def window_model(f: Forecaster, seq_len: int, masked: bool) -> keras.Model:
         layer = _rnn(f.arch, trained.units, return_sequences=i < len(f.rnns) - 1, unroll=True)
         h = layer(h)  # -> (B, L, U) or (B, U)
         layer.set_weights(trained.get_weights())
-    y = keras.layers.Reshape((f.horizon, f.n_targets))(f.head(h))  # -> (B, H, T)
+    y = keras.layers.Reshape((f.horizon, f.columns))(f.outputs(h))  # -> (B, H, C)
     return keras.Model(inp, y)

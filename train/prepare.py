@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seqcast.edge import calendar
+from seqcast.edge import calendar, quantiles
 from seqcast.train import data as D
 from seqcast.train.options import Architecture, FitOptions
 
@@ -17,6 +17,7 @@ class Prepared:
     min_history: int
     splits: D.Splits
     calendar: tuple[str, ...] = ()
+    quantiles: tuple[float, ...] = ()  # checked and ascending
 
 
 def load_series(o: FitOptions) -> D.Series:
@@ -65,8 +66,23 @@ def prepare(o: FitOptions, need: int | None = None) -> Prepared:
     if not 1 <= min_history <= o.seq_len:
         raise D.DataError(f"--min-history must be 1..--seq-len ({o.seq_len}), got {min_history}")
     arch.check(o.mode == "stream", min_history, o.seq_len)
+    qs = quantiles_of(o, series)
     splits = D.split(series, o.split, o.seq_len + o.horizon)
-    return Prepared(series, arch, min_history, splits, calendar_of(o, series))
+    return Prepared(series, arch, min_history, splits, calendar_of(o, series), qs)
+
+
+def quantiles_of(o: FitOptions, series: D.Series) -> tuple[float, ...]:
+    """`--quantiles`, checked (edge/quantiles.py) and sorted; their payload names must not
+    collide with a target's."""
+    try:
+        qs = quantiles.check(o.quantiles)
+    except (ValueError, TypeError) as e:  # QuantileError, or not a number
+        raise D.DataError(f"--quantiles: {e}") from None
+    columns = quantiles.columns(series.target_names, qs)
+    clash = sorted({c for c in columns if columns.count(c) > 1})
+    if clash:
+        raise D.DataError(f"--quantiles: the forecast key {clash[0]!r} is also a target's name")
+    return qs
 
 
 def calendar_of(o: FitOptions, series: D.Series) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from seqcast.edge.model.bundle import Bundle
+from seqcast.edge.quantiles import name as quantile_name
 from seqcast.edge.timegrid import Grid
 from seqcast.train.evaluate import Predictions
 
@@ -50,7 +51,7 @@ def write_report(
         ax.plot(np.arange(1, len(vals) + 1), vals, marker="o", label=key)
     ax.set(
         xlabel="epoch",
-        ylabel="MSE (scaled units)",
+        ylabel="MSE + pinball (scaled units)" if m.quantiles else "MSE (scaled units)",
         title=f"{m.name}: learning curves",
         yscale="log",
     )
@@ -70,6 +71,14 @@ def write_report(
     for j, target in enumerate(m.targets):
         ax = axes[j, 0]
         ax.plot(at(1), preds.truth[:n, 0, j], color="black", lw=1.2, label="actual")
+        band = next((k for k in ("stream", "window") if k in preds.bands), None)
+        if band is not None and len(preds.quantiles) >= 2:  # the outermost interval, at t+1
+            lo, hi = preds.bands[band][:n, 0, j, 0], preds.bands[band][:n, 0, j, -1]
+            names = f"{quantile_name(preds.quantiles[0])}..{quantile_name(preds.quantiles[-1])}"
+            ax.fill_between(at(1), lo, hi, alpha=0.25, lw=0, label=f"{band} t+1 {names}")
+        elif band is not None:  # one quantile: its line
+            q = quantile_name(preds.quantiles[0])
+            ax.plot(at(1), preds.bands[band][:n, 0, j, 0], lw=0.8, ls=":", label=f"{band} {q}")
         for method in ("stream", "window", best_baseline):
             if method in preds.by_method:
                 ax.plot(at(1), preds.by_method[method][:n, 0, j], lw=0.9, label=f"{method} t+1")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from seqcast.edge import calendar
+from seqcast.edge import calendar, quantiles
 from seqcast.edge.timegrid import Grid, GridError
 
 FORMAT_VERSION = 1
@@ -96,6 +96,8 @@ class Manifest:
     max_fill: int = 0  # holes of up to this many steps were filled by linear interpolation
     # calendar features after the scaled features in the model's input (edge/calendar.py)
     calendar: list[str] = field(default_factory=list)
+    # prediction intervals, ascending (edge/quantiles.py); [] in older bundles: point forecasts only
+    quantiles: list[float] = field(default_factory=list)
 
     @property
     def grid(self) -> Grid:
@@ -105,6 +107,21 @@ class Manifest:
     def input_width(self) -> int:
         """Columns of the model's input: the features, then the calendar's sin/cos pairs."""
         return len(self.features) + calendar.width(self.calendar)
+
+    @property
+    def output_columns(self) -> list[str]:
+        """The model output's columns (and the payload's keys per step): each target, then its
+        quantiles (`Demand`, `Demand_p10`, `Demand_p90`)."""
+        return quantiles.columns(self.targets, self.quantiles)
+
+    def output_scaling(self) -> tuple[np.ndarray, np.ndarray]:
+        """(C,) mean and std that unscale each output column: its target's."""
+        per = 1 + len(self.quantiles)
+        s = self.scaler
+        return (
+            np.repeat(np.asarray(s.target_mean, np.float64), per),
+            np.repeat(np.asarray(s.target_std, np.float64), per),
+        )
 
     @property
     def has_step(self) -> bool:
@@ -145,6 +162,7 @@ class Manifest:
                 grid_spec=None if d.get("grid") is None else dict(d["grid"]),
                 max_fill=int(d.get("max_fill", 0)),
                 calendar=[str(c) for c in d.get("calendar", [])],
+                quantiles=[float(q) for q in d.get("quantiles", [])],
             )
         except KeyError as e:
             raise BundleError(f"manifest.json: missing key {e.args[0]!r}") from None
@@ -177,6 +195,18 @@ class Manifest:
             calendar.check(self.calendar)
         except calendar.CalendarError as e:
             raise BundleError(f"manifest.calendar: {e}") from None
+        try:
+            ordered = quantiles.check(self.quantiles)
+        except quantiles.QuantileError as e:
+            raise BundleError(f"manifest.quantiles: {e}") from None
+        if list(ordered) != list(self.quantiles):
+            raise BundleError(f"manifest.quantiles: must be ascending, got {self.quantiles}")
+        columns = self.output_columns
+        if self.quantiles and (len(set(columns)) != len(columns) or "ts" in columns):
+            raise BundleError(
+                f"manifest.quantiles: the output names {columns} must be distinct and not 'ts' "
+                "(a target is named like another target's quantile)"
+            )
         if self.max_fill < 0:
             raise BundleError(f"manifest.max_fill: must be >= 0, got {self.max_fill}")
         if not 1 <= self.min_history <= self.seq_len:

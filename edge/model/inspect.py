@@ -29,6 +29,9 @@ def describe(bundle: Bundle, report: SelfTestReport) -> str:
         f"model       {bundle.model_id}   (created {m.created}, format {m.format})",
         f"features    {', '.join(m.features)}",
         f"targets     {', '.join(m.targets)}",
+        "intervals   "
+        + (", ".join(m.output_columns[1 : 1 + len(m.quantiles)]) or "none (point forecasts only)")
+        + ("  (per target)" if m.quantiles and len(m.targets) > 1 else ""),
         f"seq_len     {m.seq_len}   horizon {m.horizon}   interval {m.interval_s:g} s   "
         f"min_history {m.min_history}",
         f"arch        {json.dumps(m.architecture)}",

@@ -5,7 +5,8 @@ backend that cannot import, cannot load a model (e.g. an op newer than it knows)
 self-test or crashes the process doing so (caught by testing it in a child process first, see
 `isolation.py`) is reported with its reason and the next one is tried.
 
-# B: batch  L: seq_len  F: features  H: horizon  T: targets
+# B: batch  L: seq_len  F: features  H: horizon  C: output columns (T targets, each with its
+# point forecast and Q quantiles: T * (1 + Q), see edge/quantiles.py)
 """
 
 from __future__ import annotations
@@ -75,17 +76,29 @@ class LoadedModel:
             missing = {"x", *self.state_names} - set(self._step.input_names)
             if missing:
                 raise ModelLoadError(f"step.tflite lacks inputs {sorted(missing)}")
+        # (H, C): the targets' point forecasts and, with quantiles, their interval columns
+        out = (m.horizon, len(m.output_columns))
+        for file, model in ((WINDOW_FILE, self._window), (STEP_FILE, self._step)):
+            if model is None:
+                continue
+            if "y" not in model.output_names:
+                raise ModelLoadError(f"{file} has no output 'y'")
+            if model.output_shape("y") != out:
+                raise ModelLoadError(
+                    f"{file} gives y {model.output_shape('y')}, manifest says {out} "
+                    f"(horizon, targets x (1 + {len(m.quantiles)} quantiles))"
+                )
 
     @property
     def has_step(self) -> bool:
         return self._step is not None
 
     def window(self, x: np.ndarray) -> np.ndarray:
-        """(B, L, F) -> (B, H, T)."""
+        """(B, L, F) -> (B, H, C)."""
         return self._window.run({"x": x})["y"]
 
     def step(self, x: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """x (B, F), states [(B, U), ...] -> y (B, H, T), new states."""
+        """x (B, F), states [(B, U), ...] -> y (B, H, C), new states."""
         if self._step is None:
             raise RuntimeError("this bundle has no step model (window mode only)")
         out = self._step.run({"x": x, **dict(zip(self.state_names, states, strict=True))})
@@ -108,7 +121,7 @@ class LoadedModel:
             sx, sy = (
                 np.asarray(s["x"], np.float32),
                 np.asarray(s["y"], np.float32),
-            )  # (S, F), (S, H, T)
+            )  # (S, F), (S, H, C)
             states = self.zero_states(1)
             errs = []
             for t in range(len(sx)):

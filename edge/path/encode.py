@@ -30,9 +30,10 @@ def encode_forecast(
 ) -> bytes:
     """Compact UTF-8 JSON forecast message (docs/ARCHITECTURE.md, "MQTT").
 
-    ``values`` is ``[horizon, T]`` in original units, published at float32 precision (see
-    `float32_decimals`); row ``k - 1`` is stamped ``ts + k * interval_s``. Raises ValueError on a
-    wrong shape or a non-finite number.
+    ``values`` is ``[horizon, C]`` in original units, one column per name in ``targets`` (the
+    bundle's output columns: each target, then its quantiles such as ``Demand_p10``), published
+    at float32 precision (see `float32_decimals`); row ``k - 1`` is stamped
+    ``ts + k * interval_s``. Raises ValueError on a wrong shape or a non-finite number.
     """
     return encode_rounded(stream, ts, model_id, targets, interval_s, float32_decimals(values))
 
@@ -54,13 +55,13 @@ def encode_rounded(
     ensure_ascii=False, allow_nan=False)`` gives (floats are ``float.__repr__`` there too), at a
     fraction of the cost: this runs once per forecast.
     """
-    # H: horizon  T: targets
+    # H: horizon  C: output columns (targets and their quantiles)
     names = targets if targets.__class__ is tuple else tuple(targets)
     arr = (
         values
         if values.__class__ is np.ndarray and values.dtype == np.float64
         else (np.asarray(values, dtype=np.float64))
-    )  # -> (H, T)
+    )  # -> (H, C)
     if arr.ndim != 2 or arr.shape[1] != len(names):
         raise ValueError(f"values: expected shape (horizon, {len(names)}), got {arr.shape}")
     keys = _TARGET_KEYS.get(names)

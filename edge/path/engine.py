@@ -16,7 +16,8 @@ Poison never silences a stream:
   `streams_resets_nonfinite`, no forecast for that row); the stream warms up again from its next
   sample, exactly as if it were processed one sample at a time.
 
-# B: batch (streams in a wave)  L: seq_len  F: features  U: state size  H: horizon  T: targets
+# B: batch (streams in a wave)  L: seq_len  F: features  U: state size  H: horizon
+# C: output columns (each target's point forecast, then its quantiles: edge/quantiles.py)
 """
 
 from __future__ import annotations
@@ -81,15 +82,15 @@ class Model(Protocol):
 class Forecast:
     stream: str
     ts: float  # ts of the last input
-    values: np.ndarray  # (H, T), original units
+    values: np.ndarray  # (H, C), original units
 
 
 @dataclass(frozen=True, slots=True)
 class Scaling:
     feature_mean: np.ndarray  # (F,)
     feature_std: np.ndarray  # (F,)
-    target_mean: np.ndarray  # (T,)
-    target_std: np.ndarray  # (T,)
+    target_mean: np.ndarray  # (C,): each output column's target's
+    target_std: np.ndarray  # (C,)
 
 
 class _Wave:
@@ -295,7 +296,7 @@ class Engine:
         poisoned: dict[int, int] = {}  # slot -> index in flat of its first non-finite window
         for lo in range(0, len(windows), MAX_INVOKE):
             hi = lo + MAX_INVOKE
-            y = self.model.window(np.stack(windows[lo:hi]))  # (B, L, F) -> (B, H, T)
+            y = self.model.window(np.stack(windows[lo:hi]))  # (B, L, F) -> (B, H, C)
             self.counters.add("invokes")
             if not poisoned and not _maybe_nonfinite(y):
                 out += self._forecasts(ready_streams[lo:hi], ready_ts[lo:hi], y)
@@ -343,7 +344,7 @@ class Engine:
         table.push_many(slots, x)
         self.counters.add("samples", len(ids))
         states = [s[slots] for s in table.states]  # each (B, U)
-        y, new_states = self.model.step(x, states)  # -> (B, H, T), [(B, U)]
+        y, new_states = self.model.step(x, states)  # -> (B, H, C), [(B, U)]
         self.counters.add("invokes")
         squares = float(np.vdot(y, y))  # `_maybe_nonfinite`, inline: it runs once per invoke
         for s, new in zip(table.states, new_states, strict=True):
@@ -363,7 +364,7 @@ class Engine:
         return []
 
     def _forecasts(self, streams: list[str], ts: list[float], y: np.ndarray) -> list[Forecast]:
-        # (B, H, T) in original units, at the model's float32 precision (what gets published)
+        # (B, H, C) in original units, at the model's float32 precision (what gets published)
         sc = self.scaling
         values = float32_decimals(y.astype(np.float64) * sc.target_std + sc.target_mean)
         self.counters.add("forecasts", len(streams))

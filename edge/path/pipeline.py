@@ -136,11 +136,11 @@ class Pipeline:
 
         sc = m.scaler
         scaling = Scaling(
-            *(
-                np.asarray(v, np.float64)
-                for v in (sc.feature_mean, sc.feature_std, sc.target_mean, sc.target_std)
-            )
+            np.asarray(sc.feature_mean, np.float64),
+            np.asarray(sc.feature_std, np.float64),
+            *m.output_scaling(),  # per output column: quantiles are in their target's units
         )
+        self.columns = tuple(m.output_columns)  # the payload's keys per step
         self.engine = Engine(
             model,
             table,
@@ -255,7 +255,7 @@ class Pipeline:
             times = None if grid is None else [grid.shift(f.ts, k) for k in range(1, m.horizon + 1)]
             try:
                 payload = encode_rounded(
-                    f.stream, f.ts, self.model_id, m.targets, m.interval_s, f.values, times
+                    f.stream, f.ts, self.model_id, self.columns, m.interval_s, f.values, times
                 )
             except ValueError as e:
                 self.counters.add("encode_errors")

@@ -92,6 +92,10 @@ class TFLiteModel:
         """Shape without the batch dimension."""
         return tuple(int(n) for n in self._inputs[name]["shape"][1:])
 
+    def output_shape(self, name: str) -> tuple[int, ...]:
+        """Shape without the batch dimension."""
+        return tuple(int(n) for n in self._outputs[name]["shape"][1:])
+
     def _bucket(self, n: int) -> _BucketInterpreter:
         size = batch_bucket(n)
         b = self._buckets.get(size)

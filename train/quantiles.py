@@ -1,0 +1,137 @@
+"""Quantile heads: the ordered interval columns in the graph, the pinball loss, and the coverage
+report. The output layout (each target's point forecast, then its quantiles) and the names are
+edge/quantiles.py's.
+
+Ordering is built into the graph, not repaired afterwards: a quantile below 0.5 is the next one
+inward (the point forecast for the innermost) minus a softplus, one above 0.5 the next inward
+plus a softplus. Softplus is never negative, so q_1 <= ... <= point <= ... <= q_Q holds for any
+weights and any input, in every graph the bundle carries, without a sort on the device (a sort
+would also hide a head that learned crossed intervals, and costs on the hot path). Unscaling
+multiplies by a positive std and adds a mean, which keeps the order in float arithmetic too.
+
+The point forecast keeps its MSE loss alone: the quantile columns are built on it with its
+gradient stopped, so the pinball loss trains the offsets (and the shared recurrent layers) but
+never pulls the point forecast toward a quantile.
+
+# B: batch  H: horizon  T: targets  Q: quantiles  C: output columns T * (1 + Q)  M: origins
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from seqcast.edge import quantiles as names
+
+
+def _softplus(x: Any) -> Any:
+    """log(1 + e^x), written with ops every TFLite interpreter has (ABS, EXP, LOG, RELU):
+    stable for large |x| and never negative."""
+    import keras
+
+    ops = keras.ops
+    return ops.relu(x) + ops.log(1.0 + ops.exp(-ops.abs(x)))
+
+
+def interval_columns(point: Any, raw: Any, quantiles: Sequence[float]) -> Any:
+    """point (..., H*T) and raw offsets (..., Q*H*T, quantile k's block at k*H*T) ->
+    (..., H*T, 1 + Q): per target step, the point forecast then the quantiles, ascending."""
+    import keras
+
+    ops = keras.ops
+    n = len(quantiles)
+    width = raw.shape[-1] // n  # H * T
+    base = ops.stop_gradient(point)
+    cols: list[Any] = [None] * n
+    lower = [k for k, q in enumerate(quantiles) if q < 0.5]
+    upper = [k for k, q in enumerate(quantiles) if q > 0.5]
+    inner = base
+    for k in reversed(lower):  # from the one nearest 0.5 outward
+        inner = inner - _softplus(raw[..., k * width : (k + 1) * width])
+        cols[k] = inner
+    inner = base
+    for k in upper:
+        inner = inner + _softplus(raw[..., k * width : (k + 1) * width])
+        cols[k] = inner
+    return ops.stack([point, *cols], axis=-1)  # -> (..., H*T, 1 + Q)
+
+
+def pinball(truth: Any, forecast: Any, q: float) -> Any:
+    """The quantile (pinball) loss, elementwise: q * e if e >= 0 else (q - 1) * e, e = truth -
+    forecast. Its expectation is smallest where `forecast` is the q-quantile of `truth`."""
+    import keras
+
+    e = truth - forecast
+    return keras.ops.maximum(q * e, (q - 1.0) * e)
+
+
+def training_loss(quantiles: Sequence[float]) -> Callable[[Any, Any], Any]:
+    """y_true (..., H, T), y_pred (..., H, C) -> (..., H): MSE of the point forecasts plus the
+    pinball loss of each quantile, averaged over targets (Keras's "mse" reduces the same way, so
+    sample weights broadcast as before)."""
+    import keras
+
+    ops = keras.ops
+    per = 1 + len(quantiles)
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        total = ops.mean(ops.square(y_true - y_pred[..., 0::per]), axis=-1)
+        for k, q in enumerate(quantiles, 1):
+            total = total + ops.mean(pinball(y_true, y_pred[..., k::per], q), axis=-1)
+        return total
+
+    return loss
+
+
+def point_mse(quantiles: Sequence[float]) -> Callable[[Any, Any], Any]:
+    """The point forecasts' MSE alone, (..., H) like the loss: what early stopping and the
+    learning-rate schedule watch with quantiles (as `val_point_mse`), so training runs as long
+    as the point forecast improves, as it does without them."""
+    import keras
+
+    per = 1 + len(quantiles)
+
+    def point_mse(y_true: Any, y_pred: Any) -> Any:
+        return keras.ops.mean(keras.ops.square(y_true - y_pred[..., 0::per]), axis=-1)
+
+    return point_mse
+
+
+def split(y: np.ndarray, n_targets: int, n_quantiles: int) -> tuple[np.ndarray, np.ndarray]:
+    """(..., H, C) -> point forecasts (..., H, T) and quantiles (..., H, T, Q)."""
+    grouped = y.reshape(*y.shape[:-1], n_targets, 1 + n_quantiles)  # (..., H, T, 1 + Q)
+    return grouped[..., 0], grouped[..., 1:]
+
+
+def coverage(
+    truth: np.ndarray, bands: np.ndarray, quantiles: Sequence[float], target_names: list[str]
+) -> dict[str, Any]:
+    """truth (M, H, T), bands (M, H, T, Q) in original units -> per quantile the nominal level,
+    the fraction of the truth at or below it (all steps and targets, and per target), its mean
+    pinball loss; and for the outermost pair the interval's nominal and empirical coverage and
+    mean width."""
+    below = truth[..., None] <= bands  # (M, H, T, Q)
+    out: dict[str, Any] = {"quantiles": {}}
+    for k, q in enumerate(quantiles):
+        e = truth - bands[..., k]
+        out["quantiles"][names.name(q)] = {
+            "nominal": q,
+            "coverage": round(float(np.mean(below[..., k])), 6),
+            "per_target": {
+                t: round(float(np.mean(below[:, :, j, k])), 6) for j, t in enumerate(target_names)
+            },
+            "pinball": float(np.mean(np.maximum(q * e, (q - 1.0) * e))),
+        }
+    if len(quantiles) >= 2:
+        lo, hi = bands[..., 0], bands[..., -1]
+        inside = (truth >= lo) & (truth <= hi)
+        out["interval"] = {
+            "from": names.name(quantiles[0]),
+            "to": names.name(quantiles[-1]),
+            "nominal": round(quantiles[-1] - quantiles[0], 6),
+            "coverage": round(float(np.mean(inside)), 6),
+            "mean_width": float(np.mean(hi - lo)),
+        }
+    return out
