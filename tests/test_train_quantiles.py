@@ -87,6 +87,27 @@ def test_the_training_loss_is_mse_plus_pinball_and_leaves_the_point_to_mse() -> 
     assert np.abs(tape.gradient(total, raw).numpy()).max() > 0
 
 
+def test_the_pinball_loss_trains_the_interval_head_only() -> None:
+    import tensorflow as tf
+
+    from seqcast.train.models import Architecture, build
+    from seqcast.train.quantiles import point_mse, training_loss
+
+    qs = (0.1, 0.9)
+    f = build(Architecture(units=(4,)), 2, 2, 1, 5, qs)
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(3, 5, 2)), tf.float32)  # (B, S, F)
+    truth = tf.constant(rng.normal(size=(3, 5, 2, 1)), tf.float32)  # (B, S, H, T)
+    with tf.GradientTape() as tape:
+        y = f.model(x)  # (B, S, H, C)
+        pinball_only = tf.reduce_sum(training_loss(qs)(truth, y) - point_mse(qs)(truth, y))
+    shared = [v for layer in (*f.rnns, f.head) for v in layer.trainable_variables]
+    own = f.interval_head.trainable_variables
+    grads = tape.gradient(pinball_only, shared + own)
+    assert all(g is None or not np.any(g.numpy()) for g in grads[: len(shared)])
+    assert all(np.abs(g.numpy()).max() > 0 for g in grads[len(shared) :])
+
+
 def _prepared(tmp_path, **options):
     from seqcast.train.options import FitOptions
     from seqcast.train.prepare import prepare

@@ -7,8 +7,9 @@ layers' weights, so they compute the same function two ways.
 
 Window-only architectures (`conv1d`, `bidirectional`) are trained on windows directly.
 
-With quantiles (train/quantiles.py) a second dense head gives the interval offsets and every
-graph outputs C = T * (1 + Q) columns per step instead of T (edge/quantiles.py's layout).
+With quantiles (train/quantiles.py) a second dense head on the same recurrent features (not
+trained through them) gives the interval offsets and every graph outputs C = T * (1 + Q)
+columns per step instead of T (edge/quantiles.py's layout).
 
 # B: batch  L: seq_len  S: training sequence length  F: features  U: units  H: horizon  T: targets
 # Q: quantiles  C: output columns T * (1 + Q)
@@ -64,7 +65,10 @@ class Forecaster:
         quantiles: reshape to (..., H, C) either way."""
         if not self.quantiles:
             return self.head(h)
-        return interval_columns(self.head(h), self.interval_head(h), self.quantiles)
+        # the intervals read the recurrent features without training them: the layers and the
+        # point head learn from the point forecasts' MSE alone, as without quantiles
+        raw = self.interval_head(keras.ops.stop_gradient(h))
+        return interval_columns(self.head(h), raw, self.quantiles)
 
 
 def build(

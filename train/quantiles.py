@@ -10,8 +10,9 @@ would also hide a head that learned crossed intervals, and costs on the hot path
 multiplies by a positive std and adds a mean, which keeps the order in float arithmetic too.
 
 The point forecast keeps its MSE loss alone: the quantile columns are built on it with its
-gradient stopped, so the pinball loss trains the offsets (and the shared recurrent layers) but
-never pulls the point forecast toward a quantile.
+gradient stopped, and the interval head reads the recurrent features with theirs stopped
+(train/models.py), so the pinball loss trains the interval head only and the point forecast is
+trained exactly as without quantiles (sharing the recurrent layers cost vic_elec 9% of its MAE).
 
 # B: batch  H: horizon  T: targets  Q: quantiles  C: output columns T * (1 + Q)  M: origins
 """
