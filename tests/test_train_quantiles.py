@@ -226,3 +226,23 @@ def test_a_manifest_that_does_not_match_the_models_outputs_is_refused(quantile_b
         Manifest.from_json({**doc, "quantiles": [0.9, 0.1]})
     with pytest.raises(BundleError, match=r"manifest\.quantiles: 0\.5 is not allowed"):
         Manifest.from_json({**doc, "quantiles": [0.5]})
+
+
+@pytest.mark.tflite
+@pytest.mark.parametrize("arch", [{"cell": "lstm"}, {"cell": "gru", "bidirectional": True}])
+def test_quantiles_leave_the_recurrent_layers_and_point_head_as_they_start_without(arch):
+    """The interval head is made after the layers, so the same seed gives the same starting
+    weights: the point forecast trains exactly as it would without quantiles."""
+    import keras
+
+    from seqcast.train.models import Architecture, build
+
+    def start(qs: tuple[float, ...]) -> list[np.ndarray]:
+        keras.utils.set_random_seed(3)
+        f = build(Architecture(units=(4,), **arch), 2, 2, 1, 5, qs)
+        return [w for layer in [*f.rnns, f.head] for w in layer.get_weights()]
+
+    plain, with_intervals = start(()), start((0.1, 0.9))
+    assert len(plain) == len(with_intervals) > 0
+    for a, b in zip(plain, with_intervals, strict=True):
+        np.testing.assert_array_equal(a, b)

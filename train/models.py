@@ -81,10 +81,7 @@ def build(
 ) -> Forecaster:
     out_dim = horizon * n_targets
     head = keras.layers.Dense(out_dim, name="head")
-    intervals = (
-        keras.layers.Dense(out_dim * len(quantiles), name="interval_head") if quantiles else None
-    )
-    f = Forecaster(arch, n_features, horizon, n_targets, None, [], head, quantiles, intervals)
+    f = Forecaster(arch, n_features, horizon, n_targets, None, [], head, quantiles)
     C = f.columns
     if arch.streaming:
         inp = keras.Input((None, n_features), name="x")  # (B, S, F)
@@ -94,6 +91,7 @@ def build(
             layer = _rnn(arch, u, return_sequences=True)
             rnns.append(layer)
             h = layer(h)  # -> (B, S, U)
+        f.interval_head = _interval_head(out_dim, quantiles)
         y = keras.layers.Reshape((-1, horizon, C))(f.outputs(h))  # -> (B, S, H, C)
     else:
         inp = keras.Input((seq_len, n_features), name="x")  # (B, L, F)
@@ -108,9 +106,16 @@ def build(
                 layer = keras.layers.Bidirectional(layer)
             rnns.append(layer)
             h = layer(h)  # -> (B, L', U) or (B, U) for the last layer
+        f.interval_head = _interval_head(out_dim, quantiles)
         y = keras.layers.Reshape((horizon, C))(f.outputs(h))  # -> (B, H, C)
     f.model, f.rnns = keras.Model(inp, y), rnns
     return f
+
+
+def _interval_head(out_dim: int, quantiles: tuple[float, ...]) -> Any:
+    """Made after the recurrent layers: a layer draws its initial weights' seed when it is
+    made, so the recurrent layers start as they would without quantiles (and train the same)."""
+    return keras.layers.Dense(out_dim * len(quantiles), name="interval_head") if quantiles else None
 
 
 def state_names(f: Forecaster) -> list[tuple[str, int]]:
