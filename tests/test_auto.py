@@ -14,6 +14,7 @@ from tests.synth import SMALL_FIT, write_csv
 from tests.test_cli import train_probe
 
 DATA = ["--features", "load,temp", "--targets", "load", "--horizon", "2", "--epochs", "1"]
+DATA += ["--baselines", "naive"]  # AutoTheta has its own tests (test_baselines.py)
 
 
 @pytest.mark.tflite

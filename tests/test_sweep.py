@@ -18,7 +18,7 @@ def test_sweep_cli_writes_bundles_table_json_and_plot(tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = ["sweep", "--data", str(csv), "--time-col", "time", "--features", "load,temp",
             "--targets", "load", "--seq-lens", "6,12", "--horizon", "2", "--units", "8",
-            "--epochs", "1", "--sweep-dir", str(out)]  # fmt: skip
+            "--epochs", "1", "--baselines", "naive", "--sweep-dir", str(out)]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
 
