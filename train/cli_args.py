@@ -154,6 +154,13 @@ def add_fit_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
         help="TFLite precision (float32)",
     )
     g.add_argument(
+        "--predict",
+        choices=["level", "change"],
+        help="what the network forecasts: each target's level, or its change from the target's "
+        "latest value (a target that is also a feature; in the graph, so the device is "
+        "unchanged) (level)",
+    )
+    g.add_argument(
         "--quantiles",
         type=csv_list(float),
         metavar="Q,Q",

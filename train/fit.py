@@ -28,6 +28,7 @@ from seqcast.edge.model.bundle import (
 )
 from seqcast.edge.model.runtime import LoadedModel
 from seqcast.train import data as D
+from seqcast.train.anchor import anchor_for
 from seqcast.train.baselines import seasons_for, verdict_line
 from seqcast.train.evaluate import format_table, predict, score
 from seqcast.train.models import MASK_VALUE, Architecture, build, state_names, window_model
@@ -69,7 +70,14 @@ def _train(
     keras.utils.set_random_seed(o.seed)
     xs = {k: scaler.features(s) for k, s in (("train", splits.train), ("val", splits.val))}
     F, T = xs["train"].shape[1], len(splits.train.target_names)  # F: features + calendar
-    f = build(arch, F, o.horizon, T, o.seq_len, quantiles)
+    anchor = None
+    if o.predict == "change":
+        tr = splits.train
+        anchor = anchor_for(
+            tr.feature_names, tr.target_names, scaler.feature_mean, scaler.feature_std,
+            scaler.target_mean, scaler.target_std,
+        )  # fmt: skip
+    f = build(arch, F, o.horizon, T, o.seq_len, quantiles, anchor)
     # the point forecasts' MSE, plus the quantiles' pinball loss (train/quantiles.py)
     # (early stopping and the schedule watch the point forecasts' MSE either way)
     loss, watched = (training_loss(quantiles), [point_mse(quantiles)]) if quantiles else ("mse", [])
@@ -241,6 +249,7 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
         architecture={
             **arch.to_json(),
             "train_len": o.train_len or 4 * o.seq_len,
+            "predict": o.predict,
             "epochs_run": len(history["loss"]),
         },
         quantization=o.quantize,

@@ -23,6 +23,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from seqcast.train.anchor import Anchor
+
 # re-exported: these used to live here and are imported from here
 from seqcast.train.options import MASK_VALUE as MASK_VALUE
 from seqcast.train.options import Architecture as Architecture
@@ -54,21 +56,25 @@ class Forecaster:
     head: Any
     quantiles: tuple[float, ...] = ()
     interval_head: Any = None  # Dense (Q * H * T) offsets, with quantiles
+    anchor: Anchor | None = None  # --predict change: the head forecasts changes from it
 
     @property
     def columns(self) -> int:
         """C: output columns per step."""
         return self.n_targets * (1 + len(self.quantiles))
 
-    def outputs(self, h: Any) -> Any:
-        """Last hidden state (..., U) -> flat outputs (..., H*T), or (..., H*T, 1 + Q) with
-        quantiles: reshape to (..., H, C) either way."""
+    def outputs(self, h: Any, x: Any) -> Any:
+        """Last hidden state (..., U) and the step's input (..., F) -> flat outputs (..., H*T),
+        or (..., H*T, 1 + Q) with quantiles: reshape to (..., H, C) either way."""
+        point = self.head(h)
+        if self.anchor is not None:
+            point = point + self.anchor.latest(x, self.horizon)
         if not self.quantiles:
-            return self.head(h)
+            return point
         # the intervals read the recurrent features without training them: the layers and the
         # point head learn from the point forecasts' MSE alone, as without quantiles
         raw = self.interval_head(keras.ops.stop_gradient(h))
-        return interval_columns(self.head(h), raw, self.quantiles)
+        return interval_columns(point, raw, self.quantiles)
 
 
 def build(
@@ -78,10 +84,11 @@ def build(
     n_targets: int,
     seq_len: int,
     quantiles: tuple[float, ...] = (),
+    anchor: Anchor | None = None,
 ) -> Forecaster:
     out_dim = horizon * n_targets
     head = keras.layers.Dense(out_dim, name="head")
-    f = Forecaster(arch, n_features, horizon, n_targets, None, [], head, quantiles)
+    f = Forecaster(arch, n_features, horizon, n_targets, None, [], head, quantiles, anchor=anchor)
     C = f.columns
     if arch.streaming:
         inp = keras.Input((None, n_features), name="x")  # (B, S, F)
@@ -92,7 +99,7 @@ def build(
             rnns.append(layer)
             h = layer(h)  # -> (B, S, U)
         f.interval_head = _interval_head(out_dim, quantiles)
-        y = keras.layers.Reshape((-1, horizon, C))(f.outputs(h))  # -> (B, S, H, C)
+        y = keras.layers.Reshape((-1, horizon, C))(f.outputs(h, inp))  # -> (B, S, H, C)
     else:
         inp = keras.Input((seq_len, n_features), name="x")  # (B, L, F)
         h = inp
@@ -107,7 +114,7 @@ def build(
             rnns.append(layer)
             h = layer(h)  # -> (B, L', U) or (B, U) for the last layer
         f.interval_head = _interval_head(out_dim, quantiles)
-        y = keras.layers.Reshape((horizon, C))(f.outputs(h))  # -> (B, H, C)
+        y = keras.layers.Reshape((horizon, C))(f.outputs(h, inp[:, -1, :]))  # -> (B, H, C)
     f.model, f.rnns = keras.Model(inp, y), rnns
     return f
 
@@ -129,14 +136,14 @@ def step_fn(f: Forecaster) -> Any:
     kinds = ("h", "c") if f.arch.cell == "lstm" else ("h",)
 
     def step(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        h = inputs["x"]  # (B, F)
+        x = h = inputs["x"]  # (B, F)
         out: dict[str, tf.Tensor] = {}
         for i, layer in enumerate(f.rnns):
             states = [inputs[f"layer{i}_{k}"] for k in kinds]  # each (B, U)
             h, new = layer.cell(h, states, training=False)  # -> (B, U)
             for k, s in zip(kinds, new, strict=True):
                 out[f"layer{i}_{k}"] = s
-        out["y"] = tf.reshape(f.outputs(h), [-1, f.horizon, f.columns])  # -> (B, H, C)
+        out["y"] = tf.reshape(f.outputs(h, x), [-1, f.horizon, f.columns])  # -> (B, H, C)
         return out
 
     return step
@@ -160,5 +167,5 @@ def window_model(f: Forecaster, seq_len: int, masked: bool) -> keras.Model:
         layer = _rnn(f.arch, trained.units, return_sequences=i < len(f.rnns) - 1, unroll=True)
         h = layer(h)  # -> (B, L, U) or (B, U)
         layer.set_weights(trained.get_weights())
-    y = keras.layers.Reshape((f.horizon, f.columns))(f.outputs(h))  # -> (B, H, C)
+    y = keras.layers.Reshape((f.horizon, f.columns))(f.outputs(h, inp[:, -1, :]))  # -> (B, H, C)
     return keras.Model(inp, y)

@@ -42,6 +42,7 @@ class FitOptions:
     season: int | None = None
     baselines: str = "all"  # "all", or "naive": persistence and seasonal naive only (no AutoTheta)
     calendar: str = "auto"  # "auto", "none" or a comma-separated list (edge/calendar.py NAMES)
+    predict: str = "level"  # "level", or "change": each target's change from its latest value
     quantiles: tuple[float, ...] = ()  # prediction intervals, e.g. (0.1, 0.9): edge/quantiles.py
     seed: int = 0
     name: str | None = None
