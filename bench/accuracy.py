@@ -275,6 +275,26 @@ def write(doc: dict[str, Any], out: Path) -> str:
     return md
 
 
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """One document from the results of several runs (e.g. one series each, run separately)."""
+    import json
+
+    docs = [json.loads(p.read_text()) for p in paths]
+    doc = {
+        **docs[0],
+        "seeds": sorted({s for d in docs for s in d["seeds"]}),
+        "quick": any(d["quick"] for d in docs),
+        "series": [s for d in docs for s in d["series"]],
+        "elapsed_s": round(sum(d["elapsed_s"] for d in docs), 1),
+        "complete": all(d.get("complete", True) for d in docs),
+        "merged_from": [
+            {"file": str(p), "date": d["machine"]["date"]} for p, d in zip(paths, docs, strict=True)
+        ],
+    }
+    doc["targets"] = targets(doc)
+    return doc
+
+
 def _series_list(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in SERIES]
@@ -308,7 +328,17 @@ def main(argv: list[str] | None = None) -> int:
         "--with-auto", action="store_true", help="also run `seqcast-train auto` when it exists"
     )
     ap.add_argument("--out", type=Path, default=RESULTS, help=f"results folder ({RESULTS})")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="run nothing: join the series of earlier runs' accuracy.json files into --out",
+    )
     args = ap.parse_args(argv)
+    if args.merge:
+        print(write(merge(args.merge), args.out), flush=True)
+        return 0
     if args.seeds < 1:
         ap.error(f"--seeds must be at least 1, got {args.seeds}")
     import importlib.util

@@ -45,15 +45,15 @@ def _row_mae(s: dict[str, Any], method: str) -> float:
     return float(next(r for r in s["methods"] if r["method"] == method)["mae"]["mean"])
 
 
-def series_markdown(s: dict[str, Any], seeds: int) -> str:
-    v = s["verdict"]
+def series_markdown(s: dict[str, Any]) -> str:
+    v, seeds = s["verdict"], len(s["runs"])
     head = (
         f"### {s['name']}: {s['title']}\n\n"
         f"seq_len {s['seq_len']}, horizon {s['horizon']}, {s['data']['grid']}; "
         f"{s['splits']['train']}/{s['splits']['val']}/{s['splits']['test']} rows "
         f"train/val/test; calendar {', '.join(s['calendar']) or 'none'}; "
         f"test MAE in {s['unit']} over the same {s['origins']} origins for every method "
-        f"(seqcast: mean over {seeds} seeds, min–max in brackets).\n"
+        f"(seqcast: mean over {seeds} seed{'s' if seeds > 1 else ''}, min–max in brackets).\n"
     )
     rows = [
         [
@@ -104,7 +104,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "conversion, scoring through the interpreter, baselines). dynamic / float16: the same "
         "trained weights converted again at that precision.",
     ]
-    parts += ["", *(series_markdown(s, len(doc["seeds"])) + "\n" for s in doc["series"])]
+    parts += ["", *(series_markdown(s) + "\n" for s in doc["series"])]
     parts += ["## Targets", "", targets_table(doc["targets"])]
     return "\n".join(parts)
 

@@ -249,3 +249,35 @@ def test_quick_run_writes_every_method_on_the_same_origins(tmp_path: Path) -> No
     md = (out / "accuracy.md").read_text()
     assert "### canadian_gas" in md and "| seqcast stream |" in md and "| target |" in md
     assert "| lightgbm_calendar |" in md
+
+
+def test_merge_joins_the_series_of_separate_runs(tmp_path: Path) -> None:
+    from bench.accuracy import merge
+
+    def doc(name: str, seeds: list[int], stream: float) -> dict:
+        rows = [
+            _row("seqcast stream", "seqcast", stream),
+            _row("seqcast stream dynamic", "seqcast", stream),
+            _row("seqcast stream float16", "seqcast", stream),
+            _row("theta", "baseline", 1.0),
+        ]
+        series = {"name": name, "methods": rows, "verdict": verdict(rows), "runs": []}
+        return {
+            "name": "accuracy",
+            "quick": False,
+            "seeds": seeds,
+            "machine": {"date": "2026-12-02"},
+            "series": [series],
+            "elapsed_s": 10.0,
+            "complete": True,
+        }
+
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    paths[0].write_text(json.dumps(doc("pedestrian", [0], 0.5)))
+    paths[1].write_text(json.dumps(doc("canadian_gas", [0, 1, 2], 2.0)))
+    merged = merge(paths)
+    assert [s["name"] for s in merged["series"]] == ["pedestrian", "canadian_gas"]
+    assert merged["seeds"] == [0, 1, 2] and merged["elapsed_s"] == 20.0
+    met = {t["name"]: t["met"] for t in merged["targets"]}
+    assert met["pedestrian stream MAE / best of naive and Theta"] is True
+    assert met["canadian_gas stream MAE / best of naive and Theta"] is False
