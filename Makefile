@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv broker test test-fast demo bench bench-quick bench-faults lint readme clean
+.PHONY: all venv broker test test-fast demo bench bench-quick bench-faults bench-accuracy lint readme clean
 
 all: test
 
@@ -54,6 +54,12 @@ bench-quick: venv broker
 
 bench-faults: venv broker
 	PATH="/usr/sbin:$$PATH" $(BIN)/python -m bench.run --only faults
+
+# Forecast quality on three public series, 3 seeds (about 50 minutes on 2 shared cores); needs
+# the bench extra (LightGBM). ACCURACY_ARGS="--series vic_elec --seeds 1" for a part of it.
+ACCURACY_ARGS ?=
+bench-accuracy: venv
+	$(BIN)/python -m bench.accuracy $(ACCURACY_ARGS)
 
 # ruff over every Python folder; mypy (strict, see pyproject.toml) on the device package. mypy reads
 # `seqcast.*` through a symlinked view, since the package is mapped from the top-level folders.
