@@ -36,8 +36,8 @@ GAP_S = StreamsConfig().max_gap * F.STEP  # a longer gap restarts a stream's war
 FULL = dict(streams=10, samples=2000, rate=500.0, faults=5,  # kill and broker: a steady replay
             big_messages=100, big_streams=10, big_samples=500, publishers=8, per_publisher=4000,
             bad_total=10_000, bad_good=120)  # fmt: skip
-QUICK = dict(FULL, samples=150, rate=300.0, faults=2, big_messages=10, big_streams=5,
-             per_publisher=250, bad_total=3000, bad_good=55)  # fmt: skip
+QUICK = dict(FULL, samples=120, rate=300.0, faults=2, big_messages=6, big_streams=5,
+             per_publisher=150, bad_total=2500, bad_good=55)  # fmt: skip
 
 
 def _singles(data: dict[str, list[F.Sample]]) -> list[tuple[str, bytes, Any]]:

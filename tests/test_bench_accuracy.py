@@ -188,16 +188,6 @@ def test_an_unknown_series_is_one_clear_line():
         _series_list("vic_elec,nope")
 
 
-def test_auto_is_reported_as_not_available_without_the_command(tmp_path):
-    from bench.accuracy_auto import auto_available, run_auto
-    from seqcast.train.options import FitOptions
-
-    if auto_available():
-        pytest.skip("this trainer has `seqcast-train auto`")
-    row = run_auto(FitOptions(example="vic_elec"), tmp_path / "auto.seqcast")
-    assert row["status"] == "not available" and not (tmp_path / "auto.seqcast").exists()
-
-
 @pytest.mark.slow
 @pytest.mark.tflite
 @pytest.mark.train
