@@ -41,6 +41,7 @@ def _opts(tmp: Path, **kw) -> FitOptions:
         batch_size=64,
         report=False,
         out=str(tmp / "m.seqcast"),
+        baselines="naive",  # AutoTheta: the lstm fixture below and test_baselines.py
     )
     base.update(kw)
     return FitOptions(**base)
@@ -48,7 +49,7 @@ def _opts(tmp: Path, **kw) -> FitOptions:
 
 @pytest.fixture(scope="module")
 def lstm(tmp_path_factory):
-    return fit(_opts(tmp_path_factory.mktemp("lstm")))
+    return fit(_opts(tmp_path_factory.mktemp("lstm"), baselines="all"))
 
 
 def _interp(data: bytes) -> TFLiteModel:

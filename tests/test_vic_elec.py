@@ -12,7 +12,7 @@ def test_vic_elec_beats_every_baseline(vic_bundle):
     assert "beats the best baseline" in stdout
     report = json.loads((bundle.parent / "vic_elec.report" / "report.json").read_text())
     m = report["manifest"]["metrics"]
-    baselines = ("persistence", "seasonal_naive_48", "seasonal_naive_336", "theta")
+    baselines = ("persistence", "seasonal_naive_48", "seasonal_naive_336")  # naive: see conftest
     print({k: round(m[k]["mae"], 1) for k in ("stream", "window", *baselines)})
     assert m["baselines"]["seasons"] == [48, 336]
     for name in baselines:
