@@ -11,21 +11,13 @@ checks it); the bench uses it for AutoETS, which the trainer does not score.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from seqcast.train.baselines import (
-    CONTEXT_SEASONS,
-    FIT_SEASONS,
-    MAX_FIT_ROWS,
-    MIN_CONTEXT,
-    _run_starts,
-    persistence,
-)
+from seqcast.train.baselines import rolling_forecasts
 from seqcast.train.data import Series
 
 
@@ -66,35 +58,9 @@ def stats_forecasts(
     given past itself and needs no alignment (with False this is `train.baselines.theta`)."""
     import time
 
-    steps = np.concatenate([history.steps, test.steps])
-    values = np.concatenate([history.targets, test.targets]).astype(np.float64)  # (N, T)
-    run_start = _run_starts(steps)
-    context = max(CONTEXT_SEASONS * season, MIN_CONTEXT)
-    fit_rows = min(max(FIT_SEASONS * season, 1000), MAX_FIT_ROWS)
-    end = len(history)  # fit on the history's last run, never on the test split
-    fit_from = max(int(run_start[end - 1]), end - fit_rows)
-
-    out = persistence(test, origins, H).astype(np.float64)
-    fallbacks, chosen, t0 = 0, [], time.perf_counter()
-    for j in range(values.shape[1]):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = model_class(season_length=max(season, 1)).fit(values[fit_from:end, j])
-        chosen.append(_chosen(model))
-        for m, origin in enumerate(origins):
-            g = end + int(origin)  # row of the origin in history + test
-            start = max(int(run_start[g]), g - context + 1)
-            if phase_aligned:
-                start += int(steps[fit_from] - steps[start]) % max(season, 1)
-            y = values[start : g + 1, j]
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    f = np.asarray(model.forward(y, h=H)["mean"], np.float64)
-            except Exception:  # too short for its decomposition, or a degenerate window
-                f = np.full(H, np.nan)
-            if f.shape == (H,) and np.isfinite(f).all():
-                out[m, :, j] = f
-            else:
-                fallbacks += 1
+    t0 = time.perf_counter()
+    out, fallbacks, models = rolling_forecasts(
+        model_class, history, test, origins, season, H, phase_aligned
+    )
+    chosen = [_chosen(m) for m in models]
     return StatsResult(out, season, fallbacks, ",".join(chosen), time.perf_counter() - t0)

@@ -100,10 +100,20 @@ def _fit_rows(run_start: np.ndarray, fit_rows: int, min_rows: int) -> slice:
     return slice(max(int(starts[-1]), end - fit_rows), end)
 
 
-def theta(history: Series, test: Series, origins: np.ndarray, season: int, H: int) -> ThetaResult:
-    """AutoTheta forecasts from every origin. -> ThetaResult with (M, H, T) forecasts"""
-    from statsforecast.models import AutoTheta
-
+def rolling_forecasts(
+    model_class: Any,
+    history: Series,
+    test: Series,
+    origins: np.ndarray,
+    season: int,
+    H: int,
+    phase_aligned: bool = False,
+) -> tuple[np.ndarray, int, list[Any]]:
+    """`model_class(season_length=...)` (a statsforecast model with `fit` and `forward`), fitted
+    once per target on the history, forecasting from every origin. -> ((M, H, T) forecasts,
+    fallbacks, the fitted models). `phase_aligned`: start each origin's past at the fitted
+    stretch's phase of the season (for models whose state holds initial seasonal components,
+    such as ETS; Theta deseasonalises the given past itself)."""
     steps = np.concatenate([history.steps, test.steps])
     values = np.concatenate([history.targets, test.targets]).astype(np.float64)  # (N, T)
     run_start = _run_starts(steps)
@@ -111,31 +121,43 @@ def theta(history: Series, test: Series, origins: np.ndarray, season: int, H: in
     fit_rows = min(max(FIT_SEASONS * season, 1000), MAX_FIT_ROWS)
     end = len(history)  # rows before `end` are history; the test split is never fitted on
     fit_rows_ = _fit_rows(run_start[:end], fit_rows, min_rows=3 * season + 10)
+    name = getattr(model_class, "__name__", "the model")
 
     out = persistence(test, origins, H).astype(np.float64)
-    fallbacks, chosen = 0, []
+    fallbacks, models = 0, []
     for j in range(values.shape[1]):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = AutoTheta(season_length=max(season, 1)).fit(values[fit_rows_, j])
+                model = model_class(season_length=max(season, 1)).fit(values[fit_rows_, j])
         except Exception as e:  # statsforecast's own checks, e.g. too little history
-            raise BaselineError(f"AutoTheta could not be fitted: {e}") from e
-        chosen.append(str(model.model_["modeltype"]))
+            raise BaselineError(f"{name} could not be fitted: {e}") from e
+        models.append(model)
         for m, origin in enumerate(origins):
             g = end + int(origin)  # row of the origin in history + test
-            y = values[max(int(run_start[g]), g - context + 1) : g + 1, j]
+            start = max(int(run_start[g]), g - context + 1)
+            if phase_aligned:
+                start += int(steps[fit_rows_.start] - steps[start]) % max(season, 1)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    f = np.asarray(model.forward(y, h=H)["mean"], np.float64)
+                    f = np.asarray(model.forward(values[start : g + 1, j], h=H)["mean"], float)
             except Exception:  # too short for its decomposition, or a degenerate window
                 f = np.full(H, np.nan)
             if f.shape == (H,) and np.isfinite(f).all():
                 out[m, :, j] = f
             else:
                 fallbacks += 1
-    return ThetaResult(out, season, fallbacks, ",".join(chosen))
+    return out, fallbacks, models
+
+
+def theta(history: Series, test: Series, origins: np.ndarray, season: int, H: int) -> ThetaResult:
+    """AutoTheta forecasts from every origin. -> ThetaResult with (M, H, T) forecasts"""
+    from statsforecast.models import AutoTheta
+
+    out, fallbacks, models = rolling_forecasts(AutoTheta, history, test, origins, season, H)
+    chosen = ",".join(str(m.model_["modeltype"]) for m in models)
+    return ThetaResult(out, season, fallbacks, chosen)
 
 
 def baseline_forecasts(
