@@ -5,6 +5,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# tests run on 2 workers (pytest-xdist); PYTEST_WORKERS=0 runs them in one process
+PYTEST_WORKERS ?= 2
+XDIST = -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: all venv broker test test-fast demo bench bench-quick bench-faults bench-accuracy lint readme clean
 
@@ -38,10 +41,10 @@ broker:
 	fi
 
 test: venv broker
-	PATH="/usr/sbin:$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+	PATH="/usr/sbin:$$PATH" $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: venv broker
-	PATH="/usr/sbin:$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	PATH="/usr/sbin:$$PATH" $(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 demo: venv broker
 	PATH="/usr/sbin:$$PATH" $(BIN)/seqcast-edge demo

@@ -205,6 +205,10 @@ def run_series(
     season = runs[0]["metrics"]["season_steps"]
     others = _other_baselines(spec, o, p, season, quick)
     rows = _method_rows(spec, runs, others, truth)
+    from bench.accuracy_intervals import run_intervals
+
+    intervals = run_intervals(o, workdir / f"{spec.name}-intervals.seqcast")
+    log(f"{spec.name}: intervals {intervals.get('stream', intervals.get('window'))}")
     if with_auto:
         from bench.accuracy_auto import run_auto
 
@@ -229,6 +233,7 @@ def run_series(
         "runs": runs,
         "methods": rows,
         "auto": auto,
+        "intervals": intervals,
         "verdict": verdict(rows),
     }
 

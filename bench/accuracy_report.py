@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from bench.accuracy_intervals import worst_miss
 from bench.common import md_table, target, targets_table
 
 COLOURS = {"seqcast": "tab:blue", "baseline": "tab:gray"}
@@ -93,7 +94,37 @@ def series_markdown(s: dict[str, Any]) -> str:
     )
     if not v["beats_naive_and_theta"]:
         tail += f" It also loses to {v['best_simple']} (naive/Theta)."
-    return head + "\n" + table + "\n" + tail
+    return head + "\n" + table + "\n" + tail + intervals_markdown(s.get("intervals"))
+
+
+def intervals_markdown(iv: dict[str, Any] | None) -> str:
+    if not iv:
+        return ""
+    names = list(iv.get("stream", iv.get("window", {})).get("coverage", {}))
+    rows = [
+        [
+            mode,
+            f"{iv[mode]['mae']:.4g}",
+            *(f"{100 * iv[mode]['coverage'][n]:.1f}%" for n in names),
+            f"{100 * iv[mode]['interval']['coverage']:.1f}%",
+            f"{iv[mode]['interval']['mean_width']:.4g}",
+        ]
+        for mode in ("stream", "window")
+        if mode in iv
+    ]
+    head = ["mode", "MAE", *(f"{n} coverage" for n in names), "inside", "mean width"]
+    cal = iv.get("calibration") or {}
+    factors = ", ".join(
+        f"{n} ×{c['factor_median']:.3g} (val {100 * c['val_coverage_before']:.1f}% → "
+        f"{100 * c['val_coverage_after']:.1f}%)"
+        for n, c in cal.items()
+    )
+    return (
+        f"\n\nPrediction intervals (`--quantiles {','.join(map(str, iv['quantiles']))}`, seed 0, "
+        f"{iv['fit_seconds']:.0f} s; test coverage, nominal {', '.join(names)}):\n\n"
+        + md_table(head, rows)
+        + (f"\n\nCalibration on validation (median factor): {factors}." if factors else "")
+    )
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -165,14 +196,15 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(
                 target(f"{name} {q} MAE vs float32", 100 * abs(mae / stream - 1), 2, "<=", "%")
             )
+        iv = s.get("intervals")
         out.append(
             target(
-                f"{name} quantile coverage vs nominal",
-                None,
+                f"{name} quantile coverage vs nominal (worst)",
+                worst_miss(iv) if iv else None,
                 5,
                 "<=",
                 " points",
-                "not measurable: the trainer has no quantile outputs yet",
+                "p10/p90, seed 0, stream and window" if iv else "not run",
             )
         )
     return out

@@ -36,12 +36,24 @@ _TRAIN_EXTRA = all(
 collect_ignore = [] if _TRAIN_EXTRA else TRAIN_MODULES
 
 
+# Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) every worker builds its own
+# session and module fixtures. A file stays on one worker (its module fixtures are built once), and
+# the files that share an expensive trained bundle go to the same worker, so it is trained once.
+SHARED_ON_ONE_WORKER = ("vic_bundle", "quantile_bundle")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    group_of_file: dict[str, str] = {}
     for item in items:
-        if TRAIN_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker(
-            "tflite"
-        ):
+        used = set(getattr(item, "fixturenames", ()))
+        if TRAIN_FIXTURES & used or item.get_closest_marker("tflite"):
             item.add_marker(pytest.mark.train)
+        shared = [name for name in SHARED_ON_ONE_WORKER if name in used]
+        if shared:
+            group_of_file[item.nodeid.split("::")[0]] = shared[0]
+    for item in items:
+        file = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group_of_file.get(file, file)))
 
 
 def _require_mosquitto() -> None:

@@ -33,6 +33,7 @@ SMALL_FIT: dict[str, object] = {
     "horizon": 3,
     "units": (8,),
     "epochs": 1,
+    "predict": "level",  # auto could train twice
     "report": False,
     "baselines": "naive",  # AutoTheta is tested in test_baselines.py; it costs seconds per fit
 }

@@ -174,11 +174,19 @@ def test_targets_report_the_issue_goals_without_inventing_coverage():
         "runs": [{"train_seconds": 200.0, "fit_seconds": 260.0}],
     }
     got = {t["name"]: t for t in targets({"series": [series]})}
+    coverage = "vic_elec quantile coverage vs nominal (worst)"
+    assert got[coverage]["met"] is None  # no interval run: nothing invented
+    series["intervals"] = {
+        "quantiles": [0.1, 0.9],
+        "stream": {"coverage": {"p10": 0.12, "p90": 0.84}},
+        "window": {"coverage": {"p10": 0.09, "p90": 0.91}},
+    }
+    got = {t["name"]: t for t in targets({"series": [series]})}
+    assert got[coverage]["measured"] == pytest.approx(6.0) and got[coverage]["met"] is False
     assert got["vic_elec stream test MAE"]["met"] is True
     assert got["vic_elec dynamic-range bundle"]["measured"] == 90.0
     assert got["vic_elec dynamic MAE vs float32"]["measured"] == pytest.approx(1.0)
     assert got["vic_elec stream MAE / best of naive and Theta"]["met"] is True
-    assert got["vic_elec quantile coverage vs nominal"]["met"] is None
 
 
 def test_an_unknown_series_is_one_clear_line():
@@ -230,6 +238,10 @@ def test_quick_run_writes_every_method_on_the_same_origins(tmp_path: Path) -> No
     for r in s["methods"]:
         assert np.isfinite(r["mae"]["mean"]) and r["mae"]["n"] == 1, r["method"]
     assert methods["lightgbm_calendar"]["info"]["calendar"] == ["month_of_year"]
+    iv = s["intervals"]  # the interval run: coverage per quantile, through the interpreter
+    assert iv["quantiles"] == [0.1, 0.9] and set(iv["stream"]["coverage"]) == {"p10", "p90"}
+    assert 0 <= iv["stream"]["coverage"]["p10"] <= iv["stream"]["coverage"]["p90"] <= 1
+    assert "p10 coverage" in (out / "accuracy.md").read_text()
     (run,) = s["runs"]
     assert run["dynamic"]["bundle_bytes"] < run["bundle_bytes"]
     assert s["auto"]["status"] == "not run"

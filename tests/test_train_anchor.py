@@ -52,7 +52,8 @@ def test_a_change_model_converts_self_tests_and_records_it(tmp_path):
     from synth import SMALL_FIT, write_csv
 
     csv = str(write_csv(tmp_path / "s.csv", n=600))
-    o = FitOptions(data=csv, out=str(tmp_path / "c.seqcast"), predict="change", **SMALL_FIT)  # type: ignore[arg-type]
+    opts = {**SMALL_FIT, "predict": "change"}
+    o = FitOptions(data=csv, out=str(tmp_path / "c.seqcast"), **opts)  # type: ignore[arg-type]
     r = fit(o)
     m = read_bundle(r.bundle.path).manifest
     assert m.architecture["predict"] == "change"
@@ -70,3 +71,31 @@ def test_change_needs_a_target_that_is_a_feature(tmp_path):
     opts = {**SMALL_FIT, "features": ["temp"], "predict": "change"}
     with pytest.raises(DataError, match="--predict change: no target is also a --features"):
         prepare(FitOptions(data=csv, **opts))  # type: ignore[arg-type]
+
+
+@pytest.mark.tflite
+@pytest.mark.slow
+def test_auto_forecasts_changes_where_the_series_leaves_its_training_range(tmp_path):
+    """A random walk with drift: validation and test lie above every training value, so a level
+    model loses to persistence on validation and `--predict auto` trains (and keeps) the change
+    model; the choice and both validation scores are in the metrics and the manifest."""
+    import pandas as pd
+
+    from seqcast.edge.model.bundle import read_bundle
+    from seqcast.train.fit import FitOptions, fit
+    from synth import SMALL_FIT
+
+    rng = np.random.default_rng(3)
+    n = 600
+    load = np.cumsum(1.0 + rng.normal(0, 1.0, n))  # drifts from 0 to about 600
+    times = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+    frame = pd.DataFrame({"time": times.strftime("%Y-%m-%dT%H:%M:%SZ"), "load": load,
+                          "temp": rng.normal(0, 1, n)})  # fmt: skip
+    frame.to_csv(tmp_path / "walk.csv", index=False)
+    opts = {**SMALL_FIT, "predict": "auto", "epochs": 3}
+    r = fit(FitOptions(data=str(tmp_path / "walk.csv"), out=str(tmp_path / "w.seqcast"), **opts))  # type: ignore[arg-type]
+    choice = r.metrics["predict"]
+    assert choice["chosen"] == "change"
+    assert choice["val_mse"]["level"] >= choice["val_mse"]["persistence"]
+    assert choice["val_mse"]["change"] < choice["val_mse"]["level"]
+    assert read_bundle(r.bundle.path).manifest.architecture["predict"] == "change"

@@ -155,10 +155,11 @@ def add_fit_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
     )
     g.add_argument(
         "--predict",
-        choices=["level", "change"],
+        choices=["auto", "level", "change"],
         help="what the network forecasts: each target's level, or its change from the target's "
         "latest value (a target that is also a feature; in the graph, so the device is "
-        "unchanged) (level)",
+        "unchanged); auto: level, and also change when the level model does not beat "
+        "persistence on validation, keeping the better on validation (auto)",
     )
     g.add_argument(
         "--quantiles",

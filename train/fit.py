@@ -36,6 +36,12 @@ from seqcast.train.options import FitOptions
 from seqcast.train.prepare import Prepared, prepare
 from seqcast.train.prepare import load_series as load_series  # sweep imports it from here
 from seqcast.train.quantiles import point_mse, training_loss
+from seqcast.train.validation import (
+    Trained,
+    calibrate_intervals,
+    choose_predict,
+    persistence_mse,
+)
 from seqcast.train.windows import longest_segment, segment_sequences, windows
 
 log = logging.getLogger(__name__)
@@ -138,7 +144,7 @@ def _train(
         shuffle=True,
     )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    return f, history, time.perf_counter() - t0
+    return f, history, time.perf_counter() - t0, data["val"]
 
 
 def stop_reason(history: dict[str, list[float]], o: FitOptions) -> tuple[str, bool]:
@@ -201,7 +207,21 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     want_stream = o.mode == "stream"
     scaler = D.FittedScaler.fit(splits.train, p.calendar)
 
-    f, history, train_s = _train(o, arch, splits, scaler, min_history, p.quantiles)
+    def train(predict: str) -> Trained:
+        return _train(dataclasses.replace(o, predict=predict), arch, splits, scaler, min_history,
+                      p.quantiles)  # fmt: skip
+
+    choice = None
+    if o.predict == "auto":
+        tr = splits.train
+        persistence = persistence_mse(scaler.targets(splits.val), splits.val.segment_starts,
+                                      o.horizon)  # fmt: skip
+        can_change = any(t in tr.feature_names for t in tr.target_names)
+        (f, history, train_s, val), choice = choose_predict(train, persistence, can_change)
+        log.info("--predict auto: %s (%s)", choice.chosen, choice.reason)
+    else:
+        f, history, train_s, val = train(o.predict)
+    calibration = calibrate_intervals(f, val, arch.streaming, p.quantiles) if p.quantiles else None
     stopped, unfinished = stop_reason(history, o)
     log.info("trained in %.1f s: %s", train_s, stopped)
     if unfinished:
@@ -249,7 +269,7 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
         architecture={
             **arch.to_json(),
             "train_len": o.train_len or 4 * o.seq_len,
-            "predict": o.predict,
+            "predict": choice.chosen if choice else o.predict,
             "epochs_run": len(history["loss"]),
         },
         quantization=o.quantize,
@@ -275,6 +295,10 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
         filled_cells=series.filled,
         data=time_summary(series),
     )
+    if choice is not None:
+        metrics["predict"] = choice.to_json()
+    if calibration is not None:
+        metrics["interval_calibration"] = calibration
     print(format_table(metrics))
     print(verdict_line(metrics), file=sys.stderr if not metrics["verdict"]["beats"] else sys.stdout)
     manifest = dataclasses.replace(manifest, metrics=metrics, selftest=selftest)

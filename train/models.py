@@ -56,6 +56,7 @@ class Forecaster:
     head: Any
     quantiles: tuple[float, ...] = ()
     interval_head: Any = None  # Dense (Q * H * T) offsets, with quantiles
+    interval_scales: list[Any] | None = None  # per quantile an IntervalScale, set by calibration
     anchor: Anchor | None = None  # --predict change: the head forecasts changes from it
 
     @property
@@ -74,7 +75,7 @@ class Forecaster:
         # the intervals read the recurrent features without training them: the layers and the
         # point head learn from the point forecasts' MSE alone, as without quantiles
         raw = self.interval_head(keras.ops.stop_gradient(h))
-        return interval_columns(point, raw, self.quantiles)
+        return interval_columns(point, raw, self.quantiles, self.interval_scales)
 
 
 def build(
@@ -98,7 +99,7 @@ def build(
             layer = _rnn(arch, u, return_sequences=True)
             rnns.append(layer)
             h = layer(h)  # -> (B, S, U)
-        f.interval_head = _interval_head(out_dim, quantiles)
+        f.interval_head, f.interval_scales = _interval_head(out_dim, quantiles)
         y = keras.layers.Reshape((-1, horizon, C))(f.outputs(h, inp))  # -> (B, S, H, C)
     else:
         inp = keras.Input((seq_len, n_features), name="x")  # (B, L, F)
@@ -113,16 +114,31 @@ def build(
                 layer = keras.layers.Bidirectional(layer)
             rnns.append(layer)
             h = layer(h)  # -> (B, L', U) or (B, U) for the last layer
-        f.interval_head = _interval_head(out_dim, quantiles)
+        f.interval_head, f.interval_scales = _interval_head(out_dim, quantiles)
         y = keras.layers.Reshape((horizon, C))(f.outputs(h, inp[:, -1, :]))  # -> (B, H, C)
     f.model, f.rnns = keras.Model(inp, y), rnns
     return f
 
 
-def _interval_head(out_dim: int, quantiles: tuple[float, ...]) -> Any:
+class IntervalScale(keras.layers.Layer):
+    """(..., H*T) -> the same times fixed factors: ones while training, then the calibration's
+    (train/quantiles.py `calibrate`), so every graph exported afterwards carries them."""
+
+    def __init__(self, width: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.factors = self.add_weight(shape=(width,), initializer="ones", trainable=False)
+
+    def call(self, x: Any) -> Any:
+        return x * self.factors
+
+
+def _interval_head(out_dim: int, quantiles: tuple[float, ...]) -> tuple[Any, list[Any] | None]:
     """Made after the recurrent layers: a layer draws its initial weights' seed when it is
     made, so the recurrent layers start as they would without quantiles (and train the same)."""
-    return keras.layers.Dense(out_dim * len(quantiles), name="interval_head") if quantiles else None
+    if not quantiles:
+        return None, None
+    head = keras.layers.Dense(out_dim * len(quantiles), name="interval_head")
+    return head, [IntervalScale(out_dim, name=f"interval_scale{k}") for k in range(len(quantiles))]
 
 
 def state_names(f: Forecaster) -> list[tuple[str, int]]:

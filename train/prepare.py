@@ -57,8 +57,8 @@ def prepare(o: FitOptions, need: int | None = None) -> Prepared:
     if o.seq_len < 1 or o.horizon < 1:
         raise D.DataError(f"--seq-len and --horizon must be >= 1, got {o.seq_len} and {o.horizon}")
     series = usable_series(o, max(need or 0, o.seq_len + o.horizon))
-    if o.predict not in ("level", "change"):
-        raise D.DataError(f"--predict: choose level or change, got {o.predict!r}")
+    if o.predict not in ("auto", "level", "change"):
+        raise D.DataError(f"--predict: choose auto, level or change, got {o.predict!r}")
     if o.predict == "change" and not set(series.target_names) & set(series.feature_names):
         raise D.DataError("--predict change: no target is also a --features column")
     if o.mode not in ("stream", "window"):

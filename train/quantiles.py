@@ -36,27 +36,67 @@ def _softplus(x: Any) -> Any:
     return ops.relu(x) + ops.log(1.0 + ops.exp(-ops.abs(x)))
 
 
-def interval_columns(point: Any, raw: Any, quantiles: Sequence[float]) -> Any:
+def interval_columns(
+    point: Any, raw: Any, quantiles: Sequence[float], scales: Sequence[Any] | None = None
+) -> Any:
     """point (..., H*T) and raw offsets (..., Q*H*T, quantile k's block at k*H*T) ->
-    (..., H*T, 1 + Q): per target step, the point forecast then the quantiles, ascending."""
+    (..., H*T, 1 + Q): per target step, the point forecast then the quantiles, ascending.
+    `scales[k]` (a layer, (..., H*T) -> (..., H*T)) multiplies quantile k's step from the next
+    one inward by the non-negative factors calibration found on validation (`calibrate`)."""
     import keras
 
     ops = keras.ops
     n = len(quantiles)
     width = raw.shape[-1] // n  # H * T
+
+    def step(k: int) -> Any:
+        gap = _softplus(raw[..., k * width : (k + 1) * width])
+        return scales[k](gap) if scales is not None else gap
+
     base = ops.stop_gradient(point)
     cols: list[Any] = [None] * n
     lower = [k for k, q in enumerate(quantiles) if q < 0.5]
     upper = [k for k, q in enumerate(quantiles) if q > 0.5]
     inner = base
     for k in reversed(lower):  # from the one nearest 0.5 outward
-        inner = inner - _softplus(raw[..., k * width : (k + 1) * width])
+        inner = inner - step(k)
         cols[k] = inner
     inner = base
     for k in upper:
-        inner = inner + _softplus(raw[..., k * width : (k + 1) * width])
+        inner = inner + step(k)
         cols[k] = inner
     return ops.stack([point, *cols], axis=-1)  # -> (..., H*T, 1 + Q)
+
+
+MAX_SCALE = 50.0  # a factor beyond this means the head learned nothing about that step
+
+
+def calibrate(
+    truth: np.ndarray, point: np.ndarray, bands: np.ndarray, quantiles: Sequence[float]
+) -> np.ndarray:
+    """Split-conformal scaling of the interval steps, on validation forecasts: truth and point
+    (N, H, T), bands (N, H, T, Q) in the order the graph builds them -> factors (Q, H, T), one per
+    quantile, horizon step and target, such that on these forecasts a fraction q of the truth
+    lies at or below quantile q. Each quantile is calibrated from the point outward on the
+    already calibrated one inside it, and a factor is never negative, so the order holds."""
+    n_q = len(quantiles)
+    scale = np.ones((n_q, *truth.shape[1:]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for side, ks in ((-1.0, [k for k, q in enumerate(quantiles) if q < 0.5][::-1]),
+                         (1.0, [k for k, q in enumerate(quantiles) if q > 0.5])):  # fmt: skip
+            inner_raw, inner = point, point
+            for k in ks:
+                gap = side * (bands[..., k] - inner_raw)  # (N, H, T), >= 0 as the graph built it
+                # how many gaps out from the calibrated inner level the truth lies
+                reach = side * (truth - inner) / gap
+                reach = np.where(
+                    gap > 0, reach, np.where(side * (truth - inner) > 0, np.inf, -np.inf)
+                )
+                level = quantiles[k] if side > 0 else 1.0 - quantiles[k]
+                factor = np.quantile(reach, level, axis=0, method="higher")
+                scale[k] = np.clip(np.nan_to_num(factor, posinf=MAX_SCALE), 0.0, MAX_SCALE)
+                inner_raw, inner = bands[..., k], inner + side * scale[k] * gap
+    return scale
 
 
 def pinball(truth: Any, forecast: Any, q: float) -> Any:

@@ -1,0 +1,145 @@
+"""What the validation split decides: `--predict auto` and the intervals' calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqcast.train.quantiles import calibrate
+from seqcast.train.validation import PredictChoice, choose_predict, persistence_mse
+
+
+def test_persistence_mse_stays_inside_segments() -> None:
+    y = np.array([[0.0], [1.0], [3.0], [10.0], [10.0], [12.0]])
+    # segments [0, 3) and [3, 6): h=1 errors 1, 4 | 0, 4; h=2 errors 9 | 4
+    assert persistence_mse(y, [0, 3], 2) == pytest.approx(np.mean([1, 4, 0, 4, 9, 4]))
+    assert persistence_mse(y, [0], 1) == pytest.approx(np.mean(np.diff(y[:, 0]) ** 2))
+
+
+def _trained(val_mse: float):
+    return (f"model-{val_mse}", {"val_loss": [val_mse * 2, val_mse]}, 1.0, ())
+
+
+def test_auto_keeps_a_level_model_that_beats_persistence_and_trains_once() -> None:
+    asked: list[str] = []
+
+    def train(predict: str):
+        asked.append(predict)
+        return _trained(0.5)
+
+    trained, choice = choose_predict(train, persistence=0.8, can_change=True)
+    assert asked == ["level"] and choice.chosen == "level" and trained[0] == "model-0.5"
+    assert choice.val_mse == {"level": 0.5, "persistence": 0.8}
+
+
+@pytest.mark.parametrize(("change_mse", "kept"), [(0.1, "change"), (3.0, "level")])
+def test_auto_trains_the_change_model_when_levels_lose_and_keeps_the_better(
+    change_mse: float, kept: str
+) -> None:
+    def train(predict: str):
+        return _trained(2.0 if predict == "level" else change_mse)
+
+    trained, choice = choose_predict(train, persistence=0.8, can_change=True)
+    assert choice == PredictChoice(
+        kept,
+        "the level model does not beat persistence on validation; "
+        f"{kept} has the lower validation MSE",
+        {"level": 2.0, "persistence": 0.8, "change": change_mse},
+    )
+    assert trained[0] == f"model-{2.0 if kept == 'level' else change_mse}"
+
+
+def test_auto_without_a_target_among_the_features_keeps_levels() -> None:
+    trained, choice = choose_predict(lambda p: _trained(2.0), persistence=0.8, can_change=False)
+    assert choice.chosen == "level" and "no target is also a feature" in choice.reason
+
+
+def _apply(point, bands, scale, quantiles):
+    """The graph's construction (train/quantiles.py interval_columns) with calibrated steps."""
+    out = np.empty_like(bands)
+    for side, ks in ((-1, [k for k, q in enumerate(quantiles) if q < 0.5][::-1]),
+                     (1, [k for k, q in enumerate(quantiles) if q > 0.5])):  # fmt: skip
+        raw_inner, inner = point, point
+        for k in ks:
+            gap = side * (bands[..., k] - raw_inner)
+            inner = inner + side * scale[k] * gap
+            out[..., k], raw_inner = inner, bands[..., k]
+    return out
+
+
+def test_calibration_brings_too_narrow_intervals_to_nominal_coverage() -> None:
+    rng = np.random.default_rng(0)
+    n, h, t = 4000, 3, 2
+    spread = np.array([1.0, 2.0, 3.0])[None, :, None]  # error grows with the horizon step
+    point = rng.normal(size=(n, h, t))
+    truth = point + rng.normal(size=(n, h, t)) * spread
+    quantiles = (0.05, 0.1, 0.9)
+    # a head that learned intervals 3x too narrow, and the same width for every step
+    z = np.array([-1.645, -1.2816, 1.2816]) / 3
+    bands = point[..., None] + z
+    before = [np.mean(truth <= bands[..., k]) for k in range(3)]
+    assert before[0] > 0.3 and before[2] < 0.7  # far from nominal
+    scale = calibrate(truth, point, bands, quantiles)
+    assert scale.shape == (3, h, t) and (scale >= 0).all()
+    assert scale[1, 2, 0] > scale[1, 0, 0]  # the later step needs a wider interval
+    after = _apply(point, bands, scale, quantiles)
+    for k, q in enumerate(quantiles):
+        assert np.mean(truth <= after[..., k]) == pytest.approx(q, abs=0.01)
+    # on fresh data from the same process, the coverage holds too (this is what test sees)
+    truth2 = point + rng.normal(size=(n, h, t)) * spread
+    for k, q in enumerate(quantiles):
+        assert np.mean(truth2 <= after[..., k]) == pytest.approx(q, abs=0.025)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    quantiles=st.lists(
+        st.floats(0.01, 0.99).filter(lambda q: abs(q - 0.5) > 1e-3),
+        min_size=1,
+        max_size=4,
+        unique=True,
+    ),
+)
+def test_calibrated_quantiles_stay_ordered_around_the_point(seed, quantiles) -> None:
+    rng = np.random.default_rng(seed)
+    quantiles = tuple(sorted(quantiles))
+    point = rng.normal(size=(50, 2, 1))
+    truth = point + rng.standard_cauchy(size=point.shape)
+    steps = rng.exponential(size=(50, 2, 1, len(quantiles)))
+    steps[rng.random(steps.shape) < 0.2] = 0.0  # collapsed steps happen (softplus underflow)
+    bands = np.empty_like(steps)
+    lower = [k for k, q in enumerate(quantiles) if q < 0.5]
+    inner = point
+    for k in reversed(lower):
+        inner = inner - steps[..., k]
+        bands[..., k] = inner
+    inner = point
+    for k in range(len(lower), len(quantiles)):
+        inner = inner + steps[..., k]
+        bands[..., k] = inner
+    scale = calibrate(truth, point, bands, quantiles)
+    assert np.isfinite(scale).all() and (scale >= 0).all()
+    after = _apply(point, bands, scale, quantiles)
+    columns = np.concatenate([after[..., : len(lower)], point[..., None],
+                              after[..., len(lower):]], axis=-1)  # fmt: skip
+    assert (np.diff(columns, axis=-1) >= 0).all()
+
+
+def test_a_quantile_fit_is_calibrated_on_validation_and_its_bundle_carries_it(
+    quantile_bundle,
+) -> None:
+    cal = quantile_bundle.metrics["interval_calibration"]
+    assert list(cal) == ["p10", "p90"]
+    for name, q in (("p10", 0.1), ("p90", 0.9)):
+        c = cal[name]
+        assert abs(c["val_coverage_after"] - q) <= 0.02
+        assert abs(c["val_coverage_after"] - q) <= abs(c["val_coverage_before"] - q) + 1e-9
+        assert c["factor_range"][0] >= 0
+    # the factors are in the exported graphs: the Keras window graph (which reads the same
+    # variables) and the interpreter agree, so the test split's coverage is the calibrated one
+    scales = quantile_bundle.forecaster.interval_scales
+    factors = np.stack([s.factors.numpy() for s in scales])
+    assert not np.allclose(factors, 1.0)

@@ -1,0 +1,120 @@
+"""What the validation split decides after training: whether the network forecasts levels or
+changes (`--predict auto`), and how wide the prediction intervals are (their calibration).
+Both look at validation only, never at the test split the report scores.
+
+# N: forecast origins  M: sequences or windows  S: sequence length  H: horizon  T: targets
+# Q: quantiles  C: output columns T * (1 + Q)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from seqcast.edge import quantiles as names
+from seqcast.train.quantiles import calibrate, split
+
+log = logging.getLogger(__name__)
+
+Trained = tuple[Any, dict[str, list[float]], float, tuple[np.ndarray, ...]]  # f, history, s, val
+
+
+def best_val_mse(history: dict[str, list[float]]) -> float:
+    """The point forecasts' best validation MSE (scaled units) over the epochs."""
+    return float(min(history.get("val_point_mse", history.get("val_loss", [np.inf]))))
+
+
+def persistence_mse(y: np.ndarray, segment_starts: list[int] | np.ndarray, horizon: int) -> float:
+    """y (N, T) scaled targets -> the MSE of forecasting every step with the latest value, over
+    every origin whose horizon stays inside its segment (the comparison the level model must
+    win)."""
+    bounds = [*map(int, segment_starts), len(y)]
+    errors = [
+        (y[a + h : b] - y[a : b - h]) ** 2
+        for a, b in zip(bounds[:-1], bounds[1:], strict=False)
+        for h in range(1, horizon + 1)
+        if b - a > h
+    ]
+    return float(np.mean(np.concatenate(errors))) if errors else float("inf")
+
+
+@dataclass(frozen=True)
+class PredictChoice:
+    chosen: str
+    reason: str
+    val_mse: dict[str, float]  # level, change (when trained), persistence
+
+    def to_json(self) -> dict[str, Any]:
+        return {"chosen": self.chosen, "reason": self.reason, "val_mse": self.val_mse}
+
+
+def choose_predict(
+    train: Callable[[str], Trained], persistence: float, can_change: bool
+) -> tuple[Trained, PredictChoice]:
+    """`--predict auto`: train the level model; if it does not beat persistence on validation
+    (a series that leaves its training range, a trend), also train the change model and keep
+    whichever has the lower validation MSE. One training where levels work, two where not."""
+    level = train("level")
+    scores = {"level": best_val_mse(level[1]), "persistence": persistence}
+    if scores["level"] < persistence:
+        why = "the level model beats persistence on validation"
+        return level, PredictChoice("level", why, scores)
+    if not can_change:
+        why = "no target is also a feature, so there is no latest value to forecast a change from"
+        return level, PredictChoice("level", why, scores)
+    log.warning(
+        "the level model does not beat persistence on validation (MSE %.4g vs %.4g): "
+        "training one that forecasts the change from the latest value",
+        scores["level"],
+        persistence,
+    )
+    change = train("change")
+    scores["change"] = best_val_mse(change[1])
+    keep = "change" if scores["change"] < scores["level"] else "level"
+    why = (
+        f"the level model does not beat persistence on validation; {keep} has the lower "
+        "validation MSE"
+    )
+    return (change if keep == "change" else level), PredictChoice(keep, why, scores)
+
+
+def val_forecasts(model: Any, val: tuple[np.ndarray, ...], streaming: bool) -> tuple[Any, Any]:
+    """The Keras model's validation forecasts at the positions its loss counts -> truth
+    (N, H, T), forecasts (N, H, C)."""
+    x, y = val[0], val[1]
+    pred = model.predict(x, batch_size=256, verbose=0)  # (M, S, H, C) or (M, H, C)
+    if not streaming:
+        return y, pred
+    counted = val[2][:, :, 0] > 0  # (M, S): weights broadcast over H
+    return y[counted], pred[counted]
+
+
+def calibrate_intervals(
+    f: Any, val: tuple[np.ndarray, ...], streaming: bool, quantiles: tuple[float, ...]
+) -> dict[str, Any]:
+    """Set `f`'s interval scales from its validation forecasts (every graph exported afterwards
+    carries them); -> per quantile the validation coverage before and after, and the factors'
+    median and range, for the report."""
+    truth, pred = val_forecasts(f.model, val, streaming)
+    n_targets = truth.shape[-1]
+    point, bands = split(pred, n_targets, len(quantiles))  # (N, H, T), (N, H, T, Q)
+    scale = calibrate(truth, point, bands, quantiles)  # (Q, H, T)
+    for k, layer in enumerate(f.interval_scales):
+        layer.factors.assign(scale[k].reshape(-1).astype(np.float32))  # step-major, as the head
+    after = split(f.model.predict(val[0], batch_size=256, verbose=0), n_targets, len(quantiles))
+    if streaming:
+        after = tuple(a[val[2][:, :, 0] > 0] for a in after)
+    report = {}
+    for k, q in enumerate(quantiles):
+        report[names.name(q)] = {
+            "nominal": q,
+            "val_coverage_before": round(float(np.mean(truth <= bands[..., k])), 4),
+            "val_coverage_after": round(float(np.mean(truth <= after[1][..., k])), 4),
+            "factor_median": round(float(np.median(scale[k])), 4),
+            "factor_range": [round(float(scale[k].min()), 4), round(float(scale[k].max()), 4)],
+        }
+    return report
