@@ -20,12 +20,12 @@ venv: $(STAMP)
 
 # The tests and the demo talk to a real mosquitto; install it when it is missing.
 broker:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	@if { ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; } || ! command -v minisign >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing mosquitto with apt-get"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+			echo "installing mosquitto and minisign with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients minisign >/dev/null; \
 		else \
-			echo "mosquitto is missing: run 'sudo apt-get install mosquitto mosquitto-clients'" >&2; exit 1; \
+			echo "mosquitto or minisign is missing: run 'sudo apt-get install mosquitto mosquitto-clients minisign'" >&2; exit 1; \
 		fi; \
 	fi
 	@if ! command -v mosquitto_pub >/dev/null 2>&1; then \
