@@ -72,7 +72,8 @@ lint: venv
 	@for d in edge train deploy tools; do ln -sfn ../../../$$d $(TYPECHECK)/seqcast/$$d; done
 	cd $(TYPECHECK) && MYPYPATH=. ../../$(BIN)/mypy --config-file ../../pyproject.toml -p seqcast.edge
 
-# Regenerate the README's command-line tables from the parsers (tests/test_cli.py checks them).
+# Regenerate the command-line tables in README.md and deploy/README.md from the parsers
+# (tests/test_cli.py checks them).
 readme: venv
 	$(BIN)/python -m tests.cli_tables
 
