@@ -110,10 +110,11 @@ def test_push_refuses_before_sending(
     assert all(not t.endswith("/lab") and not t.endswith("/elsewhere") for t, _ in before)
 
 
-def test_push_logs_in_like_the_daemon(
+def test_push_and_status_log_in_like_the_daemon(
     make_broker: Callable[..., Broker], signed: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     secured = make_broker(allow_anonymous=False, users={"deployer": "s3cret"})
+    login = {"username": "deployer", "password": "s3cret"}
     bundle = signed[0]
     to = ("--host", secured.host, "--port", str(secured.port), "--username", "deployer")
     wrong = password_file(tmp_path / "wrong", "guess\n")
@@ -123,9 +124,15 @@ def test_push_logs_in_like_the_daemon(
     right = password_file(tmp_path / "right", "s3cret\n")
     done = deploy_cli(*push, "--password-file", right)
     assert done.returncode == 0, done.stderr
-    with secured.subscriber("seqcast/deploy/lab", username="deployer", password="s3cret") as sub:
+    with secured.subscriber("seqcast/deploy/lab", **login) as sub:
         [(_, payload)] = sub.collect(1, timeout=5)
     assert split_delivery(payload)[1] == bundle.read_bytes()
+    status = ("status", "--settle", "0.2", *to)
+    assert "refused" in one_line_error(deploy_cli(*status, "--password-file", wrong))
+    secured.pub("seqcast/hub/status", '{"state": "online"}', 1, True, **login)
+    listed = deploy_cli(*status, "--password-file", right, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(d["client_id"], d["state"]) for d in json.loads(listed.stdout)] == [("hub", "online")]
 
 
 def test_status_lists_every_device_from_retained_messages(broker: Broker) -> None:
