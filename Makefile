@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 # tests run on 2 workers (pytest-xdist); PYTEST_WORKERS=0 runs them in one process
 PYTEST_WORKERS ?= 2
-XDIST = -n $(PYTEST_WORKERS) --dist loadgroup
+XDIST = -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: all venv broker test test-fast demo bench bench-quick bench-faults bench-accuracy lint readme clean
 

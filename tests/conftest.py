@@ -7,10 +7,13 @@ missing broker is a failure: CI must not silently skip the broker tests.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,24 +39,31 @@ _TRAIN_EXTRA = all(
 collect_ignore = [] if _TRAIN_EXTRA else TRAIN_MODULES
 
 
-# Under pytest-xdist (`make test` runs `-n 2 --dist loadgroup`) every worker builds its own
-# session and module fixtures. A file stays on one worker (its module fixtures are built once), and
-# the files that share an expensive trained bundle go to the same worker, so it is trained once.
-SHARED_ON_ONE_WORKER = ("vic_bundle", "quantile_bundle")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    group_of_file: dict[str, str] = {}
     for item in items:
-        used = set(getattr(item, "fixturenames", ()))
-        if TRAIN_FIXTURES & used or item.get_closest_marker("tflite"):
+        if TRAIN_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker(
+            "tflite"
+        ):
             item.add_marker(pytest.mark.train)
-        shared = [name for name in SHARED_ON_ONE_WORKER if name in used]
-        if shared:
-            group_of_file[item.nodeid.split("::")[0]] = shared[0]
-    for item in items:
-        file = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group_of_file.get(file, file)))
+
+
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Any]
+) -> Any:
+    """`build(folder)` once per test run, its JSON-able result shared by every pytest-xdist
+    worker (`make test` runs `-n 2 --dist loadfile`: each worker has its own session fixtures,
+    so an expensive one would otherwise be built on both); without xdist, simply built."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:
+        return build(tmp_path_factory.mktemp(name))
+    folder = tmp_path_factory.getbasetemp().parent / f"shared-{run[:12]}" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    done = folder / "result.json"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits here while one builds
+        if not done.exists():
+            done.write_text(json.dumps(build(folder)))
+    return json.loads(done.read_text())
 
 
 def _require_mosquitto() -> None:
@@ -144,13 +154,17 @@ def vic_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     from seqcast.tools.demo import VIC_ELEC_FIT
 
-    out = tmp_path_factory.mktemp("vic") / "vic_elec.seqcast"
-    proc = subprocess.run(
-        [sys.executable, "-m", "seqcast.train.cli", *VIC_ELEC_FIT.split(), "--epochs", "6"]
-        + ["--baselines", "naive", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, proc.stdout
+    def train(folder: Path) -> tuple[str, str]:
+        out = folder / "vic_elec.seqcast"
+        proc = subprocess.run(
+            [sys.executable, "-m", "seqcast.train.cli", *VIC_ELEC_FIT.split(), "--epochs", "6"]
+            + ["--baselines", "naive", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return str(out), proc.stdout
+
+    out, stdout = built_once(tmp_path_factory, "vic", train)
+    return Path(out), stdout
