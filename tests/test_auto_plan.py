@@ -97,6 +97,30 @@ def test_the_order_starts_cheapest_and_moves_one_choice_at_a_time():
         assert work(a, WIDTH) <= work(b, WIDTH)
 
 
+def test_the_trainers_own_architecture_goes_first_when_the_grid_holds_it():
+    grid = build_grid([48, 96], ["gru", "lstm"], [32, 64])
+    plan = order(grid, WIDTH, anchor=Candidate(48, "lstm", (64,)))
+    assert plan[0] == Candidate(48, "lstm", (64,))
+    one_change = {Candidate(96, "lstm", (64,)), Candidate(48, "gru", (64,)),
+                  Candidate(48, "lstm", (32,))}  # fmt: skip
+    assert set(plan[1:4]) == one_change
+    assert plan[-1] == Candidate(96, "gru", (32,))
+    assert sorted(plan, key=str) == sorted(grid, key=str)
+    # an anchor outside the grid changes nothing: cheapest first
+    assert order(grid, WIDTH, anchor=Candidate(24, "lstm", (64,))) == order(grid, WIDTH)
+
+
+def test_plan_for_starts_with_fits_defaults(tmp_path):
+    from seqcast.train.grid import Space, plan_for
+    from seqcast.train.options import FitOptions
+    from synth import write_csv
+
+    csv = str(write_csv(tmp_path / "s.csv", n=600))
+    o = FitOptions(data=csv, features=["load", "temp"], targets=["load"], horizon=3)
+    plan, _ = plan_for(o, Space(seq_lens=[6, 12], units=[8, 64]))
+    assert plan[0] == Candidate(6, "lstm", (64,))
+
+
 def test_work_grows_with_units_and_gates_and_with_seq_len_only_in_window_mode():
     gru32, lstm32, gru64 = (Candidate(48, "gru", (32,)), Candidate(48, "lstm", (32,)),
                             Candidate(48, "gru", (64,)))  # fmt: skip

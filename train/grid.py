@@ -123,7 +123,8 @@ def plan_for(options: FitOptions, space: Space) -> tuple[list[Candidate], Prepar
         )
     checked = prepare(replace(options, seq_len=longest, cell=first.cell, units=first.units))
     width = len(checked.series.feature_names) + 2 * len(checked.calendar)
-    return order(cands, width, options.mode == "window"), checked
+    anchor = Candidate(shortest, options.cell, tuple(options.units))
+    return order(cands, width, options.mode == "window", anchor), checked
 
 
 def work(c: Candidate, width: int, window_mode: bool = False) -> float:
@@ -136,16 +137,26 @@ def work(c: Candidate, width: int, window_mode: bool = False) -> float:
     return float(total * (c.seq_len if window_mode else 1))
 
 
-def order(cands: Sequence[Candidate], width: int, window_mode: bool = False) -> list[Candidate]:
-    """The cheapest candidate first, then those that change one choice from it (shortest seq_len,
-    cheapest cell, fewest units), then two...; cheaper first within each tier. So a small budget
-    still sees every axis move once before it spends on combinations."""
-    least_len = min(c.seq_len for c in cands)
-    least_cell = min((c.cell for c in cands), key=lambda cell: GATES[cell])
-    least_units = min((c.units for c in cands), key=sum)
+def order(
+    cands: Sequence[Candidate],
+    width: int,
+    window_mode: bool = False,
+    anchor: Candidate | None = None,
+) -> list[Candidate]:
+    """`anchor` first when the grid holds it (`plan_for` passes the trainer's own architecture
+    at the shortest seq_len, so `auto` never ends below what `fit` would have trained), else
+    the cheapest candidate; then those that change one choice from it, then two...; cheaper
+    first within each tier. So a small budget still sees every axis move once before it spends
+    on combinations."""
+    if anchor not in cands:
+        anchor = Candidate(
+            min(c.seq_len for c in cands),
+            min((c.cell for c in cands), key=lambda cell: GATES[cell]),
+            min((c.units for c in cands), key=sum),
+        )
 
     def tier(c: Candidate) -> int:
-        return (c.seq_len != least_len) + (c.cell != least_cell) + (c.units != least_units)
+        return (c.seq_len != anchor.seq_len) + (c.cell != anchor.cell) + (c.units != anchor.units)
 
     return sorted(cands, key=lambda c: (tier(c), work(c, width, window_mode), c.seq_len))
 
