@@ -168,3 +168,26 @@ def vic_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     out, stdout = built_once(tmp_path_factory, "vic", train)
     return Path(out), stdout
+
+
+@pytest.fixture(scope="session")
+def seqcast_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel (no dependencies), built once per test run."""
+    from tests.install_harness import build_wheel
+
+    return Path(built_once(tmp_path_factory, "wheel", lambda folder: str(build_wheel(folder))))
+
+
+@pytest.fixture(scope="session")
+def installed_root(
+    seqcast_wheel: Path, small_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """`deploy/install.sh --root` into a throw-away root with the wheel and a small bundle, once
+    per test run: the run's one device venv (`Installed.root / "opt/seqcast/venv"`), shared by
+    test_install and test_wheel (on both xdist workers)."""
+    from tests.install_harness import Installed, install_into
+
+    def install(folder: Path) -> dict[str, Any]:
+        return install_into(folder, seqcast_wheel, small_bundle)
+
+    return Installed.from_json(built_once(tmp_path_factory, "root", install))
