@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 XDIST = -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: all venv broker test test-fast demo bench bench-quick bench-faults bench-accuracy lint readme clean
+.PHONY: all venv broker systemd-tools dist test test-fast demo bench bench-quick bench-faults bench-accuracy lint readme clean
 
 all: test
 
@@ -40,10 +40,23 @@ broker:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; }; \
 	fi
 
-test: venv broker
+# The unit and install tests check the systemd files with systemd-analyze, systemd-sysusers and
+# systemd-tmpfiles (Debian package systemd; installing it in a container starts nothing).
+systemd-tools:
+	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing systemd (systemd-analyze) with apt-get"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null 2>&1 || \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }; \
+		else \
+			echo "systemd-analyze is missing: 'sudo apt-get install systemd' (its tests skip)" >&2; \
+		fi; \
+	fi
+
+test: venv broker systemd-tools
 	PATH="/usr/sbin:$$PATH" $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
-test-fast: venv broker
+test-fast: venv broker systemd-tools
 	PATH="/usr/sbin:$$PATH" $(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 demo: venv broker
@@ -57,6 +70,15 @@ bench-quick: venv broker
 
 bench-faults: venv broker
 	PATH="/usr/sbin:$$PATH" $(BIN)/python -m bench.run --only faults
+
+# What a device install starts from (deploy/README.md): the wheel and the sdist, with
+# deploy/install.sh and the systemd files beside them. Copy dist/ to the device.
+dist: venv
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	cp deploy/install.sh dist/
+	mkdir -p dist/systemd && cp systemd/seqcast-edge.* dist/systemd/
+	@ls dist dist/systemd
 
 # Forecast quality on three public series, 3 seeds (about 50 minutes on 2 shared cores); needs
 # the bench extra (LightGBM). ACCURACY_ARGS="--series vic_elec --seeds 1" for a part of it.

@@ -240,7 +240,7 @@ helper checkable "$checked" "$scratch/check.toml" "$R" "$MODEL" "$staged_bundle"
 if ! "$edge" check -c "$scratch/check.toml" >"$scratch/check.log" 2>&1; then
 	why=$(grep -v '^\(INFO\|DEBUG\|WARNING\) ' "$scratch/check.log" | tail -n 1 |
 		sed -e "s|$scratch/check.toml|$conf|g" -e "s|$staged_bundle|$bundle|g")
-	die "seqcast-edge check failed for $bundle with $checked: ${why#seqcast-edge: error: }"
+	die "seqcast-edge check failed for $bundle with ${config:-$conf}: ${why#seqcast-edge: error: }"
 fi
 say "$(tail -n 1 "$scratch/check.log" | sed "s|$scratch/check.toml|$conf|")"
 

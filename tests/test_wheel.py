@@ -1,17 +1,17 @@
-"""The device install, as a user does it: `pip wheel .`, then the wheel with only the edge extra in
-a fresh venv: one `seqcast` package, working `seqcast-edge` commands, no TensorFlow, pandas or
-Keras, and the edge test suite passing there (`pytest -m "not train"`)."""
+"""The device install, as a user does it: `pip wheel .`, then `deploy/install.sh` puts the wheel
+with only the edge extra in a fresh venv: one `seqcast` package, working `seqcast-edge` commands,
+no TensorFlow, pandas or Keras, and the edge test suite passing there (`pytest -m "not train"`)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.install_harness import VENV, Installed
 
 pytestmark = [pytest.mark.slow]
 
@@ -30,21 +30,17 @@ def run(
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    proc = run(sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", out)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    (whl,) = out.glob("seqcast-*.whl")
-    return whl
+def wheel(seqcast_wheel: Path) -> Path:
+    return seqcast_wheel
 
 
 @pytest.fixture(scope="module")
-def edge_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with `seqcast[edge]` from the wheel (plus pytest and hypothesis)."""
-    where = tmp_path_factory.mktemp("edge-venv")
-    venv.create(where, with_pip=True)
+def edge_venv(installed_root: Installed) -> Path:
+    """The venv `deploy/install.sh` made with `seqcast[edge]` from the wheel (the session's one
+    device venv, see test_install.py), plus pytest and hypothesis for the edge suite."""
+    where = installed_root.root / VENV
     py = where / "bin" / "python"
-    proc = run(py, "-m", "pip", "install", "-q", f"{wheel}[edge]", "pytest", "hypothesis")
+    proc = run(py, "-m", "pip", "install", "-q", "pytest", "hypothesis")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return where / "bin"
 
@@ -96,7 +92,7 @@ def test_the_edge_test_suite_passes_where_only_the_edge_extra_is_installed(
 ) -> None:
     proc = run(
         edge_venv / "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not train",
-        "--ignore", "tests/test_wheel.py",
+        "--ignore", "tests/test_wheel.py", "--ignore", "tests/test_install.py",
     )  # fmt: skip
     tail = proc.stdout[-3000:]
     assert proc.returncode == 0, tail
