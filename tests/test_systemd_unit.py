@@ -124,15 +124,23 @@ def test_sysusers_and_tmpfiles_apply_in_a_scratch_root(tmp_path: Path) -> None:
     passwd = (tmp_path / "etc/passwd").read_text().splitlines()
     user = next(line.split(":") for line in passwd if line.startswith("seqcast:"))
     assert user[5] == "/var/lib/seqcast" and user[6].endswith("nologin")
+    groups = {line.split(":")[0]: line.split(":") for line in (tmp_path / "etc/group").open()}
+    admins = int(groups["seqcast-admin"][2])
     if os.geteuid() != 0:
         pytest.skip("systemd-tmpfiles needs root to chown in the scratch root")
+    # an edge.toml written into an image (install.sh --root) by a user other than seqcast's group
+    (tmp_path / "etc/seqcast").mkdir()
+    (tmp_path / "etc/seqcast/edge.toml").write_text("")
+    (tmp_path / "etc/seqcast/edge.toml").chmod(0o600)
     result = run("systemd-tmpfiles", f"--root={tmp_path}", "--create", "seqcast-edge.conf")
     assert result.returncode == 0, result.stderr
     uid, gid = int(user[2]), int(user[3])
     modes = {
         "etc/seqcast": (0o750, 0, gid),
+        "etc/seqcast/edge.toml": (0o640, 0, gid),
         "etc/seqcast/mqtt-password": (0o600, 0, 0),
         "var/lib/seqcast": (0o700, uid, gid),
+        "var/lib/seqcast-incoming": (0o2770, uid, admins),
     }
     for rel, expected in modes.items():
         st = (tmp_path / rel).stat()
