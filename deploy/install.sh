@@ -129,6 +129,12 @@ install -D -m 0644 "$units/seqcast-edge.tmpfiles.conf" "$R/usr/lib/tmpfiles.d/$C
 if [ -z "$R" ]; then
 	systemd-sysusers "$CONF_NAME"
 	systemd-tmpfiles --create "$CONF_NAME"
+	# The unit runs the venv as seqcast: an interpreter under a private directory (a pyenv in
+	# /root) would fail every start.
+	if command -v runuser >/dev/null 2>&1; then
+		runuser -u seqcast -- "$venv/bin/python" -c 'import seqcast.edge.cli' 2>/dev/null ||
+			die "the seqcast user cannot run $venv/bin/python (is $python in a private directory such as /root? choose another with --python)"
+	fi
 else
 	# Owners are set on the device by the two commands printed at the end (tmpfiles' z line
 	# fixes edge.toml's group).
