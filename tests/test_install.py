@@ -177,6 +177,25 @@ def test_a_bundle_that_fails_check_is_one_line_exit_2_and_replaces_nothing(
     assert sorted(p.name for p in (root / INCOMING).iterdir()) == ["model.seqcast"]
 
 
+def test_config_replaces_edge_toml_and_keeps_the_old_one(
+    installed_root: Installed, small_bundle: Path, tmp_path: Path
+) -> None:
+    root = installed_root.root
+    installed = root / EDGE_TOML
+    before = installed.read_text()
+    given = tmp_path / "fleet.toml"
+    given.write_text(f'[mqtt]\nhost = "broker.example"\n[model]\npath = "{MODEL}"\n')
+    proc = run_install(
+        "--wheel", *_wheel(root), "--bundle", small_bundle, "--config", given, "--root", root,
+        spies=installed_root.spies,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert installed.read_text() == given.read_text()
+    assert (root / f"{EDGE_TOML}.old").read_text() == before
+    assert stat.S_IMODE(installed.stat().st_mode) == 0o640
+    assert sorted(p.name for p in installed.parent.iterdir() if p.name.startswith(".")) == []
+
+
 @pytest.mark.parametrize(
     ("missing", "message"),
     [("--bundle", "bundle not found: "), ("--wheel", "wheel not found: ")],
