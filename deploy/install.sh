@@ -94,7 +94,8 @@ for dir in "$here/systemd" "$here/../systemd"; do
 done
 [ -n "$units" ] || die "cannot find systemd/$UNIT next to $0"
 
-# Work files live beside their targets (same file system: the final step is a rename).
+# Scratch space for the check's copy of the config; the staged config and bundle themselves live
+# beside their targets (same file system: putting them in place is a rename).
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/seqcast-install.XXXXXX")
 staged_conf="" staged_bundle=""
 cleanup() {
