@@ -106,8 +106,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# 1. The venv. A re-run upgrades it: the dependencies as needed, seqcast itself always (a rebuilt
-# wheel keeps its version number, so pip would otherwise keep the old code).
+# 1. The venv. A re-run upgrades it: the dependencies as needed, seqcast itself whenever the wheel
+# differs from the last one installed (a rebuilt wheel keeps its version number, so pip alone would
+# keep the old code); the same wheel again leaves the venv untouched.
 venv="$R$VENV"
 if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
 	"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null ||
@@ -119,8 +120,12 @@ fi
 say "installing $(basename "$wheel") with its edge extra into $venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel[edge]" ||
 	die "pip could not install $wheel[edge] into $venv (see above)"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$wheel" ||
-	die "pip could not reinstall $wheel into $venv (see above)"
+wheel_id="$(basename "$wheel") $(sha256sum "$wheel" | cut -d' ' -f1)"
+if [ "$(cat "$venv/seqcast-wheel" 2>/dev/null)" != "$wheel_id" ]; then
+	"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$wheel" ||
+		die "pip could not reinstall $wheel into $venv (see above)"
+	echo "$wheel_id" >"$venv/seqcast-wheel"
+fi
 edge="$venv/bin/seqcast-edge"
 
 # 2. The unit, the system user and group, the directories.

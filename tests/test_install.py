@@ -140,6 +140,8 @@ def test_a_rerun_upgrades_and_keeps_the_config(
     config.write_text(edited)
     model = root / MODEL.lstrip("/")
     model.write_bytes(b"an older bundle")
+    (code,) = (root / VENV).glob("lib/python*/site-packages/seqcast/edge/cli.py")
+    code_stamp = code.stat().st_mtime_ns
     proc = run_install(
         "--wheel", *_wheel(root), "--bundle", installed_root.bundle, "--root", root, spies=spies
     )  # fmt: skip
@@ -148,6 +150,8 @@ def test_a_rerun_upgrades_and_keeps_the_config(
     assert config.read_text() == edited
     assert model.read_bytes() == installed_root.bundle.read_bytes()
     assert spied_calls(spies) == []
+    # the same wheel again leaves the venv alone (test_wheel may be running from it meanwhile)
+    assert code.stat().st_mtime_ns == code_stamp
 
 
 def _wheel(root: Path) -> list[str]:
@@ -178,7 +182,7 @@ def test_a_bundle_that_fails_check_is_one_line_exit_2_and_replaces_nothing(
 
 
 def test_config_replaces_edge_toml_and_keeps_the_old_one(
-    installed_root: Installed, small_bundle: Path, tmp_path: Path
+    installed_root: Installed, tmp_path: Path
 ) -> None:
     root = installed_root.root
     installed = root / EDGE_TOML
@@ -186,8 +190,8 @@ def test_config_replaces_edge_toml_and_keeps_the_old_one(
     given = tmp_path / "fleet.toml"
     given.write_text(f'[mqtt]\nhost = "broker.example"\n[model]\npath = "{MODEL}"\n')
     proc = run_install(
-        "--wheel", *_wheel(root), "--bundle", small_bundle, "--config", given, "--root", root,
-        spies=installed_root.spies,
+        "--wheel", *_wheel(root), "--bundle", installed_root.bundle, "--config", given,
+        "--root", root, spies=installed_root.spies,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert installed.read_text() == given.read_text()

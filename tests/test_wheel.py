@@ -36,7 +36,7 @@ def wheel(seqcast_wheel: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def edge_venv(installed_root: Installed) -> Path:
-    """The venv `deploy/install.sh` made with `seqcast[edge]` from the wheel (the session's one
+    """The venv `deploy/install.sh` made with `seqcast[edge]` from the wheel (the test run's one
     device venv, see test_install.py), plus pytest and hypothesis for the edge suite."""
     where = installed_root.root / VENV
     py = where / "bin" / "python"
