@@ -252,3 +252,18 @@ def test_the_error_carries_its_reason() -> None:
     assert str(SignatureError("malformed", "short")) == "malformed: short"
     with pytest.raises(ValueError):
         SignatureError("tampered")
+
+
+@given(st.binary(min_size=8, max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_key_ids_print_as_the_minisign_tool_prints_them(key_id: bytes) -> None:
+    # minisign: printf("%" PRIX64, le64(key_id)); a key whose top byte is 0 has a shorter id
+    raw = b"Ed" + key_id + bytes(32)
+    key = minisign.PublicKey.from_base64(base64.b64encode(raw).decode())
+    assert public_key_id(key) == "%X" % int.from_bytes(key_id, "little")
+
+
+def test_a_key_id_with_a_leading_zero_byte_drops_the_zeros() -> None:
+    raw = b"Ed" + bytes.fromhex("e2f7fbde3a954a04") + bytes(32)
+    key = minisign.PublicKey.from_base64(base64.b64encode(raw).decode())
+    assert public_key_id(key) == "44A953ADEFBF7E2"

@@ -62,8 +62,9 @@ class SignedRelease:
 
 
 def _key_id_text(key_id: bytes) -> str:
-    # minisign prints the 8 key-id bytes as one little-endian 64-bit number.
-    return key_id[::-1].hex().upper()
+    # minisign prints the 8 key-id bytes as one little-endian 64-bit number ("%" PRIX64:
+    # upper case, no leading zeros), so ids read the same here and in the tool's output.
+    return format(int.from_bytes(key_id, "little"), "X")
 
 
 def public_key_id(key: minisign.PublicKey) -> str:
