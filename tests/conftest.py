@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 import uuid
+import venv
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,3 +146,39 @@ def vic_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc.stdout
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run_clean(
+    *cmd: str | Path, cwd: Path = ROOT, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """A command as a user runs it: no PYTHONPATH (which would shadow an installed package)."""
+    env = {**os.environ, "PATH": f"/usr/sbin:{os.environ.get('PATH', '')}"}
+    env.pop("PYTHONPATH", None)
+    return subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pip wheel .` of this checkout: the one seqcast wheel."""
+    out = tmp_path_factory.mktemp("wheel")
+    proc = _run_clean(sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (whl,) = out.glob("seqcast-*.whl")
+    return whl
+
+
+@pytest.fixture(scope="session")
+def edge_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with `seqcast[edge]` from the wheel (plus pytest and hypothesis): its bin/.
+    One per session, shared by tests/test_wheel.py and tests/test_fleet.py."""
+    where = tmp_path_factory.mktemp("edge-venv")
+    venv.create(where, with_pip=True)
+    py = where / "bin" / "python"
+    proc = _run_clean(py, "-m", "pip", "install", "-q", f"{wheel}[edge]", "pytest", "hypothesis")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return where / "bin"

@@ -1,13 +1,13 @@
 """The device install, as a user does it: `pip wheel .`, then the wheel with only the edge extra in
 a fresh venv: one `seqcast` package, working `seqcast-edge` commands, no TensorFlow, pandas or
-Keras, and the edge test suite passing there (`pytest -m "not train"`)."""
+Keras, and the edge test suite passing there (`pytest -m "not train"`). The `wheel` and
+`edge_venv` fixtures are in conftest.py (session-scoped: tests/test_fleet.py runs its daemons
+from the same venv)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import venv
 import zipfile
 from pathlib import Path
 
@@ -27,26 +27,6 @@ def run(
     return subprocess.run(
         [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    proc = run(sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", out)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    (whl,) = out.glob("seqcast-*.whl")
-    return whl
-
-
-@pytest.fixture(scope="module")
-def edge_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with `seqcast[edge]` from the wheel (plus pytest and hypothesis)."""
-    where = tmp_path_factory.mktemp("edge-venv")
-    venv.create(where, with_pip=True)
-    py = where / "bin" / "python"
-    proc = run(py, "-m", "pip", "install", "-q", f"{wheel}[edge]", "pytest", "hypothesis")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return where / "bin"
 
 
 def test_the_wheel_holds_one_seqcast_package_and_no_tests_or_bench(wheel: Path) -> None:

@@ -247,7 +247,10 @@ class MqttLink(Outgoing):
         self._takeover.connected()
         present = bool(getattr(flags, "session_present", False))
         log.info("connected to MQTT broker %s:%d (session present: %s)", s.host, s.port, present)
-        result, mid = client.subscribe(self._subscriptions)
+        if len(self._subscriptions) == 1:
+            result, mid = client.subscribe(self._subscription, qos=s.qos_in)
+        else:  # the input and the deploy topic in one SUBSCRIBE
+            result, mid = client.subscribe(self._subscriptions)
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
             names = " and ".join(t for t, _ in self._subscriptions)
             self.last_error = f"subscribe to {names} failed: {paho.error_string(result)}"
@@ -317,11 +320,7 @@ class MqttLink(Outgoing):
     @guarded
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         received_at = self._arrival.now()  # never runs backwards (edge/clock.py)
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = "<topic is not UTF-8>"
-        if topic == self.deploy_topic:
+        if self.deploy_topic is not None and self._is_release(message):
             # a release, not input: acknowledged now (it is retained, so a crash before it is
             # installed gets it again on the next subscribe); the main thread verifies it
             self.registry.inc("deploy_received")
@@ -333,6 +332,10 @@ class MqttLink(Outgoing):
         if self._input_stopped:  # not acknowledged: the broker delivers it again next session
             self.counters.inc("dropped_stopping")
             return
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = "<topic is not UTF-8>"
         stream = self._streams.get(topic)
         if stream is None and (stream := self.input_topic.stream_of(topic)) is not None:
             if len(stream.encode()) > self._max_stream_id_bytes:
@@ -361,6 +364,12 @@ class MqttLink(Outgoing):
             self._ratelog(
                 "inbox-full", "inbox full (%d): dropped QoS 0 message of %r", size, stream
             )
+
+    def _is_release(self, message: paho.MQTTMessage) -> bool:
+        try:
+            return message.topic == self.deploy_topic
+        except UnicodeDecodeError:
+            return False
 
     def _ack_now(self, client: Any, message: paho.MQTTMessage) -> None:
         if message.qos:
