@@ -132,12 +132,51 @@ class Publisher:
         self._last: paho.MQTTMessageInfo | None = None
         self.sent = 0
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+    def publish(
+        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+    ) -> paho.MQTTMessageInfo:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise ConnectionError(f"publish to {topic} failed: {paho.error_string(info.rc)}")
         self._last = info
         self.sent += 1
+        return info
+
+    def subscribe(
+        self,
+        topics: list[str],
+        on_message: Callable[[str, bytes, bool], None],
+        qos: int = 1,
+        timeout: float = 10.0,
+    ) -> None:
+        """Also listen: `on_message(topic, payload, retained)` from paho's thread. Returns once
+        the broker has granted every topic; ConnectionError if it refuses or does not answer."""
+        granted = threading.Event()
+        refused: list[str] = []
+
+        def message(c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
+            try:
+                on_message(msg.topic, bytes(msg.payload), bool(msg.retain))
+            except Exception:  # a tool's callback must not kill paho's thread
+                log.exception("message handler failed for %s", msg.topic)
+
+        def subscribed(
+            c: paho.Client, u: object, mid: int, codes: list[ReasonCode], p: object
+        ) -> None:
+            refused.extend(str(rc) for rc in codes if rc.is_failure)
+            granted.set()
+
+        self._client.on_message = message
+        self._client.on_subscribe = subscribed
+        rc, _ = self._client.subscribe([(t, qos) for t in topics])
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"subscribe failed: {paho.error_string(rc)}")
+        if not granted.wait(timeout):
+            raise ConnectionError(
+                f"the broker did not answer the subscription within {timeout:g} s"
+            )
+        if refused:
+            raise ConnectionError(f"the broker refused the subscription: {refused[0]}")
 
     def close(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -160,6 +160,14 @@ def add_replay_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--qos", type=int, choices=[0, 1, 2], default=1, help="QoS of the published messages (1)"
     )
+    add_broker_args(p)
+
+
+def add_broker_args(p: argparse.ArgumentParser) -> None:
+    """The broker connection options (the daemon's [mqtt] settings); read by `connection_options`.
+
+    Shared by every tool that talks to the broker (`replay`, `seqcast-deploy push` and `status`).
+    """
     mqtt = p.add_argument_group(
         "broker connection", "the settings of the daemon's [mqtt] section, as options"
     )

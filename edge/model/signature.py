@@ -25,6 +25,12 @@ _VERSION_PATTERN = re.compile(r"[1-9][0-9]{0,17}")
 _TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,18}")
 _FILE_PATTERN = re.compile(r"[!-~]{1,255}")  # printable ASCII without space: one token
 _FIELDS = ("version", "channel", "file", "timestamp")
+_CHECKS = {
+    "version": (_VERSION_PATTERN, "a positive integer"),
+    "channel": (CHANNEL_PATTERN, "1-64 of A-Z a-z 0-9 _ . -"),
+    "file": (_FILE_PATTERN, "a file name without spaces"),
+    "timestamp": (_TIMESTAMP_PATTERN, "unix seconds"),
+}
 _UNTRUSTED_PREFIX = b"untrusted comment:"
 _SIG_LINES = 4
 _ALG_LEN = 2
@@ -83,13 +89,12 @@ def load_public_keys(paths: Sequence[str | Path]) -> list[minisign.PublicKey]:
 
 
 def trusted_comment(version: int, channel: str, file: str, timestamp: int) -> str:
-    """The trusted comment for a release; ValueError if a field cannot be carried."""
-    text = f"{COMMENT_TAG} version:{version} channel:{channel} file:{file} timestamp:{timestamp}"
-    try:
-        parse_trusted_comment(text)  # one definition of what is valid
-    except SignatureError as err:
-        raise ValueError(str(err).removeprefix("malformed: ")) from None
-    return text
+    """The trusted comment for a release; ValueError naming the field that cannot be carried."""
+    for name, value in zip(_FIELDS, (version, channel, file, timestamp), strict=True):
+        pattern, what = _CHECKS[name]
+        if not pattern.fullmatch(str(value)):
+            raise ValueError(f"{name} {str(value)[:80]!r} is not {what}")
+    return f"{COMMENT_TAG} version:{version} channel:{channel} file:{file} timestamp:{timestamp}"
 
 
 def _malformed(detail: str) -> SignatureError:
@@ -112,13 +117,8 @@ def parse_trusted_comment(text: str) -> tuple[int, str, str, int]:
     missing = [name for name in _FIELDS if name not in fields]
     if missing:
         raise _malformed(f"trusted comment lacks {', '.join(missing)}")
-    checks = (
-        ("version", _VERSION_PATTERN, "a positive integer"),
-        ("channel", CHANNEL_PATTERN, "1-64 of A-Z a-z 0-9 _ . -"),
-        ("file", _FILE_PATTERN, "a file name without spaces"),
-        ("timestamp", _TIMESTAMP_PATTERN, "unix seconds"),
-    )
-    for name, pattern, what in checks:
+    for name in _FIELDS:
+        pattern, what = _CHECKS[name]
         if not pattern.fullmatch(fields[name]):
             raise _malformed(f"trusted comment {name} {fields[name][:80]!r} is not {what}")
     return int(fields["version"]), fields["channel"], fields["file"], int(fields["timestamp"])
