@@ -310,3 +310,36 @@ def test_a_fleet_takes_signed_releases_refuses_bad_ones_and_rolls_back_a_broken_
     fleet.collector.wait_for(lambda: fleet.counters("a").get("deploy_unchanged") == 1, 10)
     assert fleet.counters("a")["deploy_unchanged"] == 1
     assert [e["event"] for e in fleet.events("a")][-1] == "running"
+
+
+def test_a_release_that_crashes_on_probation_is_rolled_back_at_start(
+    fleet: Fleet, releases: dict[str, Path], keys: Path, edge_venv: Path, broker: Broker
+) -> None:
+    """A release whose daemon dies (SIGKILL, as a backend crash would) while it is on probation:
+    each start is counted in deploy/state.json; with crash_loop_starts = 2 the third start
+    restores the previous bundle before loading anything."""
+    v1, v2 = (read_bundle(releases[v]).model_id for v in ("v1", "v2"))
+    d = fleet.start("d", probation_s=600.0, crash_loop_starts=2)  # never commits on its own
+    fleet.wait_event("d", "running", version=0)
+    topic = fleet.deploy_topic.replace("{channel}", CHANNEL)
+    broker.pub(topic, signed(edge_venv, releases["v2"], keys, 2, CHANNEL), qos=1, retain=True)
+    fleet.wait_event("d", "probation", version=2)
+    state = fleet.configs["d"].parent / "state" / "deploy" / "state.json"
+    assert json.loads(state.read_text())["starts"] == 1
+    d.kill()
+    d = fleet.start("d")  # start 2 of 2 on probation: v2 serves again
+    d.wait_for_log(f"serving {v2}")
+    assert json.loads(state.read_text())["starts"] == 2
+    d.kill()
+    d = fleet.start("d")  # start 3: a crash loop
+    d.wait_for_log(f"serving {v1}")
+    e = fleet.wait_event("d", "rolled_back", version=2)
+    assert (e["reason"], e["model_id"]) == ("crash_loop", v1)
+    saved = json.loads(state.read_text())
+    assert (saved["phase"], saved["current"]["version"]) == ("committed", 0)
+    assert [r["version"] for r in saved["refused"]] == [2]
+    # v2 is still retained on the broker: delivered again on subscribe, and left alone
+    ok = fleet.collector.wait_for(lambda: fleet.counters("d").get("deploy_unchanged") == 1, 10)
+    assert ok, fleet.counters("d")
+    assert fleet.counters("d")["deploy_rolled_back"] == 1
+    assert d.stop() == 0
