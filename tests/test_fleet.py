@@ -294,7 +294,7 @@ def test_a_fleet_takes_signed_releases_refuses_bad_ones_and_rolls_back_a_broken_
     for name in names:
         fleet.wait_event(name, "probation", version=3)
         e = fleet.wait_event(name, "rolled_back", version=3)
-        assert (e["reason"], e["model_id"]) == ("nonfinite_output", v2)
+        assert (e["reason"], e["model_id"]) == ("non_finite", v2)
     since = time.monotonic()
     for name in names:
         fleet.wait_serving(name, v2)

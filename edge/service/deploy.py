@@ -212,7 +212,7 @@ class Deployer:
         p, state = self._probation, self.state
         assert p is not None and state is not None
         if self._nonfinite() > p.nonfinite:
-            self._roll_back("nonfinite_output", "the model gave non-finite outputs on live data")
+            self._roll_back("non_finite", "the model gave non-finite outputs on live data")
             return
         elapsed = time.monotonic() - p.since
         if p.batches >= self.d.probation_batches and elapsed >= self.d.probation_s:
