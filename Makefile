@@ -20,12 +20,12 @@ venv: $(STAMP)
 
 # The tests and the demo talk to a real mosquitto; install it when it is missing.
 broker:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	@if { ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; } || ! command -v minisign >/dev/null 2>&1; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing mosquitto with apt-get"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+			echo "installing mosquitto and minisign with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients minisign >/dev/null; \
 		else \
-			echo "mosquitto is missing: run 'sudo apt-get install mosquitto mosquitto-clients'" >&2; exit 1; \
+			echo "mosquitto or minisign is missing: run 'sudo apt-get install mosquitto mosquitto-clients minisign'" >&2; exit 1; \
 		fi; \
 	fi
 	@if ! command -v mosquitto_pub >/dev/null 2>&1; then \
@@ -72,7 +72,8 @@ lint: venv
 	@for d in edge train deploy tools; do ln -sfn ../../../$$d $(TYPECHECK)/seqcast/$$d; done
 	cd $(TYPECHECK) && MYPYPATH=. ../../$(BIN)/mypy --config-file ../../pyproject.toml -p seqcast.edge
 
-# Regenerate the README's command-line tables from the parsers (tests/test_cli.py checks them).
+# Regenerate the command-line tables in README.md and deploy/README.md from the parsers
+# (tests/test_cli.py checks them).
 readme: venv
 	$(BIN)/python -m tests.cli_tables
 

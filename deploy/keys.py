@@ -91,17 +91,19 @@ def load_secret_key(path: Path, password: str | None) -> minisign.SecretKey:
     return secret
 
 
-def check_bundle(path: Path) -> bytes:
-    """The bundle's bytes, after the device's own reader has accepted them."""
+def read_file(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as err:
         raise DeployError(f"{path}: {err.strerror or err}") from None
+
+
+def check_bundle(path: Path, data: bytes) -> None:
+    """Refuse bytes the device's own bundle reader would refuse."""
     try:
         parse_bundle(data, path)
     except BundleError as err:
         raise DeployError(f"{path}: not a usable bundle: {err}") from None
-    return data
 
 
 def sign_bundle(
@@ -119,7 +121,8 @@ def sign_bundle(
         )
     except ValueError as err:
         raise DeployError(f"cannot sign {bundle.name}: {err}") from None
-    data = check_bundle(bundle)
+    data = read_file(bundle)
+    check_bundle(bundle, data)
     secret = load_secret_key(key, password)
     try:
         signature = secret.sign(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import minisign
 
-from seqcast.deploy.keys import SIG_SUFFIX, DeployError, check_bundle
+from seqcast.deploy.keys import SIG_SUFFIX, DeployError, check_bundle, read_file
 from seqcast.edge.model.signature import (
     CHANNEL_PATTERN,
     SignatureError,
@@ -46,8 +46,9 @@ def delivery_topic(template: str, channel: str) -> str:
 def signed_payload(
     bundle: Path, sig: Path | None, channel: str, pub: list[Path]
 ) -> tuple[bytes, int]:
-    """The delivery payload and the signed version, after every check a device would make that
-    can be made here (reader, signature format, channel, and the keys when given)."""
+    """The delivery payload and the signed version, after the checks a device makes that can be
+    made here, in its order: the signature (format; with `pub`, the keys), the channel, then the
+    bundle reader."""
     sig = sig or bundle.with_name(bundle.name + SIG_SUFFIX)
     try:
         minisig = sig.read_bytes()
@@ -55,7 +56,7 @@ def signed_payload(
         raise DeployError(f"{sig}: no signature (run `seqcast-deploy sign` first)") from None
     except OSError as err:
         raise DeployError(f"{sig}: {err.strerror or err}") from None
-    data = check_bundle(bundle)
+    data = read_file(bundle)
     try:
         if pub:
             from seqcast.edge.config import ConfigError
@@ -80,6 +81,7 @@ def signed_payload(
             f"{sig}: signed for channel {signed_channel!r}, not {channel!r} "
             "(devices would refuse it)"
         )
+    check_bundle(bundle, data)  # after the signature, in the device's order
     return payload, version
 
 

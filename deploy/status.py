@@ -68,7 +68,7 @@ class Listing:
                 device.channel = _text(body.get("channel"))
                 device.model_id = _text(body.get("model_id")) or device.model_id
                 version = body.get("version")
-                device.version = version if isinstance(version, int) else None
+                device.version = version if type(version) is int else None  # not a JSON true
                 stamp = body.get("time")
                 device.event_time = float(stamp) if isinstance(stamp, int | float) else None
 

@@ -1,6 +1,7 @@
 """The README's command-line tables, generated from the argparse parsers themselves.
 
-    python -m tests.cli_tables          # rewrite the tables in README.md (`make readme`)
+    python -m tests.cli_tables          # rewrite the tables in README.md and deploy/README.md
+                                        # (`make readme`)
 
 Each table sits between `<!-- cli:NAME -->` and `<!-- /cli:NAME -->`; `tests/test_cli.py` fails
 when a table is not what the parsers say, so help and README cannot drift apart.
@@ -16,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+DEPLOY_README = README.parent / "deploy" / "README.md"
+READMES = (README, DEPLOY_README)
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
@@ -96,6 +99,24 @@ def tables() -> dict[str, Callable[[], str]]:
     for name in ("run", "check", "inspect", "replay", "demo"):
         command = _subparser(edge, name)
         out[f"seqcast-edge {name}"] = lambda c=command: options_table(c, skip=("-v",))
+    out.update(_deploy_tables())
+    return out
+
+
+def _deploy_tables() -> dict[str, Callable[[], str]]:
+    """`seqcast-deploy`'s commands, without the broker options (`seqcast-edge replay`'s table)."""
+    from seqcast.deploy.cli import build_parser as deploy_parser
+    from seqcast.tools.replay import add_broker_args
+
+    broker = argparse.ArgumentParser(add_help=False)
+    add_broker_args(broker)
+    broker_flags = tuple(s for a in broker._actions for s in a.option_strings)
+    deploy = deploy_parser()
+    out: dict[str, Callable[[], str]] = {}
+    for name in ("keygen", "sign", "push", "status"):
+        command = _subparser(deploy, name)
+        skip = broker_flags if name in ("push", "status") else ()  # keygen's --password-file
+        out[f"seqcast-deploy {name}"] = lambda c=command, s=skip: options_table(c, s)
     return out
 
 
@@ -114,6 +135,7 @@ def blocks(text: str) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    README.write_text(render(README.read_text(encoding="utf-8")), encoding="utf-8")
-    print(f"rewrote {len(blocks(README.read_text(encoding='utf-8')))} tables in {README}")
+    for readme in READMES:
+        readme.write_text(render(readme.read_text(encoding="utf-8")), encoding="utf-8")
+        print(f"rewrote {len(blocks(readme.read_text(encoding='utf-8')))} tables in {readme}")
     sys.exit(0)

@@ -12,7 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from seqcast.edge.model.bundle import Manifest, Scaler, write_bundle
+
+Done = subprocess.CompletedProcess[str]
 
 
 def tiny_bundle(path: Path, name: str = "tiny") -> Path:
@@ -44,6 +48,16 @@ def deploy_cli(*args: str | Path, timeout: float = 60) -> subprocess.CompletedPr
         text=True,
         timeout=timeout,
     )
+
+
+def deploy_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> Done:
+    """`seqcast-deploy ARGS` in this process (quicker than a child: for the many refusals)."""
+    from seqcast.deploy.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(map(str, args)), code, out, err)
 
 
 def password_file(path: Path, text: str, mode: int = 0o600) -> Path:

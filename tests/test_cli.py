@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_tables import README, blocks, render
+from tests.cli_tables import DEPLOY_README, README, blocks, render
 
 # Runs `seqcast-train ARGS` in a fresh interpreter; reports the exit code and whether TensorFlow
 # (or Keras) was imported on the way.
@@ -117,6 +117,14 @@ def test_readme_option_tables_are_what_the_parsers_define() -> None:
     } <= names
     stale = [n for n, body in blocks(render(text)).items() if blocks(text)[n] != body]
     assert stale == [], f"README tables out of date: {stale}; run `make readme`"
+
+
+def test_deploy_readme_option_tables_are_what_the_parser_defines() -> None:
+    text = DEPLOY_README.read_text(encoding="utf-8")
+    commands = ("keygen", "sign", "push", "status")
+    assert {f"seqcast-deploy {c}" for c in commands} <= set(blocks(text))
+    stale = [n for n, body in blocks(render(text)).items() if blocks(text)[n] != body]
+    assert stale == [], f"deploy/README.md tables out of date: {stale}; run `make readme`"
 
 
 def test_every_fit_option_has_help_and_appears_in_the_readme() -> None:

@@ -245,3 +245,10 @@ def test_public_keys_load_and_bad_files_name_themselves(tmp_path: Path) -> None:
         assert str(path) in str(caught.value) and "\n" not in str(caught.value)
     with pytest.raises(ConfigError):
         load_public_keys([])
+
+
+def test_the_error_carries_its_reason() -> None:
+    assert (SignatureError("unsigned").reason, str(SignatureError("unsigned"))) == ("unsigned",) * 2
+    assert str(SignatureError("malformed", "short")) == "malformed: short"
+    with pytest.raises(ValueError):
+        SignatureError("tampered")

@@ -42,10 +42,11 @@ REASONS = ("unsigned", "malformed", "bad_signature", "unknown_key")
 class SignatureError(Exception):
     """A release that must not be installed; `reason` is one of REASONS (a counter/event label)."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        assert reason in REASONS, reason
+    def __init__(self, reason: str, detail: str = "") -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown signature error reason {reason!r}")
         self.reason = reason
-        super().__init__(f"{reason}: {detail}")
+        super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
 @dataclass(frozen=True)
