@@ -77,6 +77,25 @@ def test_install_commit_and_rollback_move_the_slots(tmp_path: Path) -> None:
     assert slots.read() == back
 
 
+def test_a_release_on_probation_never_becomes_previous(tmp_path: Path) -> None:
+    slots = Slots(tmp_path)
+    v2 = install(slots, b"v2", 2)
+    state = slots.read()
+    assert state is not None
+    slots.commit(state)
+    install(slots, b"v3", 3)  # on probation when v4 arrives
+    v4 = install(slots, b"v4", 4)
+    state = slots.read()
+    assert state is not None and (state.current, state.previous) == (v4, v2)
+    assert slots.previous.read_bytes() == b"v2" and slots.current.read_bytes() == b"v4"
+    slots.current.write_bytes(b"v5")  # v5 replacing v4 on probation, stopped before state.json
+    state = slots.read()
+    assert state is not None and (state.current, state.phase, state.previous) == (
+        v2, "committed", None,
+    )  # fmt: skip
+    assert slots.current.read_bytes() == b"v2"
+
+
 @pytest.mark.parametrize("stopped_after", ["current renamed to previous", "incoming renamed"])
 def test_an_install_stopped_half_way_is_undone_at_start(tmp_path: Path, stopped_after: str) -> None:
     slots = Slots(tmp_path)

@@ -139,6 +139,9 @@ class Deployer:
                 self._event("rejected", e.version, None, e.reason)
 
     def _deliver(self, payload: bytes) -> None:
+        if not payload:  # the retained release was cleared (an empty retained message)
+            log.info("the release on %s was cleared; nothing to install", self.cfg.deploy_topic)
+            return
         try:
             minisig, bundle = split_delivery(payload)
             release = verify_release(bundle, minisig, self.keys)

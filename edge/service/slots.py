@@ -114,13 +114,22 @@ class Slots:
         remove_stale_temps(self.dir)
         with contextlib.suppress(FileNotFoundError):
             self.incoming.unlink()
-        if self._sha(self.current) != state.current.sha256:
-            if self._sha(self.previous) != state.current.sha256:
-                raise ConfigError(
-                    f"{self.current}: missing or not the bundle {self.state_file} names; "
-                    f"remove {self.dir} to serve [model] path again"
-                )
-            self._rename(self.previous, self.current)  # an install stopped half way: undo it
+        if self._sha(self.current) == state.current.sha256:
+            return state
+        # an install stopped half way: undo it
+        previous = self._sha(self.previous)
+        if previous == state.current.sha256:  # stopped inside the rotation
+            self._rename(self.previous, self.current)
+        elif state.previous is not None and previous == state.previous.sha256:
+            # a release on probation was being replaced: the last good one serves
+            self._rename(self.previous, self.current)
+            state = SlotState(state.previous, "committed", 0, None, state.refused)
+            self.write_state(state)
+        else:
+            raise ConfigError(
+                f"{self.current}: missing or not the bundle {self.state_file} names; "
+                f"remove {self.dir} to serve [model] path again"
+            )
         return state
 
     @staticmethod
@@ -154,11 +163,16 @@ class Slots:
         """Make the staged bundle `current` (on probation) and what served `previous`.
 
         `serving`: the bundle bytes and release of a plain `[model] path` bundle when no slot
-        was installed yet, copied to `previous` so a rollback has something to restore."""
-        if state is not None and self.current.exists():
+        was installed yet, copied to `previous` so a rollback has something to restore. A
+        release still on probation never becomes `previous`: a newer one replaces it and
+        `previous` stays the last one that proved itself."""
+        previous: Release | None
+        if state is not None and state.phase == "probation":
+            previous = state.previous
+        elif state is not None and self.current.exists():
             self._rename(self.current, self.previous)
             self._move_sig(self.current, self.previous)
-            previous: Release | None = state.current
+            previous = state.current
         elif serving is not None:
             _write(self.previous, serving[0])
             self._drop_sig(self.previous)
