@@ -101,7 +101,7 @@ class Daemon:
         # with deployment over MQTT on, an installed release (deploy/current.seqcast) serves
         self.deployer = Deployer(cfg, self.state_dir, self.counters) if cfg.deploy.enabled else None
         if self.deployer is not None:
-            self.deployer.startup_path()  # a crash loop on probation restores `previous` here
+            self.deployer.prepare()  # a crash loop on probation restores `previous` here
         self.pipeline = Pipeline(
             load(cfg, self.model_path),
             mode=cfg.model.mode,

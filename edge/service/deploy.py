@@ -93,20 +93,18 @@ class Deployer:
         self._ratelog = RateLimitedLog(log)
 
     # -- start ------------------------------------------------------------------------------------
-    def startup_path(self) -> Path:
-        """The bundle to load: the current slot when one is installed (a crash loop on
-        probation restores `previous` first), else `[model] path`. Call once, at start."""
+    def prepare(self) -> None:
+        """At start, before a model loads: read the installed state (`state` None: nothing
+        installed, `[model] path` serves); count a start on probation, and after too many
+        restore `previous`."""
         state = self.state = self.slots.read()
-        if state is None:
-            return Path(self.cfg.model.path)
-        if state.phase == "probation":
+        if state is not None and state.phase == "probation":
             state = self.state = self.slots.note_start(state)
             if state.starts > self.d.crash_loop_starts and state.previous is not None:
                 failed = state.current
                 self.state = self.slots.roll_back(state)
                 why = f"started {state.starts - 1} times on probation (deploy.crash_loop_starts)"
                 self._rolled_back(failed, "crash_loop", why)
-        return self.slots.current
 
     def started(self, host: Host) -> None:
         """The daemon serves and its link is up: publish what start decided, or `running`."""
