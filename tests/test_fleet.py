@@ -312,6 +312,20 @@ def test_a_fleet_takes_signed_releases_refuses_bad_ones_and_rolls_back_a_broken_
     assert (c["deploy_unchanged"], c["deploy_installed"]) == (1, 0), c
     assert [e["event"] for e in fleet.events("a")][-1] == "running"
 
+    for name in names:
+        assert fleet.daemons[name].stop() == 0
+    # what `seqcast-deploy status` makes of the retained status and deploy messages
+    listing = deploy_cli(edge_venv, "status", "--host", broker.host, "--port", str(broker.port),
+                         "--json")  # fmt: skip
+    rows = {r["client_id"]: r for r in json.loads(listing)}
+    expected = {"a": (2, "running", None), "b": (3, "rolled_back", "non_finite")}
+    expected["c"] = expected["b"]
+    for name, (version, event, reason) in expected.items():
+        r = rows[f"{fleet.prefix}-{name}"]
+        assert (r["state"], r["model_id"], r["version"], r["event"], r["reason"]) == (
+            "offline", v2, version, event, reason,
+        ), r  # fmt: skip
+
 
 def test_a_release_that_crashes_on_probation_is_rolled_back_at_start(
     fleet: Fleet, releases: dict[str, Path], keys: Path, edge_venv: Path, broker: Broker
