@@ -279,7 +279,7 @@ class DeployConfig(_Section):
     )
     allow_downgrade: bool = _opt(False, "Install a release older than the installed one")
     probation_batches: int = _opt(
-        20, "Batches a new release must serve with finite outputs before it is committed", ge=1
+        20, "Batches with forecasts a new release must serve before it is committed", ge=1
     )
     probation_s: float = _opt(
         60.0, "Seconds a new release must serve with finite outputs before it is committed", ge=0

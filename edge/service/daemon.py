@@ -194,11 +194,10 @@ class Daemon:
         interval = self.cfg.state.snapshot_interval_s
         next_snapshot = time.monotonic() + interval if interval > 0 else float("inf")
         while not self._stop:
-            batch = self._next_batch(timeout=0.5)
-            self._process(batch)
+            self._process(self._next_batch(timeout=0.5))
             self._tick()
             if self.deployer is not None:
-                self.deployer.poll(self.link.take_deliveries(), 1 if batch else 0)
+                self.deployer.poll(self.link.take_deliveries())
             now = time.monotonic()
             if self.watchdog_s and now >= next_watchdog:
                 self.notifier.watchdog()

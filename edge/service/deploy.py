@@ -10,9 +10,10 @@ the main thread apart from sensor data; the daemon calls `Deployer.poll` between
    `same_version`, unless `allow_downgrade`; a plain `[model] path` bundle is version 0);
 3. the bundle is written to `incoming.seqcast`, loaded and self-tested (`bad_bundle`), made
    `current` (what served becomes `previous`) and swapped in between batches: `probation`;
-4. after `probation_batches` batches *and* `probation_s` seconds with only finite outputs it is
-   `committed`; a non-finite output (a stream reset by the engine, or a forecast that cannot be
-   encoded) rolls back to `previous`, which is loaded and serves again: `rolled_back`.
+4. after `probation_batches` batches with forecasts *and* `probation_s` seconds with only finite
+   outputs it is `committed`; a non-finite output (a stream reset by the engine, or a forecast
+   that cannot be encoded) rolls back to `previous`, which is loaded and serves again:
+   `rolled_back`.
 
 A backend error raises out of the data path and ends the process; systemd starts it again and
 each start on probation is counted in `state.json`: beyond `crash_loop_starts`, `previous` is
@@ -73,8 +74,9 @@ class Host:
 @dataclass
 class _Probation:
     since: float  # monotonic
-    batches: int
     nonfinite: int  # the NONFINITE counters when it began
+    forecasts: int  # the forecasts counter after the last batch that made some
+    batches: int = 0  # batches that made forecasts
 
 
 class Deployer:
@@ -122,11 +124,13 @@ class Deployer:
         return self.state.current if self.state is not None else Release(0, "", "")
 
     # -- the main loop ----------------------------------------------------------------------------
-    def poll(self, payloads: list[bytes], batches: int) -> None:
-        """Between batches: the releases that arrived, then probation (`batches`: batches
-        processed since the last call)."""
+    def poll(self, payloads: list[bytes]) -> None:
+        """Between batches: probation, then the releases that arrived."""
         if self._probation is not None:
-            self._probation.batches += batches
+            forecasts = self.counters["forecasts"]
+            if forecasts > self._probation.forecasts:  # a batch the release forecast for
+                self._probation.batches += 1
+                self._probation.forecasts = forecasts
             self._check_probation()
         for payload in payloads:
             try:
@@ -207,7 +211,8 @@ class Deployer:
         return sum(self.counters[n] for n in NONFINITE)
 
     def _begin_probation(self) -> None:
-        self._probation = _Probation(time.monotonic(), 0, self._nonfinite())
+        now, forecasts = time.monotonic(), self.counters["forecasts"]
+        self._probation = _Probation(now, self._nonfinite(), forecasts)
 
     def _check_probation(self) -> None:
         p, state = self._probation, self.state
