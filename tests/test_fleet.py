@@ -76,7 +76,7 @@ def deploy_cli(bin_dir: Path, *args: str | Path) -> str:
     """`seqcast-deploy ARGS` from the venv (no PYTHONPATH: the installed wheel's code runs)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
-        [str(bin_dir / "python"), "-m", "seqcast.deploy.cli", *map(str, args)],
+        [str(bin_dir / "seqcast-deploy"), *map(str, args)],
         capture_output=True, text=True, timeout=60, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
