@@ -38,6 +38,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     check_tls(cfg.mqtt)
     # writable, not full, private; the lock is the daemon's alone (check runs beside it)
     prepare_state_dir(cfg.state.dir)
+    if cfg.deploy.enabled:
+        from seqcast.edge.model.signature import load_public_keys
+
+        load_public_keys(cfg.deploy.public_key)  # the release keys: readable and well-formed
     model = load(cfg)
     try:
         mode = resolve_mode(cfg.model.mode, model)

@@ -62,6 +62,22 @@ CATALOG: dict[str, str] = {
     "state_commit_errors": "journal fsyncs that failed (those inputs stay unacknowledged)",
     "state_journal_replayed": "samples replayed from the journal at start",
     "model_selftest_crashes": "interpreter backends that crashed during their self-test",
+    # signed releases over MQTT (service/deploy.py; main thread, but deploy_received on paho's)
+    "deploy_received": "release messages received on the deploy topic",
+    "deploy_unchanged": "releases already installed (or already rolled back): nothing to do",
+    "deploy_verified": "releases whose signature, channel and version checked",
+    "deploy_installed": "releases written to the current slot, self-tested and swapped in",
+    "deploy_committed": "releases that passed probation",
+    "deploy_rolled_back": "releases rolled back (probation failure or crash loop at start)",
+    "deploy_rejected_unsigned": "releases refused: no signature",
+    "deploy_rejected_malformed": "releases refused: signature or trusted comment malformed",
+    "deploy_rejected_bad_signature": "releases refused: signature does not match (tampered)",
+    "deploy_rejected_unknown_key": "releases refused: signed by a key not in deploy.public_key",
+    "deploy_rejected_wrong_channel": "releases refused: signed for another channel",
+    "deploy_rejected_downgrade": "releases refused: older than the installed version",
+    "deploy_rejected_same_version": "releases refused: installed version number, other bytes",
+    "deploy_rejected_bad_bundle": "releases refused: the bundle does not load or fails self-test",
+    "deploy_rejected_write_failed": "releases refused: the slot could not be written",
 }
 FAMILIES: dict[str, str] = {"bad_": "input messages (or samples) rejected for this reason"}
 

@@ -11,6 +11,8 @@ import fcntl
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,7 +152,6 @@ def vic_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
     defaults stop at about 50 epochs and add AutoTheta, about 4 minutes: the README's figures
     come from `make demo`; AutoTheta has its own tests in test_baselines.py)."""
     import subprocess
-    import sys
 
     from seqcast.tools.demo import VIC_ELEC_FIT
 
@@ -191,3 +192,31 @@ def installed_root(
         return install_into(folder, seqcast_wheel, small_bundle)
 
     return Installed.from_json(built_once(tmp_path_factory, "root", install))
+
+
+@pytest.fixture(scope="session")
+def wheel(seqcast_wheel: Path) -> Path:
+    """`pip wheel .` of this checkout: the one seqcast wheel."""
+    return seqcast_wheel
+
+
+@pytest.fixture(scope="session")
+def edge_venv(installed_root: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The venv `deploy/install.sh` made with `seqcast[edge]` from the wheel (the test run's one
+    device venv), plus pytest and hypothesis for the edge suite: its bin/. Shared by
+    tests/test_wheel.py (the edge suite there) and tests/test_fleet.py (three daemons from it)."""
+    where = installed_root.root / "opt/seqcast/venv"
+
+    def add_test_tools(folder: Path) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        proc = subprocess.run(
+            [str(where / "bin/python"), "-m", "pip", "install", "-q", "pytest", "hypothesis"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return str(where / "bin")
+
+    return Path(built_once(tmp_path_factory, "edge-venv", add_test_tools))

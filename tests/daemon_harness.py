@@ -68,15 +68,24 @@ class DaemonProcess:
     log_path: Path
 
     @classmethod
-    def start(cls, config: Path, env: dict[str, str] | None = None) -> DaemonProcess:
+    def start(
+        cls, config: Path, env: dict[str, str] | None = None, installed: Path | None = None
+    ) -> DaemonProcess:
+        """`installed`: the bin/ of a venv with seqcast installed: run its `seqcast-edge`,
+        without PYTHONPATH (which would put this checkout first)."""
         log_path = config.with_suffix(".log")
         log = log_path.open("w")
+        environ = {**os.environ, **(env or {})}
+        command = [sys.executable, "-c", BLOCKED_TF_ENTRY]
+        if installed is not None:
+            environ.pop("PYTHONPATH", None)
+            command = [str(installed / "seqcast-edge")]
         proc = subprocess.Popen(
-            [sys.executable, "-c", BLOCKED_TF_ENTRY, "run", "-c", str(config)],
+            [*command, "run", "-c", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, **(env or {})},
+            env=environ,
         )
         return cls(proc, log_path)
 

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.install_harness import VENV, Installed
-
 pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,22 +25,6 @@ def run(
     return subprocess.run(
         [str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
-
-
-@pytest.fixture(scope="module")
-def wheel(seqcast_wheel: Path) -> Path:
-    return seqcast_wheel
-
-
-@pytest.fixture(scope="module")
-def edge_venv(installed_root: Installed) -> Path:
-    """The venv `deploy/install.sh` made with `seqcast[edge]` from the wheel (the test run's one
-    device venv, see test_install.py), plus pytest and hypothesis for the edge suite."""
-    where = installed_root.root / VENV
-    py = where / "bin" / "python"
-    proc = run(py, "-m", "pip", "install", "-q", "pytest", "hypothesis")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return where / "bin"
 
 
 def test_the_wheel_holds_one_seqcast_package_and_no_tests_or_bench(wheel: Path) -> None:

@@ -9,6 +9,7 @@ from seqcast.edge.config.files import (
 )
 from seqcast.edge.config.sections import (
     ConfigError,
+    DeployConfig,
     EdgeConfig,
     InputConfig,
     LogConfig,
@@ -24,6 +25,7 @@ from seqcast.edge.config.topics import TopicTemplate
 
 __all__ = [
     "ConfigError",
+    "DeployConfig",
     "EdgeConfig",
     "InputConfig",
     "LogConfig",

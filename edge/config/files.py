@@ -125,7 +125,7 @@ def _dump_section(cls: type, prefix: str, out: list[str]) -> None:
             continue
         rule = rule_text(f, hint)
         out.append(f"# {f.metadata['help']}" + (f" ({rule})" if rule else ""))
-        if f.default is None:
+        if f.default is None or f.default == ():
             out.append(f"# {f.name} = {show(f.metadata['example'])}")
         elif f.default is MISSING:
             out.append(f"{f.name} = {show(f.metadata['example'])}  # required")

@@ -8,6 +8,7 @@ as it is: `[mqtt]` to the MQTT link, `[input]` to the decoder, `[streams]` to th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, dataclass, field, is_dataclass
 from pathlib import Path
@@ -237,6 +238,67 @@ class LogConfig(_Section):
     level: Literal["info", "debug", "warning", "error"] = _opt("info", "Log level")
 
 
+_CHANNEL = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _channel(value: str) -> str | None:
+    return None if _CHANNEL.fullmatch(value) else "must be 1-64 of A-Z a-z 0-9 _ . -"
+
+
+def _plain_topic(placeholder: str) -> Any:
+    def rule(value: str) -> str | None:
+        if any(c in value for c in "+#"):
+            return "must not contain the wildcards '+' or '#'"
+        if placeholder not in value:
+            return f"must contain {placeholder}"
+        return None
+
+    return rule
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployConfig(_Section):
+    """Signed bundles delivered over MQTT (seqcast-deploy push): slots, probation, rollback."""
+
+    channel: str = _opt(
+        "", "Release channel this device follows; empty = no deployment over MQTT", empty_ok=True
+    )
+    public_key: tuple[Path, ...] = _opt(
+        (), "Public key file(s) (minisign format) a release must be signed with; a path or a list",
+        example="/etc/seqcast/seqcast.pub",
+    )  # fmt: skip
+    topic: str = _opt(
+        "seqcast/deploy/{channel}",
+        "Topic releases arrive on (retained, QoS 1)",
+        check=_plain_topic("{channel}"),
+    )
+    events_topic: str = _opt(
+        "seqcast/{client_id}/deploy",
+        "Retained topic of this device's deploy events",
+        check=_plain_topic("{client_id}"),
+    )
+    allow_downgrade: bool = _opt(False, "Install a release older than the installed one")
+    probation_batches: int = _opt(
+        20, "Batches with forecasts a new release must serve before it is committed", ge=1
+    )
+    probation_s: float = _opt(
+        60.0, "Seconds a new release must serve with finite outputs before it is committed", ge=0
+    )
+    crash_loop_starts: int = _opt(
+        3, "Starts a release on probation gets; the next start restores the previous one", ge=1
+    )
+
+    def _rules(self) -> Iterator[tuple[str, str]]:
+        if self.channel and not self.public_key:
+            yield "public_key", f"required when channel is set (channel = {show(self.channel)})"
+        if self.channel and (broken := _channel(self.channel)):
+            yield "channel", f"{broken}, got {show(self.channel)}"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.channel)
+
+
 @dataclass(frozen=True, kw_only=True)
 class EdgeConfig(_Section):
     """The whole `edge.toml`."""
@@ -249,14 +311,29 @@ class EdgeConfig(_Section):
     status: StatusConfig = _opt(StatusConfig(), "Status messages")
     state: StateConfig = _opt(StateConfig(), "Local state")
     log: LogConfig = _opt(LogConfig(), "Logging")
+    deploy: DeployConfig = _opt(DeployConfig(), "Signed model delivery")
 
     @property
     def status_topic(self) -> str:
         """The status topic with `{client_id}` filled in."""
         return self.status.topic.replace("{client_id}", self.mqtt.client_id)
 
+    @property
+    def deploy_topic(self) -> str:
+        """The release topic with `{channel}` filled in."""
+        return self.deploy.topic.replace("{channel}", self.deploy.channel)
+
+    @property
+    def deploy_events_topic(self) -> str:
+        """The deploy events topic with `{client_id}` filled in."""
+        return self.deploy.events_topic.replace("{client_id}", self.mqtt.client_id)
+
     def _rules(self) -> Iterator[tuple[str, str]]:
         inp = self.input.topic
-        for key, topic in ("output.topic", self.output.topic), ("status.topic", self.status_topic):
+        topics = [("output.topic", self.output.topic), ("status.topic", self.status_topic)]
+        topics += [("deploy.events_topic", self.deploy_events_topic)]
+        if self.deploy.enabled:
+            topics += [("deploy.topic", self.deploy_topic)]
+        for key, topic in topics:
             if _topics_overlap(topic, inp):
                 yield key, f"must not overlap input.topic {show(inp)}, got {show(topic)}"

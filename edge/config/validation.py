@@ -1,8 +1,9 @@
 """A small generic validator: TOML tables -> frozen dataclasses, one error line per problem.
 
 Each dataclass field carries its rules in `field(metadata=...)` (`ge`, `gt`, `le`, `check`) and
-its type in the hint (`int`, `float`, `bool`, `str`, `Path`, `Literal[...]`, nested dataclasses);
-a class may add cross-field rules with `_rules()` and implied defaults with `_implied(raw)`.
+its type in the hint (`int`, `float`, `bool`, `str`, `Path`, `tuple[Path, ...]`, `Literal[...]`,
+nested dataclasses; `empty_ok` lets a string be empty); a class may add cross-field rules with
+`_rules()` and implied defaults with `_implied(raw)`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ def rule_text(f: Field[Any], hint: Any) -> str:
 def check(f: Field[Any], hint: Any, value: Any) -> tuple[Any, str | None]:
     """Convert a TOML value to the field's type; return (value, None) or (None, rule broken)."""
     hint, m = unwrap(hint), f.metadata
+    if get_origin(hint) is tuple:  # tuple[Path, ...]: one value or an array of them
+        items = value if isinstance(value, list) else [value]
+        out = []
+        for item in items:
+            one, broken = check(f, get_args(hint)[0], item)
+            if broken:
+                return None, f"must be a path or an array of paths: {broken}"
+            out.append(one)
+        return tuple(out), None
     if get_origin(hint) is Literal:
         ok = isinstance(value, str) and value in get_args(hint)
         return (value, None) if ok else (None, f"must be {rule_text(f, hint)}, got {show(value)}")
@@ -68,7 +78,7 @@ def check(f: Field[Any], hint: Any, value: Any) -> tuple[Any, str | None]:
     ):
         return None, f"must be {wanted}, got {typed(value)}"
     if isinstance(value, str):
-        if not value or "\x00" in value:
+        if (not value and not m.get("empty_ok")) or "\x00" in value:
             return None, f"must be a non-empty string without NUL, got {show(value)}"
         if "check" in m and (broken := m["check"](value)):
             return None, f"{broken}, got {show(value)}"

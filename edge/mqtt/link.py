@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import queue
 import socket
 import sys
 import threading
@@ -67,6 +68,7 @@ class MqttLink(Outgoing):
         max_stream_id_bytes: int = InputConfig().max_stream_id_bytes,
         topic_cache_size: int = StreamsConfig().max_streams,
         client_factory: Callable[..., paho.Client] | None = None,
+        deploy_topic: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.input_topic = input_topic
@@ -76,6 +78,12 @@ class MqttLink(Outgoing):
         self.last_error: str | None = None  # latest problem; cleared by a successful connect
         self.inbox = Inbox(inbox_size)
         self._subscription = input_topic.subscription()
+        # releases (seqcast-deploy push) arrive on their own topic and queue, never the decoder's
+        self.deploy_topic = deploy_topic
+        self.deploy_inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._subscriptions = [(self._subscription, cfg.qos_in)]
+        if deploy_topic is not None:
+            self._subscriptions.append((deploy_topic, 1))
         self._streams: dict[str, str] = {}  # topic -> stream, a cache of input_topic.stream_of
         self._topic_cache_size = topic_cache_size
         self._max_stream_id_bytes = max_stream_id_bytes
@@ -143,6 +151,22 @@ class MqttLink(Outgoing):
     def next_batch(self, timeout: float, limit: int) -> list[InboundMessage]:
         """The messages waiting in the inbox (at most `limit`), after waiting up to `timeout` s."""
         return self.inbox.next_batch(timeout, limit)
+
+    def take_deliveries(self) -> list[bytes]:
+        """Release payloads that arrived on the deploy topic since the last call, oldest first."""
+        out = []
+        while True:
+            try:
+                out.append(self.deploy_inbox.get_nowait())
+            except queue.Empty:
+                return out
+
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """One retained QoS 1 message (deploy events); paho queues it while disconnected."""
+        try:
+            self._client.publish(topic, payload, qos=1, retain=True)
+        except (ValueError, TypeError) as exc:
+            self._ratelog("retained", "cannot publish on %s: %s", topic, exc)
 
     def publish_status(self, state: str, counters: dict[str, int] | None = None) -> None:
         """Retained `{"state", "ts", "counters"}` on the status topic: every counter of the
@@ -223,11 +247,13 @@ class MqttLink(Outgoing):
         self._takeover.connected()
         present = bool(getattr(flags, "session_present", False))
         log.info("connected to MQTT broker %s:%d (session present: %s)", s.host, s.port, present)
-        result, mid = client.subscribe(self._subscription, qos=s.qos_in)
+        if len(self._subscriptions) == 1:
+            result, mid = client.subscribe(self._subscription, qos=s.qos_in)
+        else:  # the input and the deploy topic in one SUBSCRIBE
+            result, mid = client.subscribe(self._subscriptions)
         if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self.last_error = (
-                f"subscribe to {self._subscription} failed: {paho.error_string(result)}"
-            )
+            names = " and ".join(t for t, _ in self._subscriptions)
+            self.last_error = f"subscribe to {names} failed: {paho.error_string(result)}"
             log.error("%s", self.last_error)
         self._sub_mid = mid
 
@@ -280,19 +306,27 @@ class MqttLink(Outgoing):
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if mid != self._sub_mid:
             return
-        refused = [r for r in reasons if r.is_failure]
+        pairs = zip(self._subscriptions, reasons, strict=False)
+        refused = [(t, r) for (t, _), r in pairs if r.is_failure]
         if refused:
-            self.last_error = f"subscription to {self._subscription} refused: {refused[0]}"
+            self.last_error = f"subscription to {refused[0][0]} refused: {refused[0][1]}"
             log.error("%s", self.last_error)
             return
         self._subscribed.set()
-        log.info("subscribed to %s", self._subscription)
+        log.info("subscribed to %s", " and ".join(t for t, _ in self._subscriptions))
         if not self._stopping:
             self._publish_status("online")
 
     @guarded
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         received_at = self._arrival.now()  # never runs backwards (edge/clock.py)
+        if self.deploy_topic is not None and self._is_release(message):
+            # a release, not input: acknowledged now (it is retained, so a crash before it is
+            # installed gets it again on the next subscribe); the main thread verifies it
+            self.registry.inc("deploy_received")
+            self.deploy_inbox.put(bytes(message.payload))
+            self._ack_now(client, message)
+            return
         # only ever bumped here, on paho's thread: no lock needed (full name: no view per message)
         self.registry.add("mqtt_received")
         if self._input_stopped:  # not acknowledged: the broker delivers it again next session
@@ -330,6 +364,12 @@ class MqttLink(Outgoing):
             self._ratelog(
                 "inbox-full", "inbox full (%d): dropped QoS 0 message of %r", size, stream
             )
+
+    def _is_release(self, message: paho.MQTTMessage) -> bool:
+        try:
+            return message.topic == self.deploy_topic
+        except UnicodeDecodeError:
+            return False
 
     def _ack_now(self, client: Any, message: paho.MQTTMessage) -> None:
         if message.qos:

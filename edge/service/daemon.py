@@ -28,6 +28,7 @@ from seqcast.edge.mqtt import InboundMessage, MqttLink
 from seqcast.edge.mqtt.diagnose import reason_of, tls_context
 from seqcast.edge.path.pipeline import Pipeline
 from seqcast.edge.service.committer import Committer
+from seqcast.edge.service.deploy import Deployer, Host
 from seqcast.edge.service.sdnotify import Notifier, watchdog_interval_s
 from seqcast.edge.service.state import DurableState
 from seqcast.edge.service.statedir import StateLock, prepare_state_dir
@@ -53,9 +54,10 @@ def check_tls(cfg: MqttConfig) -> None:
         ) from None
 
 
-def load(cfg: EdgeConfig) -> LoadedModel:
-    """Read, verify and self-test the configured bundle (raises one-line user errors)."""
-    bundle = read_bundle(cfg.model.path)
+def load(cfg: EdgeConfig, path: Path | None = None) -> LoadedModel:
+    """Read, verify and self-test `path`, by default the configured bundle (raises one-line user
+    errors)."""
+    bundle = read_bundle(cfg.model.path if path is None else path)
     m = cfg.model
     model, _ = load_model(bundle, m.backend, m.num_threads, isolate=m.isolate_selftest)
     return model
@@ -96,8 +98,12 @@ class Daemon:
             raise
 
     def _start(self, cfg: EdgeConfig, environ: Any) -> None:
+        # with deployment over MQTT on, an installed release (deploy/current.seqcast) serves
+        self.deployer = Deployer(cfg, self.state_dir, self.counters) if cfg.deploy.enabled else None
+        if self.deployer is not None:
+            self.deployer.prepare()  # a crash loop on probation restores `previous` here
         self.pipeline = Pipeline(
-            load(cfg),
+            load(cfg, self.model_path),
             mode=cfg.model.mode,
             input=cfg.input,
             streams=cfg.streams,
@@ -114,11 +120,13 @@ class Daemon:
             inbox_size=cfg.state.queue_size,
             max_stream_id_bytes=cfg.input.max_stream_id_bytes,
             topic_cache_size=cfg.streams.max_streams,
+            deploy_topic=cfg.deploy_topic if self.deployer is not None else None,
         )
         self.counters.gauge("queue", self.link.inbox.qsize)
         self._stop = False
         self._reload = False
-        self._stamp = _FileStamp.of(Path(cfg.model.path))
+        self._watched = Path(cfg.model.path)  # an installed release is not watched
+        self._stamp = _FileStamp.of(self._watched)
         self._clock_hold: tuple[float, float] | None = None  # (wall, monotonic) when it began
         self.counters.gauge("clock_untrusted", lambda: int(self._clock_hold is not None))
         self.state = DurableState(self.state_dir, self.counters, cfg.state.outbox_max_bytes)
@@ -127,6 +135,14 @@ class Daemon:
         self.committer: Committer[InboundMessage] = Committer(
             self._acknowledge, self.counters.view("state_")
         )
+
+    @property
+    def model_path(self) -> Path:
+        """The bundle that serves: the installed release's slot, else `[model] path`."""
+        d = self.deployer
+        if d is not None and d.state is not None:
+            return d.slots.current
+        return Path(self.cfg.model.path)
 
     # -- signals --------------------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -151,7 +167,7 @@ class Daemon:
             "seqcast-edge serving %s (%s) in %s mode on backend %s; %s; broker %s:%d; "
             "input %s -> output %s",
             p.model_id,
-            self.cfg.model.path,
+            self.model_path,
             p.mode,
             p.model.backend,
             p.alignment(),
@@ -163,6 +179,15 @@ class Daemon:
         self.notifier.ready()
         self.notifier.status(f"serving {p.model_id} ({p.mode} mode)")
         self._republish_saved()
+        if self.deployer is not None:
+            self.deployer.started(
+                Host(
+                    lambda path: load(self.cfg, path),
+                    self._swap_in,
+                    lambda: self.pipeline.model_id,
+                    self.link.publish_retained,
+                )
+            )
         gc.collect()
         gc.freeze()  # what start-up left is never garbage: keep it out of every later collection
         next_status = next_watchdog = next_watch = time.monotonic()
@@ -171,6 +196,8 @@ class Daemon:
         while not self._stop:
             self._process(self._next_batch(timeout=0.5))
             self._tick()
+            if self.deployer is not None:
+                self.deployer.poll(self.link.take_deliveries())
             now = time.monotonic()
             if self.watchdog_s and now >= next_watchdog:
                 self.notifier.watchdog()
@@ -178,7 +205,7 @@ class Daemon:
             if now >= next_status:
                 self.link.publish_status("online")
                 next_status = now + self.cfg.status.interval_s
-            if self.cfg.model.watch and now >= next_watch:
+            if self.cfg.model.watch and now >= next_watch and self.model_path == self._watched:
                 next_watch = now + WATCH_INTERVAL_S
                 self._check_file()
             self.state.note_acked(self.link.acked_tag())
@@ -331,7 +358,7 @@ class Daemon:
 
     # -- model swap -----------------------------------------------------------------------------
     def _check_file(self) -> None:
-        stamp = _FileStamp.of(Path(self.cfg.model.path))
+        stamp = _FileStamp.of(self._watched)
         if stamp is not None and stamp != self._stamp:
             self._stamp = stamp
             log.info("bundle file %s changed; reloading", self.cfg.model.path)
@@ -341,11 +368,15 @@ class Daemon:
         """Load, verify and self-test the bundle again; keep serving the old one on failure."""
         self.notifier.reloading()
         try:
-            model = load(self.cfg)
+            model = load(self.cfg, self.model_path)
         except (BundleError, RuntimeError, ValueError, OSError) as e:
             log.error("reload failed, still serving %s: %s", self.pipeline.model_id, e)
             self.notifier.ready()
             return False
+        return self._swap_in(model)
+
+    def _swap_in(self, model: LoadedModel) -> bool:
+        """Serve `model` (loaded and self-tested) from the next batch on; False: refused."""
         old = self.pipeline.model_id
         try:
             kept = self.pipeline.swap(model)
