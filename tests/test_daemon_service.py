@@ -45,7 +45,7 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path, broker, small_bundle, uniqu
     sock.settimeout(0.2)
     cfg = write_config(tmp_path / "edge.toml", broker, small_bundle, unique_topic)
     daemon = DaemonProcess.start(
-        cfg, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}
+        cfg, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "300000"}
     )
     got: list[tuple[float, str]] = []
 
@@ -54,14 +54,23 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path, broker, small_bundle, uniqu
             with contextlib.suppress(TimeoutError):
                 got.append((time.monotonic(), sock.recv(4096).decode()))
 
+    def ready_at() -> float | None:
+        return next((t for t, msg in got if "READY=1" in msg.split("\n")), None)
+
     try:
-        drain(time.monotonic() + 3.0)
-        ready = [t for t, msg in got if "READY=1" in msg.split("\n")]
-        assert ready, got
+        deadline = time.monotonic() + 20.0
+        while ready_at() is None and time.monotonic() < deadline:
+            drain(time.monotonic() + 0.2)
+        ready = ready_at()
+        assert ready is not None, got
+        drain(ready + 1.5)  # idle: no input arrives
         # READY comes after the subscription: the retained "online" status already exists
         assert json.loads(broker.sub(f"{unique_topic}/status", 1)[0][1])["state"] == "online"
-        dogs = [t for t, msg in got if msg == "WATCHDOG=1" and t > ready[0]]
-        assert len(dogs) >= 4, got  # every 0.2 s (half of WATCHDOG_USEC)
+        dogs = [t for t, msg in got if msg == "WATCHDOG=1" and t > ready]
+        assert len(dogs) >= 5, got  # every 0.15 s (half of WATCHDOG_USEC)
+        # an idle daemon must not wait for input past its ping: systemd kills it after 0.3 s
+        gaps = [b - a for a, b in zip([ready, *dogs], dogs, strict=False)]
+        assert max(gaps) < 0.3, gaps
         assert daemon.proc.poll() is None
         daemon.proc.send_signal(15)
         drain(time.monotonic() + 1.5)

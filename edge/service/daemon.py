@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 4096
 READY_TIMEOUT_S = 60.0  # READY=1 even without a broker after this long (then keep retrying)
 WATCH_INTERVAL_S = 2.0
+IDLE_WAIT_S = 0.5  # longest wait for input while idle
 DRAIN_ACKS_S = 5.0  # at shutdown, how long to wait for the broker to take pending forecasts
 CLOCK_JUMP_S = 60.0  # the wall clock moved this much more than monotonic time: it was set
 
@@ -194,7 +195,9 @@ class Daemon:
         interval = self.cfg.state.snapshot_interval_s
         next_snapshot = time.monotonic() + interval if interval > 0 else float("inf")
         while not self._stop:
-            self._process(self._next_batch(timeout=0.5))
+            # wait for input no longer than the next watchdog ping is due
+            idle_s = min(IDLE_WAIT_S, max(0.0, next_watchdog - time.monotonic()))
+            self._process(self._next_batch(idle_s if self.watchdog_s else IDLE_WAIT_S))
             self._tick()
             if self.deployer is not None:
                 self.deployer.poll(self.link.take_deliveries())
