@@ -65,6 +65,7 @@ def _seqcast_runs(spec: SeriesSpec, o: Any, p: Any, seeds: list[int], workdir: P
             "fit_seconds": round(fit_s, 1),
             "epochs": r.bundle.manifest.architecture["epochs_run"],
             "stopped": m["stopped"],
+            "predict": r.bundle.manifest.architecture["predict"],
             "bundle_bytes": out.stat().st_size,
             "metrics": m,
         }
@@ -118,6 +119,7 @@ def _method_rows(spec: SeriesSpec, runs: list[dict], others: dict, truth: np.nda
         "train_seconds": _stats([r["train_seconds"] for r in runs]),
         "fit_seconds": _stats([r["fit_seconds"] for r in runs]),
         "epochs": [r["epochs"] for r in runs],
+        "predict": [r.get("predict", "?") for r in runs],
     }
     size = _stats([r["bundle_bytes"] for r in runs])
     for mode in ("stream", "window"):

@@ -38,7 +38,10 @@ def _note(row: dict[str, Any]) -> str:
         cal = ", ".join(info["calendar"]) or "no calendar"
         return f"{cal}; rounds {min(info['rounds'])}–{max(info['rounds'])}"
     if "epochs" in row:
-        return f"epochs {', '.join(map(str, row['epochs']))}"
+        note = f"epochs {', '.join(map(str, row['epochs']))}"
+        if "?" not in row.get("predict", "?"):
+            note += f"; predict {', '.join(row['predict'])}"
+        return note
     return row.get("note", "")
 
 

@@ -244,6 +244,8 @@ def test_quick_run_writes_every_method_on_the_same_origins(tmp_path: Path) -> No
     assert "p10 coverage" in (out / "accuracy.md").read_text()
     (run,) = s["runs"]
     assert run["dynamic"]["bundle_bytes"] < run["bundle_bytes"]
+    assert run["predict"] in ("level", "change")  # what --predict auto chose, from the manifest
+    assert f"predict {run['predict']}" in md_row(out, "seqcast stream")
     assert s["auto"]["status"] == "not run"
     assert s["verdict"]["best_baseline"] in methods
     names = {t["name"] for t in doc["targets"]}
@@ -251,6 +253,14 @@ def test_quick_run_writes_every_method_on_the_same_origins(tmp_path: Path) -> No
     md = (out / "accuracy.md").read_text()
     assert "### canadian_gas" in md and "| seqcast stream |" in md and "| target |" in md
     assert "| lightgbm_calendar |" in md
+
+
+def md_row(out: Path, method: str) -> str:
+    return next(
+        line
+        for line in (out / "accuracy.md").read_text().splitlines()
+        if line.startswith(f"| {method} |")
+    )
 
 
 def test_merge_joins_the_series_of_separate_runs(tmp_path: Path) -> None:
