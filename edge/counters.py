@@ -4,8 +4,12 @@ One `Counters` lives as long as the daemon. The MQTT link, the pipeline, the eng
 stream table all bump the same registry, so nothing is copied (or forgotten) across a model swap,
 and the status topic, the logs and a metrics endpoint read the same names.
 
-Names are `CATALOG` keys, plus the `bad_<reason>` family (one per payload rejection reason).
+Names are `CATALOG` keys, plus the `bad_<reason>` family (one per payload rejection reason;
+the reasons the decoders raise are `BAD_REASONS`, present from the start, so every snapshot has
+the same names from the first on).
 Gauges (live streams, queued messages) are functions read when a snapshot is taken.
+Histograms (`HISTOGRAMS`: seconds per invoke, rows per invoke, messages per batch) have fixed
+buckets; each has one writer (the main thread), observing once per invoke or batch.
 
 Threads: `inc` takes a lock and is safe from any thread; `add` does not, and is for counters that
 only one thread ever bumps (the main thread's data path, or paho's thread for `mqtt_received`).
@@ -15,7 +19,8 @@ A reader on another thread sees the old value or the new one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 
 CATALOG: dict[str, str] = {
     # the data path (main thread)
@@ -79,13 +84,72 @@ CATALOG: dict[str, str] = {
     "deploy_rejected_bad_bundle": "releases refused: the bundle does not load or fails self-test",
     "deploy_rejected_write_failed": "releases refused: the slot could not be written",
 }
+# why input is rejected (`PayloadError.reason`, edge/path/; out_of_range: the engine's screen)
+BAD_REASONS = (
+    "too_large",
+    "invalid_utf8",
+    "invalid_json",
+    "empty",
+    "not_an_object",
+    "missing_field",
+    "extra_field",
+    "too_many_samples",
+    "csv_arity",
+    "not_a_number",
+    "non_finite",
+    "invalid_timestamp",
+    "future_timestamp",
+    "senml_invalid",
+    "out_of_range",
+)
+# gauges: registered as functions by their owners (pipeline, link, daemon)
+GAUGES: dict[str, str] = {
+    "streams": "live streams in the stream table",
+    "queue": "input messages waiting in the inbox",
+    "clock_untrusted": "1 while input is held because the device clock is not trusted",
+}
 FAMILIES: dict[str, str] = {"bad_": "input messages (or samples) rejected for this reason"}
+_POWERS_OF_TWO = tuple(float(2**k) for k in range(13))  # 1 .. 4096
+HISTOGRAMS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "inference_seconds": (
+        "seconds per interpreter invoke",
+        (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    ),
+    "invoke_rows": ("rows (stream samples or windows) per interpreter invoke", _POWERS_OF_TWO[:8]),
+    "batch_messages": ("input messages per batch the main loop took", _POWERS_OF_TWO),
+}
+
+
+class Histogram:
+    """Counts of observations per bucket (`bounds`: upper bounds, ascending, then +Inf) and their
+    sum. One writer thread; a reader on another thread may see an observation half counted."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # a value equal to a bound is in it
+        self.sum += value
+
+    def cumulative(self) -> tuple[list[tuple[float, int]], float]:
+        """[(upper bound, observations <= it)...] ending with (inf, all), and the sum."""
+        total, out = 0, []
+        for bound, n in zip((*self.bounds, float("inf")), list(self.counts), strict=True):
+            total += n
+            out.append((bound, total))
+        return out, self.sum
 
 
 def help_of(name: str) -> str:
     """The one-line help of a counter name (catalog entry, or its family's)."""
     if name in CATALOG:
         return CATALOG[name]
+    if name in GAUGES:
+        return GAUGES[name]
     for prefix, text in FAMILIES.items():
         if name.startswith(prefix):
             return f"{text}: {name.removeprefix(prefix)}"
@@ -97,7 +161,9 @@ class Counters:
 
     def __init__(self) -> None:
         self._values: dict[str, int] = dict.fromkeys(CATALOG, 0)
+        self._values.update((f"bad_{reason}", 0) for reason in BAD_REASONS)
         self._gauges: dict[str, Callable[[], int]] = {}
+        self._histograms = {name: Histogram(b) for name, (_, b) in HISTOGRAMS.items()}
         self._lock = threading.Lock()
 
     def _check(self, name: str) -> None:
@@ -126,6 +192,13 @@ class Counters:
     def gauge(self, name: str, read: Callable[[], int]) -> None:
         """Register (or replace) a gauge: `read()` is called whenever the counters are read."""
         self._gauges[name] = read
+
+    def is_gauge(self, name: str) -> bool:
+        return name in self._gauges
+
+    def histogram(self, name: str) -> Histogram:
+        """The `HISTOGRAMS` entry `name` (the same object for the registry's life)."""
+        return self._histograms[name]
 
     def as_dict(self) -> dict[str, int]:
         """Every counter and gauge by name, sorted, the same schema from the first call on."""

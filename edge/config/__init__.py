@@ -13,6 +13,7 @@ from seqcast.edge.config.sections import (
     EdgeConfig,
     InputConfig,
     LogConfig,
+    MetricsConfig,
     ModelConfig,
     MqttConfig,
     OutputConfig,
@@ -26,6 +27,7 @@ from seqcast.edge.config.topics import TopicTemplate
 __all__ = [
     "ConfigError",
     "DeployConfig",
+    "MetricsConfig",
     "EdgeConfig",
     "InputConfig",
     "LogConfig",

@@ -299,6 +299,31 @@ class DeployConfig(_Section):
         return bool(self.channel)
 
 
+def _listen(value: str) -> str | None:
+    host, colon, port = value.rpartition(":")
+    if value and not (colon and host and port.isdigit() and 1 <= int(port) <= 65535):
+        return 'must be "host:port" (e.g. "127.0.0.1:9108", "[::1]:9108") or "" (off)'
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsConfig(_Section):
+    """Prometheus metrics over HTTP (GET /metrics), read from the counters at scrape time."""
+
+    listen: str = _opt(
+        "",
+        'Address and port serving /metrics, e.g. "127.0.0.1:9108"; empty = no endpoint',
+        check=_listen,
+        empty_ok=True,
+    )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of `listen`; an IPv6 host without its brackets."""
+        host, _, port = self.listen.rpartition(":")
+        return host.removeprefix("[").removesuffix("]"), int(port)
+
+
 @dataclass(frozen=True, kw_only=True)
 class EdgeConfig(_Section):
     """The whole `edge.toml`."""
@@ -312,6 +337,7 @@ class EdgeConfig(_Section):
     state: StateConfig = _opt(StateConfig(), "Local state")
     log: LogConfig = _opt(LogConfig(), "Logging")
     deploy: DeployConfig = _opt(DeployConfig(), "Signed model delivery")
+    metrics: MetricsConfig = _opt(MetricsConfig(), "Prometheus metrics")
 
     @property
     def status_topic(self) -> str:

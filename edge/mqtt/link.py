@@ -5,7 +5,8 @@ hand it over a bounded queue (`inbox.put_nowait`), counting what they drop. Noth
 callback reaches paho. Subscribing happens in `on_connect`, so every reconnect resubscribes; a
 refused connection (bad credentials, not authorised) is not "connected": it is logged with the
 broker's reason and paho retries with exponential backoff. The status topic carries a retained
-JSON `{"state": "online"|"offline", ...}`; the last will says `offline` if the process dies.
+JSON `{"state": "online"|"offline", "ts", <status_fields>, "counters"}`; the last will says
+`offline` if the process dies.
 
 paho's reconnect loop swallows why a connection attempt failed (`on_connect_fail` gets no
 reason), and a broker that drops us before CONNACK (a TLS 1.3 broker rejecting our certificate,
@@ -69,10 +70,14 @@ class MqttLink(Outgoing):
         topic_cache_size: int = StreamsConfig().max_streams,
         client_factory: Callable[..., paho.Client] | None = None,
         deploy_topic: str | None = None,
+        status_fields: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        """`status_fields()`: what the status message says besides state, time and counters
+        (the daemon's uptime, version, model...); called on whichever thread publishes it."""
         self.cfg = cfg
         self.input_topic = input_topic
         self.status_topic = status_topic
+        self._status_fields = status_fields
         self.registry = counters if counters is not None else Counters()
         self.counters = self.registry.view("mqtt_")
         self.last_error: str | None = None  # latest problem; cleared by a successful connect
@@ -219,7 +224,12 @@ class MqttLink(Outgoing):
         if state not in STATUS_STATES:
             raise ValueError(f"status state must be one of {STATUS_STATES}, got {state!r}")
         counts = dict(counters) if counters is not None else self.registry.as_dict()
-        body = json.dumps({"state": state, "ts": round(time.time(), 3), "counters": counts})
+        doc: dict[str, Any] = {"state": state, "ts": round(time.time(), 3)}
+        try:
+            doc.update(self._status_fields() if self._status_fields is not None else {})
+        except Exception as exc:  # a status without them beats no status
+            self._ratelog("status-fields", "status fields unavailable: %r", exc)
+        body = json.dumps({**doc, "counters": counts})
         try:
             info = self._client.publish(self.status_topic, body, qos=1, retain=True)
         except (ValueError, TypeError) as exc:

@@ -27,6 +27,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from operator import le
+from time import perf_counter
 from typing import Protocol
 
 import numpy as np
@@ -145,6 +146,9 @@ class Engine:
             self._high = scaling.feature_mean + max_deviation * scaling.feature_std
             self._bounds = (self._low.tolist(), self._high.tolist())
         self._warn = RateLimitedLog(log)
+        # one observation each per invoke (metrics read them at scrape time)
+        self._invoke_seconds = self.counters.histogram("inference_seconds")
+        self._invoke_rows = self.counters.histogram("invoke_rows")
 
     @property
     def invokes(self) -> int:
@@ -296,7 +300,11 @@ class Engine:
         poisoned: dict[int, int] = {}  # slot -> index in flat of its first non-finite window
         for lo in range(0, len(windows), MAX_INVOKE):
             hi = lo + MAX_INVOKE
-            y = self.model.window(np.stack(windows[lo:hi]))  # (B, L, F) -> (B, H, C)
+            batch = np.stack(windows[lo:hi])  # (B, L, F)
+            started = perf_counter()
+            y = self.model.window(batch)  # -> (B, H, C)
+            self._invoke_seconds.observe(perf_counter() - started)
+            self._invoke_rows.observe(len(batch))
             self.counters.add("invokes")
             if not poisoned and not _maybe_nonfinite(y):
                 out += self._forecasts(ready_streams[lo:hi], ready_ts[lo:hi], y)
@@ -344,7 +352,10 @@ class Engine:
         table.push_many(slots, x)
         self.counters.add("samples", len(ids))
         states = [s[slots] for s in table.states]  # each (B, U)
+        started = perf_counter()
         y, new_states = self.model.step(x, states)  # -> (B, H, C), [(B, U)]
+        self._invoke_seconds.observe(perf_counter() - started)
+        self._invoke_rows.observe(len(ids))
         self.counters.add("invokes")
         squares = float(np.vdot(y, y))  # `_maybe_nonfinite`, inline: it runs once per invoke
         for s, new in zip(table.states, new_states, strict=True):

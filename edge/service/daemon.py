@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqcast.edge.clock import clock_synchronised
 from seqcast.edge.config import ConfigError, EdgeConfig, MqttConfig, TopicTemplate, read_password
 from seqcast.edge.counters import Counters
 from seqcast.edge.model.bundle import BundleError, read_bundle
@@ -27,11 +26,14 @@ from seqcast.edge.model.runtime import LoadedModel, load_model
 from seqcast.edge.mqtt import InboundMessage, MqttLink
 from seqcast.edge.mqtt.diagnose import reason_of, tls_context
 from seqcast.edge.path.pipeline import Pipeline
+from seqcast.edge.service.clockhold import ClockHold
 from seqcast.edge.service.committer import Committer
 from seqcast.edge.service.deploy import Deployer, Host
+from seqcast.edge.service.metrics import MetricsServer
 from seqcast.edge.service.sdnotify import Notifier, watchdog_interval_s
 from seqcast.edge.service.state import DurableState
 from seqcast.edge.service.statedir import StateLock, prepare_state_dir
+from seqcast.edge.service.status import StatusReport
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,6 @@ READY_TIMEOUT_S = 60.0  # READY=1 even without a broker after this long (then ke
 WATCH_INTERVAL_S = 2.0
 IDLE_WAIT_S = 0.5  # longest wait for input while idle
 DRAIN_ACKS_S = 5.0  # at shutdown, how long to wait for the broker to take pending forecasts
-CLOCK_JUMP_S = 60.0  # the wall clock moved this much more than monotonic time: it was set
 
 
 def check_tls(cfg: MqttConfig) -> None:
@@ -112,6 +113,12 @@ class Daemon:
             counters=self.counters,
         )
         check_tls(cfg.mqtt)
+        i = cfg.input
+        self.clock_hold = ClockHold(self.counters, i.clock_synced_file, i.max_future_s)
+        d = self.deployer
+        self.report = StatusReport(
+            self.pipeline, self.clock_hold, lambda: d.installed.version if d else None
+        )
         self.link = MqttLink(
             cfg.mqtt,
             TopicTemplate(cfg.input.topic),
@@ -122,20 +129,25 @@ class Daemon:
             max_stream_id_bytes=cfg.input.max_stream_id_bytes,
             topic_cache_size=cfg.streams.max_streams,
             deploy_topic=cfg.deploy_topic if self.deployer is not None else None,
+            status_fields=self.report.fields,
         )
         self.counters.gauge("queue", self.link.inbox.qsize)
         self._stop = False
         self._reload = False
         self._watched = Path(cfg.model.path)  # an installed release is not watched
         self._stamp = _FileStamp.of(self._watched)
-        self._clock_hold: tuple[float, float] | None = None  # (wall, monotonic) when it began
-        self.counters.gauge("clock_untrusted", lambda: int(self._clock_hold is not None))
+        # before the committer's thread: a port in use fails here in one line (the server's
+        # thread is a daemon thread)
+        self.metrics = (
+            MetricsServer(cfg.metrics, self.counters, self.report) if cfg.metrics.listen else None
+        )
         self.state = DurableState(self.state_dir, self.counters, cfg.state.outbox_max_bytes)
         self._republish = self.state.restore(self.pipeline)
         # fsyncs the journal off the data path, then lets the inputs be acknowledged
         self.committer: Committer[InboundMessage] = Committer(
             self._acknowledge, self.counters.view("state_")
         )
+        self._batch_messages = self.counters.histogram("batch_messages")
 
     @property
     def model_path(self) -> Path:
@@ -241,6 +253,7 @@ class Daemon:
     def _process(self, batch: list[InboundMessage]) -> None:
         if not batch:
             return
+        self._batch_messages.observe(len(batch))
         qos, retain = self.cfg.output.qos, self.cfg.output.retain
         n_features = len(self.pipeline.manifest.features)
         for items, forecasts in self.pipeline.handle_chunks(batch):
@@ -274,33 +287,14 @@ class Daemon:
 
     def _hold_for_clock(self, held: list[Any]) -> None:
         """Messages rejected only because the device clock looks wrong stay unacknowledged (the
-        broker keeps them) until the clock is trusted; see edge/clock.py."""
-        self.counters.add("mqtt_held_for_clock", len(held))
-        if self._clock_hold is None:
-            self._clock_hold = (time.time(), time.monotonic())
-            log.error(
-                "device clock looks wrong: timestamped samples are more than %g s ahead of it and "
-                "systemd has not synchronised it (%s); holding those messages unacknowledged until "
-                "the clock is synchronised or jumps forward",
-                self.cfg.input.max_future_s,
-                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            )
+        broker keeps them) until the clock is trusted; see service/clockhold.py."""
+        if self.clock_hold.hold(len(held)):
             self.notifier.status("holding input: the device clock is not trusted")
 
     def _check_clock(self) -> None:
-        if self._clock_hold is None:
-            return
-        wall0, mono0 = self._clock_hold
-        jumped = time.time() - wall0 > time.monotonic() - mono0 + CLOCK_JUMP_S
-        # trusted again: synchronised, set forward, or the samples since say it was the sensors'
-        evidence = not self.pipeline.clock.device_clock_suspect()
-        if not (clock_synchronised(self.cfg.input.clock_synced_file) or jumped or evidence):
-            return
-        self._clock_hold = None
-        self.pipeline.clock.reset()
-        log.warning("device clock trusted again; asking the broker to deliver held messages again")
-        self.notifier.status(f"serving {self.pipeline.model_id} ({self.pipeline.mode} mode)")
-        self.link.ask_redelivery()
+        if self.clock_hold.released(self.pipeline.clock):
+            self.notifier.status(f"serving {self.pipeline.model_id} ({self.pipeline.mode} mode)")
+            self.link.ask_redelivery()
 
     def _wait_for_room(self) -> None:
         """Backpressure: no more input while `output.max_pending` forecasts await the broker."""
@@ -329,6 +323,8 @@ class Daemon:
         self.state.close()
         self.link.publish_status("offline")
         self.link.stop()
+        if self.metrics is not None:
+            self.metrics.close()
         self._lock.release()
         c = self.counters
         log.info(
