@@ -230,3 +230,13 @@ def test_every_reason_the_decoders_raise_is_declared() -> None:
     raised = set(re.findall(r'PayloadError\(\s*"(\w+)"', source))
     assert len(raised) >= 10
     assert raised | {"out_of_range"} == set(BAD_REASONS)
+
+
+def test_the_daemon_imports_prometheus_client_only_when_metrics_are_on() -> None:
+    """prometheus-client takes about 0.5 s to import: a daemon without metrics never pays it."""
+    code = "import sys, seqcast.edge.cli, seqcast.edge.service.daemon; print(sorted(sys.modules))"
+    modules = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "'seqcast.edge.service.daemon'" in modules
+    assert "prometheus_client" not in modules

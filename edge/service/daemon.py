@@ -17,7 +17,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seqcast.edge.config import ConfigError, EdgeConfig, MqttConfig, TopicTemplate, read_password
 from seqcast.edge.counters import Counters
@@ -29,11 +29,13 @@ from seqcast.edge.path.pipeline import Pipeline
 from seqcast.edge.service.clockhold import ClockHold
 from seqcast.edge.service.committer import Committer
 from seqcast.edge.service.deploy import Deployer, Host
-from seqcast.edge.service.metrics import MetricsServer
 from seqcast.edge.service.sdnotify import Notifier, watchdog_interval_s
 from seqcast.edge.service.state import DurableState
 from seqcast.edge.service.statedir import StateLock, prepare_state_dir
 from seqcast.edge.service.status import StatusReport
+
+if TYPE_CHECKING:
+    from seqcast.edge.service.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +138,7 @@ class Daemon:
         self._reload = False
         self._watched = Path(cfg.model.path)  # an installed release is not watched
         self._stamp = _FileStamp.of(self._watched)
-        # before the committer's thread: a port in use fails here in one line (the server's
-        # thread is a daemon thread)
-        self.metrics = (
-            MetricsServer(cfg.metrics, self.counters, self.report) if cfg.metrics.listen else None
-        )
+        self.metrics = self._serve_metrics() if cfg.metrics.listen else None
         self.state = DurableState(self.state_dir, self.counters, cfg.state.outbox_max_bytes)
         self._republish = self.state.restore(self.pipeline)
         # fsyncs the journal off the data path, then lets the inputs be acknowledged
@@ -148,6 +146,13 @@ class Daemon:
             self._acknowledge, self.counters.view("state_")
         )
         self._batch_messages = self.counters.histogram("batch_messages")
+
+    def _serve_metrics(self) -> MetricsServer:
+        """Before the committer's thread: a port in use fails here in one line (the server's
+        thread is a daemon thread). Imported only when on: prometheus-client takes 0.5 s."""
+        from seqcast.edge.service.metrics import MetricsServer
+
+        return MetricsServer(self.cfg.metrics, self.counters, self.report)
 
     @property
     def model_path(self) -> Path:
