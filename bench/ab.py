@@ -1,7 +1,7 @@
 """Interleaved A/B of daemon variants against the relay floor, end to end through mosquitto.
 
     python -m bench.ab [--streams 1000] [--messages 25000] [--rounds 3] [--qos 0]
-                       [--no-relay] [--latency RATE] NAME=DIR [NAME=DIR ...]
+                       [--no-relay] [--latency RATE] [--metrics NAME ...] NAME=DIR [NAME=DIR ...]
 
 Each DIR holds `edge/` and `tools/` folders (e.g. the last commit's: `git worktree add
 /tmp/ab/base HEAD`); `NAME=.` is this checkout. They run as `seqcast.edge` through a symlinked
@@ -11,6 +11,9 @@ median CPU time the process under test used per forecast (user + system, all thr
 shared machine the throughput moves with the neighbours' load, the CPU time per message much less.
 `--latency RATE`: instead of floods, sensor publish -> forecast latency at RATE messages/s on 100
 streams for 3 s per run (the e2e benchmark's), p50 and p99 per run and their medians.
+`--metrics NAME`: variant NAME runs with `[metrics] listen` on a free port, scraped every
+`--scrape-s` seconds (1) by a thread of this process for as long as it runs (NAME=DIR may name
+the same DIR as another variant: `base=. metrics=. --metrics metrics`).
 """
 
 from __future__ import annotations
@@ -21,12 +24,41 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from bench import bundles as B
 from bench.common import CACHE, LOAD_CORE, ROOT, log, pin_self
 from bench.e2e import BASE, latency, throughput
+
+
+class Scraper:
+    """GET http://127.0.0.1:PORT/metrics every `every_s` seconds on a thread until closed."""
+
+    def __init__(self, port: int, every_s: float) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.every_s = every_s
+        self.scrapes = 0
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    self.bytes += len(r.read())
+                self.scrapes += 1
+            except OSError:  # not up yet, or gone
+                continue
+
+    def close(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.scrapes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-relay", action="store_true")
     p.add_argument("--json", type=Path, help="also write every run here")
     p.add_argument("--latency", type=float, metavar="RATE", help="latency at RATE msgs/s")
+    p.add_argument("--metrics", action="append", default=[], metavar="NAME")
+    p.add_argument("--scrape-s", type=float, default=1.0)
     args = p.parse_args(argv)
-    from seqcast.tools.localbroker import LocalMosquitto
+    from seqcast.tools.localbroker import LocalMosquitto, free_port
 
     variants = []
     for v in args.variants:
@@ -69,10 +103,19 @@ def main(argv: list[str] | None = None) -> int:
                 if args.latency:
                     r = latency(kind, port, bundle, work, 100, args.latency, 3.0, args.qos, root)
                 else:
-                    r = throughput(
-                        kind, port, bundle, work, args.streams, args.messages, args.qos, root=root
-                    )
-                    log(f"ab: round {rnd} {name}: {r['forecasts_per_s']:.0f}/s")
+                    listen, scraper = "", None
+                    if name in args.metrics:
+                        scraped = free_port()
+                        listen, scraper = f"127.0.0.1:{scraped}", Scraper(scraped, args.scrape_s)
+                    try:
+                        r = throughput(
+                            kind, port, bundle, work, args.streams, args.messages, args.qos,
+                            root=root, metrics_listen=listen,
+                        )  # fmt: skip
+                    finally:
+                        scrapes = scraper.close() if scraper is not None else None
+                    r["scrapes"] = scrapes
+                    log(f"ab: round {rnd} {name}: {r['forecasts_per_s']:.0f}/s; scrapes {scrapes}")
                 r["variant"] = name
                 runs.append(r)
     names = ([] if args.no_relay else ["relay"]) + [n for n, _ in variants]
@@ -90,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"\n{args.streams} streams, QoS {args.qos}, {args.rounds} rounds (forecasts/s)")
     print(f"{'variant':12s} {'median':>8s} {'min':>8s} {'max':>8s}  {'CPU µs/msg':>10s}  runs")
+    # (a --metrics variant's runs also record how many scrapes each saw: --json)
     for n in names:
         xs = [r["forecasts_per_s"] for r in runs if r["variant"] == n]
         cpu = statistics.median(r["cpu_us_per_msg"] for r in runs if r["variant"] == n)

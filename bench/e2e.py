@@ -31,7 +31,14 @@ BASE = B.BundleSpec(48, "lstm", "float32")
 
 
 def _start(
-    kind: str, port: int, bundle: Path, work: Path, qos: int, queue: int, root: Path | None = None
+    kind: str,
+    port: int,
+    bundle: Path,
+    work: Path,
+    qos: int,
+    queue: int,
+    root: Path | None = None,
+    metrics_listen: str = "",
 ) -> Running:
     if kind == "relay":
         return start_relay(port, work, qos)
@@ -46,6 +53,7 @@ def _start(
         max_streams=10000,
         queue_size=queue,
         align=align,
+        metrics_listen=metrics_listen,
     )
 
 
@@ -77,9 +85,11 @@ def throughput(
     messages: int,
     qos: int,
     root: Path | None = None,
+    metrics_listen: str = "",
 ) -> dict[str, Any]:
-    """One flood; `root`: the daemon's `edge` package comes from there (see bench/ab.py)."""
-    run = _start(kind, port, bundle, work, qos, queue=2_000_000, root=root)
+    """One flood; `root`: the daemon's `edge` package comes from there (see bench/ab.py);
+    `metrics_listen`: its `[metrics] listen`."""
+    run = _start(kind, port, bundle, work, qos, 2_000_000, root, metrics_listen)
     try:
         _warm(run, port, streams, BASE.seq_len)
         rounds = max(1, messages // streams)

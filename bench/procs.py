@@ -32,6 +32,7 @@ def daemon_config(
     backend: str = "litert",
     status_interval_s: float = 0.5,
     align: str = "mean",
+    metrics_listen: str = "",
 ) -> Path:
     sections: dict[str, dict[str, Any]] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": client_id, "qos_in": qos_in},
@@ -47,6 +48,8 @@ def daemon_config(
         },
         "log": {"level": "warning"},
     }
+    if metrics_listen:  # only then: a variant from before [metrics] refuses the unknown section
+        sections["metrics"] = {"listen": metrics_listen}
     lines = []
     for name, values in sections.items():
         lines.append(f"[{name}]")

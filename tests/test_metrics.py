@@ -25,7 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from seqcast.edge.config import ConfigError, parse_config
-from seqcast.edge.counters import BAD_REASONS, CATALOG, HISTOGRAMS
+from seqcast.edge.counters import BAD_REASONS, CATALOG, HISTOGRAMS, Histogram
 from seqcast.edge.path.pipeline import Pipeline
 from seqcast.edge.service.metrics import REASON_FAMILIES, UNLABELLED
 from tests.broker import free_port
@@ -240,3 +240,10 @@ def test_the_daemon_imports_prometheus_client_only_when_metrics_are_on() -> None
     ).stdout
     assert "'seqcast.edge.service.daemon'" in modules
     assert "prometheus_client" not in modules
+
+
+def test_a_histogram_counts_a_value_equal_to_a_bound_in_that_bound() -> None:
+    h = Histogram([0.5, 1.0])
+    for v in (0.5, 0.7, 1.0, 3.0):
+        h.observe(v)
+    assert h.cumulative() == ([(0.5, 1), (1.0, 3), (float("inf"), 4)], 5.2)
