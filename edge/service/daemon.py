@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqcast.edge.config import ConfigError, EdgeConfig, MqttConfig, TopicTemplate, read_password
+from seqcast.edge.config import EdgeConfig, TopicTemplate, read_password
 from seqcast.edge.counters import Counters
 from seqcast.edge.model.bundle import BundleError, read_bundle
 from seqcast.edge.model.runtime import LoadedModel, load_model
 from seqcast.edge.mqtt import InboundMessage, MqttLink
-from seqcast.edge.mqtt.diagnose import reason_of, tls_context
+from seqcast.edge.mqtt.diagnose import check_tls
 from seqcast.edge.path.pipeline import Pipeline
 from seqcast.edge.service.clockhold import ClockHold
 from seqcast.edge.service.committer import Committer
@@ -44,18 +44,6 @@ READY_TIMEOUT_S = 60.0  # READY=1 even without a broker after this long (then ke
 WATCH_INTERVAL_S = 2.0
 IDLE_WAIT_S = 0.5  # longest wait for input while idle
 DRAIN_ACKS_S = 5.0  # at shutdown, how long to wait for the broker to take pending forecasts
-
-
-def check_tls(cfg: MqttConfig) -> None:
-    """Load the CA, certificate and key now, so a bad file fails at start in one line."""
-    if not cfg.tls.enabled:
-        return
-    try:
-        tls_context(cfg.tls)
-    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
-        raise ConfigError(
-            f"mqtt.tls: cannot load the CA/certificate/key files: {reason_of(e)}"
-        ) from None
 
 
 def load(cfg: EdgeConfig, path: Path | None = None) -> LoadedModel:
