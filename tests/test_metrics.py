@@ -247,3 +247,41 @@ def test_a_histogram_counts_a_value_equal_to_a_bound_in_that_bound() -> None:
     for v in (0.5, 0.7, 1.0, 3.0):
         h.observe(v)
     assert h.cumulative() == ([(0.5, 1), (1.0, 3), (float("inf"), 4)], 5.2)
+
+
+QUALITY = {
+    "a": {"mae": [1.0, 2.0], "persistence_mae": [2.0, 2.5], "n": 5, "drifting": False},
+    "b": {"mae": [3.0, 4.0], "persistence_mae": [1.0, 1.5], "n": 9, "drifting": True},
+    "c": {"mae": [0.0, 0.0], "persistence_mae": [0.0, 0.0], "n": 0, "drifting": False},
+}
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [{"streams": QUALITY, "summary": {"n": 14}}, {**QUALITY, "overall": {"n": 14}}],
+    ids=["under-streams", "top-level"],
+)
+def test_live_quality_reaches_the_status_and_metrics(small_bundle, tmp_path, snapshot) -> None:
+    """The contract with live forecast quality (issue 13): the pipeline's `quality_snapshot()`
+    is read at publish and scrape time; per stream `mae`, `persistence_mae`, `n`, `drifting`."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from seqcast.edge.counters import Counters
+    from seqcast.edge.model.bundle import read_bundle
+    from seqcast.edge.model.runtime import load_model
+    from seqcast.edge.service.clockhold import ClockHold
+    from seqcast.edge.service.metrics import RegistryCollector
+    from seqcast.edge.service.status import StatusReport
+
+    counters = Counters()
+    model, _ = load_model(read_bundle(small_bundle))
+    pipeline = Pipeline(model, counters=counters)
+    pipeline.quality_snapshot = lambda: snapshot  # the live helper's object, as agreed
+    report = StatusReport(pipeline, ClockHold(counters, tmp_path / "synced", 86400.0))
+    assert report.fields()["quality"] == {"streams_scored": 2, "streams_drifting": 1}
+    registry = CollectorRegistry()
+    registry.register(RegistryCollector(counters, report))
+    text = generate_latest(registry).decode()
+    m = {f.name: f for f in text_string_to_metric_families(text)}
+    assert value(m, "seqcast_quality_streams_scored") == 2
+    assert [s.labels for s in m["seqcast_quality_drifting"].samples] == [{"stream": "b"}]
