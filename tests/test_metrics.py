@@ -226,7 +226,8 @@ def test_metrics_are_off_by_default() -> None:
 
 def test_every_reason_the_decoders_raise_is_declared() -> None:
     """The status and /metrics have every `bad_<reason>` from the start: the list is complete."""
-    source = "\n".join(p.read_text() for p in Path("edge/path").glob("*.py"))
+    folder = Path(__file__).resolve().parents[1] / "edge" / "path"
+    source = "\n".join(p.read_text() for p in folder.glob("*.py"))
     raised = set(re.findall(r'PayloadError\(\s*"(\w+)"', source))
     assert len(raised) >= 10
     assert raised | {"out_of_range"} == set(BAD_REASONS)
@@ -256,32 +257,54 @@ QUALITY = {
 }
 
 
-@pytest.mark.parametrize(
-    "snapshot",
-    [{"streams": QUALITY, "summary": {"n": 14}}, {**QUALITY, "overall": {"n": 14}}],
-    ids=["under-streams", "top-level"],
-)
-def test_live_quality_reaches_the_status_and_metrics(small_bundle, tmp_path, snapshot) -> None:
-    """The contract with live forecast quality (issue 13): the pipeline's `quality_snapshot()`
-    is read at publish and scrape time; per stream `mae`, `persistence_mae`, `n`, `drifting`."""
-    from prometheus_client import CollectorRegistry, generate_latest
-
+@pytest.fixture(scope="module")
+def report(small_bundle, tmp_path_factory) -> Any:
+    """A `StatusReport` over a real pipeline (the small bundle in the real interpreter)."""
     from seqcast.edge.counters import Counters
     from seqcast.edge.model.bundle import read_bundle
     from seqcast.edge.model.runtime import load_model
     from seqcast.edge.service.clockhold import ClockHold
-    from seqcast.edge.service.metrics import RegistryCollector
     from seqcast.edge.service.status import StatusReport
 
     counters = Counters()
     model, _ = load_model(read_bundle(small_bundle))
     pipeline = Pipeline(model, counters=counters)
-    pipeline.quality_snapshot = lambda: snapshot  # the live helper's object, as agreed
-    report = StatusReport(pipeline, ClockHold(counters, tmp_path / "synced", 86400.0))
-    assert report.fields()["quality"] == {"streams_scored": 2, "streams_drifting": 1}
-    registry = CollectorRegistry()
-    registry.register(RegistryCollector(counters, report))
-    text = generate_latest(registry).decode()
+    synced = tmp_path_factory.mktemp("clock") / "synchronized"
+    return StatusReport(pipeline, ClockHold(counters, synced, 86400.0))
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [{"streams": QUALITY, "summary": {"n": 14}}, {**QUALITY, "overall": {"n": 14}}],
+    ids=["under-streams", "top-level"],
+)
+def test_live_quality_reaches_the_status_and_metrics(report, snapshot) -> None:
+    """The contract with live forecast quality (issue 13): the pipeline's `quality_snapshot()`
+    is read at publish and scrape time; per stream `mae`, `persistence_mae`, `n`, `drifting`."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from seqcast.edge.service.metrics import RegistryCollector
+
+    report.pipeline.quality_snapshot = lambda: snapshot  # the live helper's object, as agreed
+    try:
+        assert report.fields()["quality"] == {"streams_scored": 2, "streams_drifting": 1}
+        registry = CollectorRegistry()
+        registry.register(RegistryCollector(report.pipeline.counters, report))
+        text = generate_latest(registry).decode()
+    finally:
+        del report.pipeline.quality_snapshot
     m = {f.name: f for f in text_string_to_metric_families(text)}
     assert value(m, "seqcast_quality_streams_scored") == 2
     assert [s.labels for s in m["seqcast_quality_drifting"].samples] == [{"stream": "b"}]
+
+
+def test_an_address_not_on_this_host_is_one_line(report) -> None:
+    from seqcast.edge.config import MetricsConfig
+    from seqcast.edge.service.metrics import MetricsServer
+
+    cfg = MetricsConfig(listen="192.0.2.1:9108")  # TEST-NET-1: never an address of this host
+    with pytest.raises(ConfigError) as caught:
+        MetricsServer(cfg, report.pipeline.counters, report)
+    assert str(caught.value) == (
+        "metrics.listen: cannot serve on 192.0.2.1:9108: Cannot assign requested address"
+    )
