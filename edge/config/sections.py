@@ -299,6 +299,40 @@ class DeployConfig(_Section):
         return bool(self.channel)
 
 
+_DISCOVERY_PREFIX = re.compile(r"[^\x00+#]+")
+
+
+def _discovery_prefix(value: str) -> str | None:
+    if not _DISCOVERY_PREFIX.fullmatch(value) or value.startswith("/") or value.endswith("/"):
+        return "must be a topic prefix without wildcards and without a leading or trailing '/'"
+    return None
+
+
+def _birth_topic(value: str) -> str | None:
+    return "must not contain the wildcards '+' or '#'" if any(c in value for c in "+#") else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HomeAssistantConfig(_Section):
+    """Home Assistant MQTT discovery: each stream's next-step forecast as a sensor."""
+
+    enabled: bool = _opt(
+        False, "Publish a retained discovery config per stream when it is first seen"
+    )
+    prefix: str = _opt(
+        "homeassistant", "Home Assistant's discovery prefix", check=_discovery_prefix
+    )
+    streams: tuple[str, ...] = _opt(
+        (), "Streams to announce (fnmatch patterns such as \"meter-*\"); empty = every stream",
+        example="meter-*",
+    )  # fmt: skip
+    birth_topic: str = _opt(
+        "homeassistant/status",
+        "Home Assistant's birth topic: 'online' there makes the daemon send every config again",
+        check=_birth_topic,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class EdgeConfig(_Section):
     """The whole `edge.toml`."""
@@ -312,6 +346,7 @@ class EdgeConfig(_Section):
     state: StateConfig = _opt(StateConfig(), "Local state")
     log: LogConfig = _opt(LogConfig(), "Logging")
     deploy: DeployConfig = _opt(DeployConfig(), "Signed model delivery")
+    homeassistant: HomeAssistantConfig = _opt(HomeAssistantConfig(), "Home Assistant discovery")
 
     @property
     def status_topic(self) -> str:
@@ -324,6 +359,11 @@ class EdgeConfig(_Section):
         return self.deploy.topic.replace("{channel}", self.deploy.channel)
 
     @property
+    def birth_topic(self) -> str | None:
+        """Home Assistant's birth topic when discovery is on (the link subscribes), else None."""
+        return self.homeassistant.birth_topic if self.homeassistant.enabled else None
+
+    @property
     def deploy_events_topic(self) -> str:
         """The deploy events topic with `{client_id}` filled in."""
         return self.deploy.events_topic.replace("{client_id}", self.mqtt.client_id)
@@ -334,6 +374,8 @@ class EdgeConfig(_Section):
         topics += [("deploy.events_topic", self.deploy_events_topic)]
         if self.deploy.enabled:
             topics += [("deploy.topic", self.deploy_topic)]
+        if self.homeassistant.enabled:
+            topics += [("homeassistant.birth_topic", self.homeassistant.birth_topic)]
         for key, topic in topics:
             if _topics_overlap(topic, inp):
                 yield key, f"must not overlap input.topic {show(inp)}, got {show(topic)}"

@@ -29,6 +29,7 @@ from seqcast.edge.mqtt.diagnose import reason_of, tls_context
 from seqcast.edge.path.pipeline import Pipeline
 from seqcast.edge.service.committer import Committer
 from seqcast.edge.service.deploy import Deployer, Host
+from seqcast.edge.service.homeassistant import discovery_for
 from seqcast.edge.service.sdnotify import Notifier, watchdog_interval_s
 from seqcast.edge.service.state import DurableState
 from seqcast.edge.service.statedir import StateLock, prepare_state_dir
@@ -55,8 +56,7 @@ def check_tls(cfg: MqttConfig) -> None:
 
 
 def load(cfg: EdgeConfig, path: Path | None = None) -> LoadedModel:
-    """Read, verify and self-test `path`, by default the configured bundle (raises one-line user
-    errors)."""
+    """Read, verify and self-test `path` (default: the configured bundle); one-line errors."""
     bundle = read_bundle(cfg.model.path if path is None else path)
     m = cfg.model
     model, _ = load_model(bundle, m.backend, m.num_threads, isolate=m.isolate_selftest)
@@ -121,10 +121,11 @@ class Daemon:
             max_stream_id_bytes=cfg.input.max_stream_id_bytes,
             topic_cache_size=cfg.streams.max_streams,
             deploy_topic=cfg.deploy_topic if self.deployer is not None else None,
+            birth_topic=cfg.birth_topic,
         )
+        self.discovery = discovery_for(cfg, self.pipeline, self.link, self.counters)
         self.counters.gauge("queue", self.link.inbox.qsize)
-        self._stop = False
-        self._reload = False
+        self._stop = self._reload = False
         self._watched = Path(cfg.model.path)  # an installed release is not watched
         self._stamp = _FileStamp.of(self._watched)
         self._clock_hold: tuple[float, float] | None = None  # (wall, monotonic) when it began
@@ -196,6 +197,8 @@ class Daemon:
         while not self._stop:
             self._process(self._next_batch(timeout=0.5))
             self._tick()
+            if self.discovery is not None:  # Home Assistant: streams seen or evicted, births
+                self.discovery.poll()
             if self.deployer is not None:
                 self.deployer.poll(self.link.take_deliveries())
             now = time.monotonic()
