@@ -109,6 +109,34 @@ def test_templates_read_the_first_step_and_the_horizon_with_intervals() -> None:
     ]
 
 
+@pytest.mark.broker
+def test_the_link_takes_birth_messages_apart_from_input(broker, unique_topic) -> None:
+    from seqcast.edge.config import MqttConfig, TopicTemplate
+    from seqcast.edge.mqtt import MqttLink
+
+    birth = f"{unique_topic}/ha/status"
+    link = MqttLink(
+        MqttConfig(host=broker.host, port=broker.port, client_id=unique_topic.replace("/", "-")),
+        TopicTemplate(f"{unique_topic}/{{stream}}/data"),
+        status_topic=f"{unique_topic}/edge/status",
+        birth_topic=birth,
+    )
+    link.start()
+    try:
+        assert link.wait_subscribed(5), link.last_error
+        assert not link.births.take()
+        broker.pub(birth, "offline", qos=1)  # Home Assistant's last will: not a birth
+        broker.pub(birth, "online", qos=1)
+        broker.pub(f"{unique_topic}/m-1/data", b'{"load": 1}', qos=1)
+        [message] = link.next_batch(5.0, 10)  # the input; the birth messages came before it
+        assert message.stream == "m-1"
+        assert link.registry["hass_birth_messages"] == 2
+        assert link.births.take() and not link.births.take()  # once per `online`
+        assert link.registry["mqtt_received"] == 1 and link.registry["mqtt_unknown_topic"] == 0
+    finally:
+        link.stop(timeout=1)
+
+
 # -- the real daemon -------------------------------------------------------------------------
 
 

@@ -8,9 +8,9 @@ topic (`{"state": "online"|"offline"}`, the last will included). A message per s
 for the whole daemon) keeps each one small and makes removal one empty retained payload.
 
 When: a stream's first sight (and every stream at start), every stream again when Home
-Assistant's birth message says `online` or the model's targets change, and an empty retained
-payload when a stream is evicted. The stream table records who joined and left only while
-discovery watches it (`StreamTable.watch`), so the data path pays nothing per message.
+Assistant's birth message says `online` or another model (name, targets, quantiles) serves, and
+an empty retained payload when a stream is evicted. The stream table records who joined and left
+only while discovery watches it (`StreamTable.watch`), so the data path pays nothing per message.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class Discovery:
         self._publish = link.publish_retained
         self._table: StreamTable | None = None
         self._model: tuple[object, ...] = ()
-        self.announced: dict[str, bytes] = {}  # stream -> the config it was last announced with
+        self.announced: set[str] = set()  # streams whose config is standing at the broker
         self._origin = {"name": "seqcast", "sw": package_version()}
 
     def node_id(self, stream: str) -> str:
@@ -135,7 +135,7 @@ class Discovery:
 
     def poll(self) -> None:
         """What changed since the last call: streams first seen or evicted, a birth message,
-        a model with other targets."""
+        a model of another name, targets or quantiles."""
         table, m = self.pipeline.table, self.pipeline.manifest
         if table is not self._table:  # at start, and after a swap that restarted every stream
             self._table = table
@@ -144,25 +144,23 @@ class Discovery:
         else:
             changes = table.take_changes()
         model = (m.name, tuple(m.targets), tuple(m.quantiles))
-        again = self.link.births.take()
-        if again or model != self._model:
+        if self.link.births.take() or model != self._model:  # every config again
             self._model = model
-            for stream in list(self.announced):
-                self._announce(stream, force=again)
+            for stream in self.announced:
+                self._announce(stream)
         for stream, joined in dict(changes).items():  # a stream's last change counts
             if joined and stream not in self.announced and self.wanted(stream):
-                self._announce(stream, force=True)
+                self.announced.add(stream)
+                self._announce(stream)
             elif not joined and stream in self.announced:
-                del self.announced[stream]
+                self.announced.discard(stream)
                 self._publish(self.topic(stream), b"")
                 self.counters.add("hass_configs_removed")
 
-    def _announce(self, stream: str, force: bool) -> None:
+    def _announce(self, stream: str) -> None:
         body = json.dumps(self.config(stream, self.pipeline.manifest)).encode()
-        if force or self.announced.get(stream) != body:
-            self.announced[stream] = body
-            self._publish(self.topic(stream), body)
-            self.counters.add("hass_configs_published")
+        self._publish(self.topic(stream), body)
+        self.counters.add("hass_configs_published")
 
 
 def discovery_for(
