@@ -327,11 +327,7 @@ class MqttLink(Outgoing):
     @guarded
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         received_at = self._arrival.now()  # never runs backwards (edge/clock.py)
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = "<topic is not UTF-8>"
-        if self._side and (on_side := self._side.get(topic)) is not None:
+        if self._side and (on_side := self._side.get(self._topic_of(message))) is not None:
             on_side(bytes(message.payload))  # never input: acknowledged now, never counted bad
             self._ack_now(client, message)
             return
@@ -340,6 +336,10 @@ class MqttLink(Outgoing):
         if self._input_stopped:  # not acknowledged: the broker delivers it again next session
             self.counters.inc("dropped_stopping")
             return
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = "<topic is not UTF-8>"
         stream = self._streams.get(topic)
         if stream is None and (stream := self.input_topic.stream_of(topic)) is not None:
             if len(stream.encode()) > self._max_stream_id_bytes:
@@ -368,6 +368,13 @@ class MqttLink(Outgoing):
             self._ratelog(
                 "inbox-full", "inbox full (%d): dropped QoS 0 message of %r", size, stream
             )
+
+    @staticmethod
+    def _topic_of(message: paho.MQTTMessage) -> str:
+        try:
+            return message.topic
+        except UnicodeDecodeError:
+            return ""
 
     def _on_release(self, payload: bytes) -> None:
         # retained, so a crash before it is installed gets it again on the next subscribe; the
