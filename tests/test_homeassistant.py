@@ -3,7 +3,8 @@
 The real daemon (TensorFlow blocked), a real mosquitto and real `mosquitto_sub` clients: each
 allowed stream's discovery config appears retained when the stream is first seen and names its
 forecast topic; Home Assistant's birth message makes the daemon send every config again (and is
-never counted as input); an evicted stream's config is removed with an empty retained payload.
+never counted as input); an evicted stream's config is removed with an empty retained payload;
+another model (a reload) sends the standing configs again.
 The templates are rendered with Jinja's sandbox (Home Assistant's template engine) against a
 forecast the daemon published (and one the encoder makes with intervals), so the sensor's state
 is the first step's value and its attributes the horizon with its intervals.
@@ -12,13 +13,17 @@ is the first step's value and its attributes the horizon with its intervals.
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from seqcast.edge.config import ConfigError, parse_config
+from seqcast.edge.model.bundle import Manifest, read_bundle, write_bundle
 from seqcast.edge.path.encode import encode_rounded
 from seqcast.edge.path.streams import StreamTable
 from seqcast.edge.service.homeassistant import attributes_template, safe_id, state_template
@@ -140,6 +145,12 @@ def test_the_link_takes_birth_messages_apart_from_input(broker, unique_topic) ->
 # -- the real daemon -------------------------------------------------------------------------
 
 
+def renamed(bundle: Path, name: str) -> None:
+    """The same model under another name, written over `bundle`."""
+    b = read_bundle(bundle)
+    write_bundle(bundle, Manifest(**{**b.manifest.__dict__, "name": name}), b.models)
+
+
 def _status_counters(broker, topic: str, until, timeout: float = 10.0) -> dict:
     """The retained status message's counters, once `until(counters)` holds (or the last)."""
     deadline = time.monotonic() + timeout
@@ -158,11 +169,13 @@ def test_discovery_first_sight_birth_and_eviction(
     broker, small_bundle, tmp_path, unique_topic
 ) -> None:
     prefix, ha = unique_topic, f"{unique_topic}/ha"
+    bundle = Path(shutil.copy(small_bundle, tmp_path / "model.seqcast"))
     cfg = write_config(
         tmp_path / "edge.toml",
         broker,
-        small_bundle,
+        bundle,
         prefix,
+        model={"watch": False},
         streams={"max_streams": 2, "align": "off"},
         homeassistant={
             "enabled": True,
@@ -228,15 +241,22 @@ def test_discovery_first_sight_birth_and_eviction(
             last = dict(discovery.collect(2, timeout=15))
             assert set(last) == {topic("m-b"), topic("m-c")} and last[topic("m-b")] == b""
 
+            # another model serves (SIGHUP): the standing config again, naming it
+            renamed(bundle, "renamed")
+            daemon.proc.send_signal(signal.SIGHUP)
+            [(where, body)] = discovery.collect(1, timeout=30)
+            assert where == topic("m-c") and json.loads(body)["dev"]["mdl"] == "renamed"
+            last[where] = body
+
         # a client that subscribes now gets the one config left, retained
         with broker.subscriber(f"{ha}/device/+/config") as late:
             assert late.collect(3, timeout=1.0) == [(topic("m-c"), last[topic("m-c")])]
             assert late.retained == [True]
 
         counters = _status_counters(
-            broker, f"{prefix}/status", lambda c: c["hass_configs_published"] >= 5
+            broker, f"{prefix}/status", lambda c: c["hass_configs_published"] >= 6
         )
-        assert counters["hass_configs_published"] == 5  # 2, the same 2 again, then m-c
+        assert counters["hass_configs_published"] == 6  # 2, the same 2 again, m-c, m-c again
         assert counters["hass_configs_removed"] == 2
         assert counters["hass_birth_messages"] == 1
         assert counters["mqtt_unknown_topic"] == 0 and counters["bad_payloads"] == 0
