@@ -83,6 +83,10 @@ CATALOG: dict[str, str] = {
     "deploy_rejected_same_version": "releases refused: installed version number, other bytes",
     "deploy_rejected_bad_bundle": "releases refused: the bundle does not load or fails self-test",
     "deploy_rejected_write_failed": "releases refused: the slot could not be written",
+    # Home Assistant discovery (service/homeassistant.py; main thread, births on paho's)
+    "hass_configs_published": "discovery configs published (a stream first seen, or all again)",
+    "hass_configs_removed": "discovery configs removed (empty retained): the stream was evicted",
+    "hass_birth_messages": "messages on Home Assistant's birth topic",
 }
 # why input is rejected (`PayloadError.reason`, edge/path/; out_of_range: the engine's screen)
 BAD_REASONS = (

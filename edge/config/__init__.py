@@ -1,6 +1,7 @@
 """Configuration: `edge.toml` sections (validated once, then handed to their owners), the topic
 grammar, and reading the file and its secrets."""
 
+from seqcast.edge.config.base import ConfigError
 from seqcast.edge.config.files import (
     dump_default_config,
     load_config,
@@ -8,12 +9,9 @@ from seqcast.edge.config.files import (
     read_password,
 )
 from seqcast.edge.config.sections import (
-    ConfigError,
-    DeployConfig,
     EdgeConfig,
     InputConfig,
     LogConfig,
-    MetricsConfig,
     ModelConfig,
     MqttConfig,
     OutputConfig,
@@ -22,6 +20,7 @@ from seqcast.edge.config.sections import (
     StreamsConfig,
     TlsConfig,
 )
+from seqcast.edge.config.services import DeployConfig, HomeAssistantConfig, MetricsConfig
 from seqcast.edge.config.topics import TopicTemplate
 
 __all__ = [
@@ -29,6 +28,7 @@ __all__ = [
     "DeployConfig",
     "MetricsConfig",
     "EdgeConfig",
+    "HomeAssistantConfig",
     "InputConfig",
     "LogConfig",
     "ModelConfig",

@@ -18,7 +18,8 @@ from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from seqcast.edge.config.sections import ConfigError, EdgeConfig, MqttConfig
+from seqcast.edge.config.base import ConfigError
+from seqcast.edge.config.sections import EdgeConfig, MqttConfig
 from seqcast.edge.config.validation import build, rule_text, show
 
 MAX_PASSWORD_BYTES = 65536

@@ -8,32 +8,17 @@ as it is: `[mqtt]` to the MQTT link, `[input]` to the decoder, `[streams]` to th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import MISSING, dataclass, field, is_dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from seqcast.edge.config.base import Section, opt
+from seqcast.edge.config.services import DeployConfig, HomeAssistantConfig, MetricsConfig
 from seqcast.edge.config.topics import status_template_rule, stream_template_rule
 from seqcast.edge.config.validation import show
 
-
-class ConfigError(ValueError):
-    """An invalid configuration; `errors` holds one line per problem, the message joins them."""
-
-    def __init__(self, errors: str | list[str]) -> None:
-        self.errors = [errors] if isinstance(errors, str) else list(errors)
-        super().__init__("\n".join(self.errors))
-
-
 # -- field rules ---------------------------------------------------------------------------------
-
-
-def _opt(default: Any, help: str, **rules: Any) -> Any:
-    """A field: default (MISSING = required), help line, rules (ge, gt, le, check, example)."""
-    if is_dataclass(default):
-        return field(default_factory=type(default), metadata={"help": help, **rules})
-    return field(default=default, metadata={"help": help, **rules})
 
 
 def _client_id(value: str) -> str | None:
@@ -60,22 +45,17 @@ def _topics_overlap(a: str, b: str) -> bool:
 # -- sections ------------------------------------------------------------------------------------
 
 
-class _Section:
-    def _rules(self) -> Iterator[tuple[str, str]]:  # cross-field rules: (relative key, message)
-        return iter(())
-
-
 @dataclass(frozen=True, kw_only=True)
-class TlsConfig(_Section):
+class TlsConfig(Section):
     """TLS to the broker; giving any file turns it on unless `enabled = false` is explicit."""
 
-    enabled: bool = _opt(False, "Connect with TLS")
-    ca_file: Path | None = _opt(
+    enabled: bool = opt(False, "Connect with TLS")
+    ca_file: Path | None = opt(
         None, "CA bundle (PEM) to verify the broker; unset = system store", example="ca.pem"
     )
-    cert_file: Path | None = _opt(None, "Client certificate (PEM)", example="client.pem")
-    key_file: Path | None = _opt(None, "Client private key (PEM)", example="client.key")
-    insecure: bool = _opt(False, "Skip broker hostname verification (testing only)")
+    cert_file: Path | None = opt(None, "Client certificate (PEM)", example="client.pem")
+    key_file: Path | None = opt(None, "Client private key (PEM)", example="client.key")
+    insecure: bool = opt(False, "Skip broker hostname verification (testing only)")
 
     @staticmethod
     def _implied(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -89,26 +69,26 @@ class TlsConfig(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MqttConfig(_Section):
+class MqttConfig(Section):
     """Broker connection."""
 
-    host: str = _opt("localhost", "Broker host name or address")
-    port: int = _opt(1883, "Broker TCP port", ge=1, le=65535)
-    client_id: str = _opt(
+    host: str = opt("localhost", "Broker host name or address")
+    port: int = opt(1883, "Broker TCP port", ge=1, le=65535)
+    client_id: str = opt(
         "", "MQTT client id, unique per broker; empty = seqcast-<hostname>", check=_client_id
     )
-    protocol: Literal["3.1.1", "5"] = _opt("3.1.1", "MQTT protocol version")
-    keepalive: int = _opt(60, "Keepalive interval in seconds", ge=5, le=3600)
-    username: str | None = _opt(None, "Broker user name", example="seqcast")
-    password_file: Path | None = _opt(
+    protocol: Literal["3.1.1", "5"] = opt("3.1.1", "MQTT protocol version")
+    keepalive: int = opt(60, "Keepalive interval in seconds", ge=5, le=3600)
+    username: str | None = opt(None, "Broker user name", example="seqcast")
+    password_file: Path | None = opt(
         None, "Password file; a relative name is looked up in $CREDENTIALS_DIRECTORY", example=_PW
     )
-    clean_session: bool = _opt(False, "Start a clean session (false: persistent session)")
-    session_expiry_s: int = _opt(86400, "Session expiry in s, MQTT 5 only", ge=0, le=2**32 - 1)
-    qos_in: int = _opt(1, "QoS of the input subscription", ge=0, le=2)
-    reconnect_min_s: float = _opt(1.0, "First reconnect delay in seconds", gt=0)
-    reconnect_max_s: float = _opt(60.0, "Longest reconnect delay in seconds", gt=0)
-    tls: TlsConfig = _opt(TlsConfig(), "TLS settings")
+    clean_session: bool = opt(False, "Start a clean session (false: persistent session)")
+    session_expiry_s: int = opt(86400, "Session expiry in s, MQTT 5 only", ge=0, le=2**32 - 1)
+    qos_in: int = opt(1, "QoS of the input subscription", ge=0, le=2)
+    reconnect_min_s: float = opt(1.0, "First reconnect delay in seconds", gt=0)
+    reconnect_max_s: float = opt(60.0, "Longest reconnect delay in seconds", gt=0)
+    tls: TlsConfig = opt(TlsConfig(), "TLS settings")
 
     def _rules(self) -> Iterator[tuple[str, str]]:
         if self.reconnect_max_s < self.reconnect_min_s:
@@ -117,46 +97,46 @@ class MqttConfig(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """The model bundle and the interpreter."""
 
-    path: Path = _opt(MISSING, "Model bundle (*.seqcast)", example="/var/lib/seqcast/model.seqcast")
-    mode: Literal["auto", "stream", "window"] = _opt(
+    path: Path = opt(MISSING, "Model bundle (*.seqcast)", example="/var/lib/seqcast/model.seqcast")
+    mode: Literal["auto", "stream", "window"] = opt(
         "auto", "Inference mode; auto = stream when the bundle has a step model"
     )
-    num_threads: int = _opt(1, "Interpreter threads", ge=1, le=64)
-    backend: Literal["auto", "litert", "tflite_runtime"] = _opt(
+    num_threads: int = opt(1, "Interpreter threads", ge=1, le=64)
+    backend: Literal["auto", "litert", "tflite_runtime"] = opt(
         "auto", "Interpreter backend; auto tries litert, then tflite_runtime"
     )
-    watch: bool = _opt(True, "Reload the model when the bundle file changes")
-    isolate_selftest: bool = _opt(
+    watch: bool = opt(True, "Reload the model when the bundle file changes")
+    isolate_selftest: bool = opt(
         True, "Run each backend's first self-test in a child process, so a crash moves on"
     )
 
 
 @dataclass(frozen=True, kw_only=True)
-class InputConfig(_Section):
+class InputConfig(Section):
     """Sensor messages."""
 
-    topic: str = _opt("sensors/{stream}/data", "Input topic template", check=_STREAM_TOPIC)
-    format: Literal["auto", "json", "senml", "csv"] = _opt("auto", "Payload format")
-    timestamp_field: str = _opt("ts", "JSON field holding the timestamp")
-    extra_fields: Literal["ignore", "reject"] = _opt(
+    topic: str = opt("sensors/{stream}/data", "Input topic template", check=_STREAM_TOPIC)
+    format: Literal["auto", "json", "senml", "csv"] = opt("auto", "Payload format")
+    timestamp_field: str = opt("ts", "JSON field holding the timestamp")
+    extra_fields: Literal["ignore", "reject"] = opt(
         "ignore", "What to do with fields the model does not use"
     )
-    max_payload_bytes: int = _opt(65536, "Largest accepted payload", ge=16, le=16777216)
-    max_samples_per_message: int = _opt(1000, "Most samples accepted in one message", ge=1)
-    max_future_s: float = _opt(86400.0, "Reject samples this many seconds ahead of the clock", ge=0)
-    max_stream_id_bytes: int = _opt(
+    max_payload_bytes: int = opt(65536, "Largest accepted payload", ge=16, le=16777216)
+    max_samples_per_message: int = opt(1000, "Most samples accepted in one message", ge=1)
+    max_future_s: float = opt(86400.0, "Reject samples this many seconds ahead of the clock", ge=0)
+    max_stream_id_bytes: int = opt(
         128, "Longest stream id (UTF-8 bytes); longer ones are rejected and counted", ge=1, le=65535
     )
-    clock_synced_file: Path = _opt(
+    clock_synced_file: Path = opt(
         Path("/run/systemd/timesync/synchronized"),
         "A file that exists once the device clock is synchronised (systemd-timesyncd's; with "
         "chrony use a file your own hook creates). Until then, samples 'in the future' are held "
         "unacknowledged instead of rejected when most samples look that way",
     )
-    max_deviation: float = _opt(
+    max_deviation: float = opt(
         20.0,
         "Reject values further than this many training standard deviations from the training "
         "mean (0 = no limit)",
@@ -165,13 +145,13 @@ class InputConfig(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class OutputConfig(_Section):
+class OutputConfig(Section):
     """Forecast messages."""
 
-    topic: str = _opt("forecasts/{stream}", "Output topic template", check=_STREAM_TOPIC)
-    qos: int = _opt(1, "QoS of published forecasts", ge=0, le=2)
-    retain: bool = _opt(False, "Publish forecasts retained")
-    max_pending: int = _opt(
+    topic: str = opt("forecasts/{stream}", "Output topic template", check=_STREAM_TOPIC)
+    qos: int = opt(1, "QoS of published forecasts", ge=0, le=2)
+    retain: bool = opt(False, "Publish forecasts retained")
+    max_pending: int = opt(
         50000,
         "Forecasts the broker has not acknowledged yet before input is paused (backpressure)",
         ge=1,
@@ -179,31 +159,31 @@ class OutputConfig(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class StreamsConfig(_Section):
+class StreamsConfig(Section):
     """The per-stream table."""
 
-    max_streams: int = _opt(10000, "Most streams kept; the least recently used is evicted", ge=1)
-    max_gap: float = _opt(
+    max_streams: int = opt(10000, "Most streams kept; the least recently used is evicted", ge=1)
+    max_gap: float = opt(
         4.0,
         "A jump further ahead than this many intervals is held until confirmed, and resets the "
         "stream when align is off (aligned, a hole longer than the bundle's max_fill does)",
         gt=0,
     )
-    out_of_order: Literal["drop", "reset"] = _opt(
+    out_of_order: Literal["drop", "reset"] = opt(
         "drop", "Late or duplicate samples: drop (and count) them, or reset the stream"
     )
-    reorder_s: float = _opt(
+    reorder_s: float = opt(
         10.0,
         "Seconds a sample after a hole (a missing interval) is held for older samples a "
         "broker or publisher may still deliver out of order; 0 holds only jumps beyond max_gap",
         ge=0,
     )
-    align: Literal["mean", "last", "off"] = _opt(
+    align: Literal["mean", "last", "off"] = opt(
         "mean",
         "Samples off the model's grid: average (mean) or take the last sample of each interval, "
         "or step every sample as one interval (off)",
     )
-    grace: float = _opt(
+    grace: float = opt(
         1.0,
         "Intervals of silence after which a stream's open interval is stepped without waiting "
         "for a sample of a later one",
@@ -212,132 +192,47 @@ class StreamsConfig(_Section):
 
 
 @dataclass(frozen=True, kw_only=True)
-class StatusConfig(_Section):
+class StatusConfig(Section):
     """Retained status messages (online/offline and counters)."""
 
-    topic: str = _opt("seqcast/{client_id}/status", "Status topic", check=_STATUS_TOPIC)
-    interval_s: float = _opt(30.0, "Seconds between counter publications", gt=0)
+    topic: str = opt("seqcast/{client_id}/status", "Status topic", check=_STATUS_TOPIC)
+    interval_s: float = opt(30.0, "Seconds between counter publications", gt=0)
 
 
 @dataclass(frozen=True, kw_only=True)
-class StateConfig(_Section):
+class StateConfig(Section):
     """Local state: snapshots and the outbox."""
 
-    dir: Path = _opt(Path("/var/lib/seqcast"), "State directory")
-    snapshot_interval_s: float = _opt(
+    dir: Path = opt(Path("/var/lib/seqcast"), "State directory")
+    snapshot_interval_s: float = opt(
         300.0, "Seconds between stream snapshots; 0 disables periodic snapshots", ge=0
     )
-    outbox_max_bytes: int = _opt(16777216, "Bytes of unsent forecasts kept while offline", ge=0)
-    queue_size: int = _opt(10000, "Incoming message queue length", ge=1)
+    outbox_max_bytes: int = opt(16777216, "Bytes of unsent forecasts kept while offline", ge=0)
+    queue_size: int = opt(10000, "Incoming message queue length", ge=1)
 
 
 @dataclass(frozen=True, kw_only=True)
-class LogConfig(_Section):
+class LogConfig(Section):
     """Logging (to stderr; journald keeps it)."""
 
-    level: Literal["info", "debug", "warning", "error"] = _opt("info", "Log level")
-
-
-_CHANNEL = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-def _channel(value: str) -> str | None:
-    return None if _CHANNEL.fullmatch(value) else "must be 1-64 of A-Z a-z 0-9 _ . -"
-
-
-def _plain_topic(placeholder: str) -> Any:
-    def rule(value: str) -> str | None:
-        if any(c in value for c in "+#"):
-            return "must not contain the wildcards '+' or '#'"
-        if placeholder not in value:
-            return f"must contain {placeholder}"
-        return None
-
-    return rule
+    level: Literal["info", "debug", "warning", "error"] = opt("info", "Log level")
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeployConfig(_Section):
-    """Signed bundles delivered over MQTT (seqcast-deploy push): slots, probation, rollback."""
-
-    channel: str = _opt(
-        "", "Release channel this device follows; empty = no deployment over MQTT", empty_ok=True
-    )
-    public_key: tuple[Path, ...] = _opt(
-        (), "Public key file(s) (minisign format) a release must be signed with; a path or a list",
-        example="/etc/seqcast/seqcast.pub",
-    )  # fmt: skip
-    topic: str = _opt(
-        "seqcast/deploy/{channel}",
-        "Topic releases arrive on (retained, QoS 1)",
-        check=_plain_topic("{channel}"),
-    )
-    events_topic: str = _opt(
-        "seqcast/{client_id}/deploy",
-        "Retained topic of this device's deploy events",
-        check=_plain_topic("{client_id}"),
-    )
-    allow_downgrade: bool = _opt(False, "Install a release older than the installed one")
-    probation_batches: int = _opt(
-        20, "Batches with forecasts a new release must serve before it is committed", ge=1
-    )
-    probation_s: float = _opt(
-        60.0, "Seconds a new release must serve with finite outputs before it is committed", ge=0
-    )
-    crash_loop_starts: int = _opt(
-        3, "Starts a release on probation gets; the next start restores the previous one", ge=1
-    )
-
-    def _rules(self) -> Iterator[tuple[str, str]]:
-        if self.channel and not self.public_key:
-            yield "public_key", f"required when channel is set (channel = {show(self.channel)})"
-        if self.channel and (broken := _channel(self.channel)):
-            yield "channel", f"{broken}, got {show(self.channel)}"
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.channel)
-
-
-def _listen(value: str) -> str | None:
-    host, colon, port = value.rpartition(":")
-    if value and not (colon and host and port.isdigit() and 1 <= int(port) <= 65535):
-        return 'must be "host:port" (e.g. "127.0.0.1:9108", "[::1]:9108") or "" (off)'
-    return None
-
-
-@dataclass(frozen=True, kw_only=True)
-class MetricsConfig(_Section):
-    """Prometheus metrics over HTTP (GET /metrics), read from the counters at scrape time."""
-
-    listen: str = _opt(
-        "",
-        'Address and port serving /metrics, e.g. "127.0.0.1:9108"; empty = no endpoint',
-        check=_listen,
-        empty_ok=True,
-    )
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """(host, port) of `listen`; an IPv6 host without its brackets."""
-        host, _, port = self.listen.rpartition(":")
-        return host.removeprefix("[").removesuffix("]"), int(port)
-
-
-@dataclass(frozen=True, kw_only=True)
-class EdgeConfig(_Section):
+class EdgeConfig(Section):
     """The whole `edge.toml`."""
 
-    mqtt: MqttConfig = _opt(MqttConfig(), "Broker connection")
-    model: ModelConfig = _opt(MISSING, "Model bundle")
-    input: InputConfig = _opt(InputConfig(), "Sensor messages")
-    output: OutputConfig = _opt(OutputConfig(), "Forecast messages")
-    streams: StreamsConfig = _opt(StreamsConfig(), "Stream table")
-    status: StatusConfig = _opt(StatusConfig(), "Status messages")
-    state: StateConfig = _opt(StateConfig(), "Local state")
-    log: LogConfig = _opt(LogConfig(), "Logging")
-    deploy: DeployConfig = _opt(DeployConfig(), "Signed model delivery")
-    metrics: MetricsConfig = _opt(MetricsConfig(), "Prometheus metrics")
+    mqtt: MqttConfig = opt(MqttConfig(), "Broker connection")
+    model: ModelConfig = opt(MISSING, "Model bundle")
+    input: InputConfig = opt(InputConfig(), "Sensor messages")
+    output: OutputConfig = opt(OutputConfig(), "Forecast messages")
+    streams: StreamsConfig = opt(StreamsConfig(), "Stream table")
+    status: StatusConfig = opt(StatusConfig(), "Status messages")
+    state: StateConfig = opt(StateConfig(), "Local state")
+    log: LogConfig = opt(LogConfig(), "Logging")
+    deploy: DeployConfig = opt(DeployConfig(), "Signed model delivery")
+    metrics: MetricsConfig = opt(MetricsConfig(), "Prometheus metrics")
+    homeassistant: HomeAssistantConfig = opt(HomeAssistantConfig(), "Home Assistant discovery")
 
     @property
     def status_topic(self) -> str:
@@ -350,6 +245,11 @@ class EdgeConfig(_Section):
         return self.deploy.topic.replace("{channel}", self.deploy.channel)
 
     @property
+    def birth_topic(self) -> str | None:
+        """Home Assistant's birth topic when discovery is on (the link subscribes), else None."""
+        return self.homeassistant.birth_topic if self.homeassistant.enabled else None
+
+    @property
     def deploy_events_topic(self) -> str:
         """The deploy events topic with `{client_id}` filled in."""
         return self.deploy.events_topic.replace("{client_id}", self.mqtt.client_id)
@@ -360,6 +260,8 @@ class EdgeConfig(_Section):
         topics += [("deploy.events_topic", self.deploy_events_topic)]
         if self.deploy.enabled:
             topics += [("deploy.topic", self.deploy_topic)]
+        if self.homeassistant.enabled:
+            topics += [("homeassistant.birth_topic", self.homeassistant.birth_topic)]
         for key, topic in topics:
             if _topics_overlap(topic, inp):
                 yield key, f"must not overlap input.topic {show(inp)}, got {show(topic)}"

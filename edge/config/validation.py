@@ -64,7 +64,8 @@ def check(f: Field[Any], hint: Any, value: Any) -> tuple[Any, str | None]:
         for item in items:
             one, broken = check(f, get_args(hint)[0], item)
             if broken:
-                return None, f"must be a path or an array of paths: {broken}"
+                kind = "path" if get_args(hint)[0] is Path else "string"
+                return None, f"must be a {kind} or an array of {kind}s: {broken}"
             out.append(one)
         return tuple(out), None
     if get_origin(hint) is Literal:

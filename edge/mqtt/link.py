@@ -40,6 +40,7 @@ from seqcast.edge.config import (
     TopicTemplate,
 )
 from seqcast.edge.counters import Counters
+from seqcast.edge.mqtt.births import Births
 from seqcast.edge.mqtt.configure import build_client, connect_options
 from seqcast.edge.mqtt.delivery import AckGate, InboundMessage
 from seqcast.edge.mqtt.diagnose import TakeoverDetector, diagnose, failure_text, probe
@@ -71,6 +72,7 @@ class MqttLink(Outgoing):
         client_factory: Callable[..., paho.Client] | None = None,
         deploy_topic: str | None = None,
         status_fields: Callable[[], dict[str, Any]] | None = None,
+        birth_topic: str | None = None,
     ) -> None:
         """`status_fields()`: what the status message says besides state, time and counters
         (the daemon's uptime, version, model...); called on whichever thread publishes it."""
@@ -87,8 +89,13 @@ class MqttLink(Outgoing):
         self.deploy_topic = deploy_topic
         self.deploy_inbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
         self._subscriptions = [(self._subscription, cfg.qos_in)]
-        if deploy_topic is not None:
-            self._subscriptions.append((deploy_topic, 1))
+        # topics that are never input: releases, and Home Assistant's birth message
+        self._side: dict[str, Callable[[bytes], None]] = {}
+        self.births = Births(self.registry)  # its `online` asks for every discovery config
+        for topic, on_side in ((deploy_topic, self._on_release), (birth_topic, self.births.heard)):
+            if topic is not None:
+                self._subscriptions.append((topic, 1))
+                self._side[topic] = on_side
         self._streams: dict[str, str] = {}  # topic -> stream, a cache of input_topic.stream_of
         self._topic_cache_size = topic_cache_size
         self._max_stream_id_bytes = max_stream_id_bytes
@@ -330,11 +337,8 @@ class MqttLink(Outgoing):
     @guarded
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         received_at = self._arrival.now()  # never runs backwards (edge/clock.py)
-        if self.deploy_topic is not None and self._is_release(message):
-            # a release, not input: acknowledged now (it is retained, so a crash before it is
-            # installed gets it again on the next subscribe); the main thread verifies it
-            self.registry.inc("deploy_received")
-            self.deploy_inbox.put(bytes(message.payload))
+        if self._side and (on_side := self._side.get(self._topic_of(message))) is not None:
+            on_side(bytes(message.payload))  # never input: acknowledged now, never counted bad
             self._ack_now(client, message)
             return
         # only ever bumped here, on paho's thread: no lock needed (full name: no view per message)
@@ -375,11 +379,18 @@ class MqttLink(Outgoing):
                 "inbox-full", "inbox full (%d): dropped QoS 0 message of %r", size, stream
             )
 
-    def _is_release(self, message: paho.MQTTMessage) -> bool:
+    @staticmethod
+    def _topic_of(message: paho.MQTTMessage) -> str:
         try:
-            return message.topic == self.deploy_topic
+            return message.topic
         except UnicodeDecodeError:
-            return False
+            return ""
+
+    def _on_release(self, payload: bytes) -> None:
+        # retained, so a crash before it is installed gets it again on the next subscribe; the
+        # main thread verifies it
+        self.registry.inc("deploy_received")
+        self.deploy_inbox.put(payload)
 
     def _ack_now(self, client: Any, message: paho.MQTTMessage) -> None:
         if message.qos:

@@ -56,6 +56,8 @@ class StreamTable:
         self.names: list[str | None] = [None] * n
         self._lru: OrderedDict[str, int] = OrderedDict()
         self._free = list(range(n - 1, -1, -1))
+        # (stream, joined) in order, once someone watches (Home Assistant discovery): None = off
+        self.changes: list[tuple[str, bool]] | None = None
 
     def __len__(self) -> int:
         return len(self._lru)
@@ -97,6 +99,10 @@ class StreamTable:
         else:
             old, slot = self._lru.popitem(last=False)
             self.counters.add("evicted")
+            if self.changes is not None:
+                self.changes.append((old, False))
+        if self.changes is not None:
+            self.changes.append((stream, True))
         self._lru[stream] = slot
         self.names[slot] = stream
         self.last_ts[slot] = -math.inf
@@ -107,7 +113,22 @@ class StreamTable:
     def remove(self, stream: str) -> None:
         slot = self._lru.pop(stream)
         self.names[slot] = None
+        if self.changes is not None:
+            self.changes.append((stream, False))
         self._free.append(slot)
+
+    def watch(self) -> None:
+        """Record streams joining and leaving in `changes` from now on (`take_changes`)."""
+        if self.changes is None:
+            self.changes = []
+
+    def take_changes(self) -> list[tuple[str, bool]]:
+        """(stream, joined) since the last call, in order; [] unless `watch` was called."""
+        changes = self.changes
+        if not changes:
+            return []
+        self.changes = []
+        return changes
 
     def reset(self, slot: int) -> None:
         """Restart warm-up: zero state, forget buffered history (the timestamp is kept)."""

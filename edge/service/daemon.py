@@ -29,6 +29,7 @@ from seqcast.edge.path.pipeline import Pipeline
 from seqcast.edge.service.clockhold import ClockHold
 from seqcast.edge.service.committer import Committer
 from seqcast.edge.service.deploy import Deployer, Host
+from seqcast.edge.service.homeassistant import discovery_for
 from seqcast.edge.service.sdnotify import Notifier, watchdog_interval_s
 from seqcast.edge.service.state import DurableState
 from seqcast.edge.service.statedir import StateLock, prepare_state_dir
@@ -47,8 +48,7 @@ DRAIN_ACKS_S = 5.0  # at shutdown, how long to wait for the broker to take pendi
 
 
 def load(cfg: EdgeConfig, path: Path | None = None) -> LoadedModel:
-    """Read, verify and self-test `path`, by default the configured bundle (raises one-line user
-    errors)."""
+    """Read, verify and self-test `path` (default: the configured bundle); one-line errors."""
     bundle = read_bundle(cfg.model.path if path is None else path)
     m = cfg.model
     model, _ = load_model(bundle, m.backend, m.num_threads, isolate=m.isolate_selftest)
@@ -120,10 +120,11 @@ class Daemon:
             topic_cache_size=cfg.streams.max_streams,
             deploy_topic=cfg.deploy_topic if self.deployer is not None else None,
             status_fields=self.report.fields,
+            birth_topic=cfg.birth_topic,
         )
+        self.discovery = discovery_for(cfg, self.pipeline, self.link, self.counters)
         self.counters.gauge("queue", self.link.inbox.qsize)
-        self._stop = False
-        self._reload = False
+        self._stop = self._reload = False
         self._watched = Path(cfg.model.path)  # an installed release is not watched
         self._stamp = _FileStamp.of(self._watched)
         self.metrics = self._serve_metrics() if cfg.metrics.listen else None
@@ -204,6 +205,8 @@ class Daemon:
             idle_s = min(IDLE_WAIT_S, max(0.0, next_watchdog - time.monotonic()))
             self._process(self._next_batch(idle_s if self.watchdog_s else IDLE_WAIT_S))
             self._tick()
+            if self.discovery is not None:  # Home Assistant: streams seen or evicted, births
+                self.discovery.poll()
             if self.deployer is not None:
                 self.deployer.poll(self.link.take_deliveries())
             now = time.monotonic()
