@@ -29,8 +29,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from seqcast.edge.config import load_config, read_password
+    from seqcast.edge.mqtt.diagnose import check_tls
     from seqcast.edge.path.pipeline import resolve_mode
-    from seqcast.edge.service.daemon import check_tls, load
+    from seqcast.edge.service.daemon import load
     from seqcast.edge.service.statedir import prepare_state_dir
 
     cfg = load_config(args.config)

@@ -169,6 +169,9 @@ class OutputConfig(_Section):
     """Forecast messages."""
 
     topic: str = _opt("forecasts/{stream}", "Output topic template", check=_STREAM_TOPIC)
+    format: Literal["json", "influx"] = _opt(
+        "json", "Forecast payload: JSON, or InfluxDB line protocol (one line per step)"
+    )
     qos: int = _opt(1, "QoS of published forecasts", ge=0, le=2)
     retain: bool = _opt(False, "Publish forecasts retained")
     max_pending: int = _opt(
@@ -299,6 +302,33 @@ class DeployConfig(_Section):
         return bool(self.channel)
 
 
+def _no_wildcards(value: str) -> str | None:
+    return "must not contain the wildcards '+' or '#'" if any(c in value for c in "+#") else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class QualityConfig(_Section):
+    """Live forecast quality: published forecasts scored as the actual values arrive."""
+
+    enabled: bool = _opt(True, "Score forecasts (and persistence) against the actuals")
+    window: int = _opt(
+        288,
+        "Steps per rolling MAE (kept in blocks of window/8: it covers the last 7/8 to all of it)",
+        ge=1,
+        le=1000000,
+    )
+    drift_after: int = _opt(
+        288, "Consecutive scored steps worse than persistence before a stream is drifting", ge=1
+    )
+    topic: str = _opt(
+        "",
+        "Retained topic of the per-stream scores, published with each status; empty = none",
+        empty_ok=True,
+        check=_no_wildcards,
+        example="seqcast/{client_id}/quality",
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class EdgeConfig(_Section):
     """The whole `edge.toml`."""
@@ -312,6 +342,7 @@ class EdgeConfig(_Section):
     state: StateConfig = _opt(StateConfig(), "Local state")
     log: LogConfig = _opt(LogConfig(), "Logging")
     deploy: DeployConfig = _opt(DeployConfig(), "Signed model delivery")
+    quality: QualityConfig = _opt(QualityConfig(), "Live forecast quality")
 
     @property
     def status_topic(self) -> str:
@@ -324,6 +355,11 @@ class EdgeConfig(_Section):
         return self.deploy.topic.replace("{channel}", self.deploy.channel)
 
     @property
+    def quality_topic(self) -> str:
+        """The quality topic with `{client_id}` filled in ("" when off)."""
+        return self.quality.topic.replace("{client_id}", self.mqtt.client_id)
+
+    @property
     def deploy_events_topic(self) -> str:
         """The deploy events topic with `{client_id}` filled in."""
         return self.deploy.events_topic.replace("{client_id}", self.mqtt.client_id)
@@ -332,6 +368,8 @@ class EdgeConfig(_Section):
         inp = self.input.topic
         topics = [("output.topic", self.output.topic), ("status.topic", self.status_topic)]
         topics += [("deploy.events_topic", self.deploy_events_topic)]
+        if self.quality.topic:
+            topics += [("quality.topic", self.quality_topic)]
         if self.deploy.enabled:
             topics += [("deploy.topic", self.deploy_topic)]
         for key, topic in topics:

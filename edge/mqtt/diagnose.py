@@ -12,7 +12,7 @@ import socket
 import ssl
 import time
 
-from seqcast.edge.config import MqttConfig, TlsConfig
+from seqcast.edge.config import ConfigError, MqttConfig, TlsConfig
 
 PROBE_TIMEOUT_S = 2.0  # the whole diagnostic connection, on paho's thread
 ALERT_WAIT_S = 0.5  # after a handshake: TLS 1.3 brokers send a certificate rejection late
@@ -173,3 +173,15 @@ class TakeoverDetector:
             f"broker closed {self.streak} connections in a row within {self.window_s:g} s of "
             "accepting them (each device needs its own mqtt.client_id)"
         )
+
+
+def check_tls(cfg: MqttConfig) -> None:
+    """Load the CA, certificate and key now, so a bad file fails at start in one line."""
+    if not cfg.tls.enabled:
+        return
+    try:
+        tls_context(cfg.tls)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise ConfigError(
+            f"mqtt.tls: cannot load the CA/certificate/key files: {reason_of(e)}"
+        ) from None

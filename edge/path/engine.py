@@ -34,6 +34,7 @@ import numpy as np
 from seqcast.edge import calendar
 from seqcast.edge.counters import Counters
 from seqcast.edge.path.encode import float32_decimals
+from seqcast.edge.path.quality import Quality
 from seqcast.edge.path.streams import StreamTable, Verdict
 from seqcast.edge.ratelimit import RateLimitedLog
 
@@ -122,11 +123,13 @@ class Engine:
         max_deviation: float = 0.0,
         features: Sequence[str] = (),
         calendar: Sequence[str] = (),
+        quality: Quality | None = None,
     ):
         """`max_deviation`: reject samples with a value further than this many training standard
         deviations from the training mean (0: no limit; the pipeline passes `[input]
         max_deviation`). `features`: their names, for the log. `calendar`: the bundle's calendar
-        features, appended to every scaled row from its timestamp (edge/calendar.py)."""
+        features, appended to every scaled row from its timestamp (edge/calendar.py). `quality`:
+        scores the forecasts as their actuals arrive (path/quality.py), told every step taken."""
         if mode not in ("stream", "window"):
             raise ValueError(f"mode must be stream or window, got {mode!r}")
         self.model, self.table, self.scaling, self.mode = model, table, scaling, mode
@@ -136,6 +139,7 @@ class Engine:
         self.max_deviation = max_deviation
         self.features = tuple(features)
         self.calendar = tuple(calendar)
+        self.quality = quality if quality is not None and quality.enabled else None
         # accepted: mean - k std <= x <= mean + k std, in original units (None: no limit)
         self._low: np.ndarray | None = None
         self._high: np.ndarray | None = None
@@ -197,7 +201,7 @@ class Engine:
                 victim = table.lru_victim()
                 if victim is not None and victim in depth:
                     # the slot we would recycle still has work in this chunk: finish it first
-                    out += self._execute(waves, xs)
+                    out += self._execute(waves, xs, x)
                     waves, depth = [], {}
                 slot = table.lookup(stream)
             verdict = admit(slot, ts)
@@ -214,7 +218,7 @@ class Engine:
             w.rows.append(row)
             if verdict is reset:
                 w.resets.append(slot)
-        out += self._execute(waves, xs)
+        out += self._execute(waves, xs, x)
         return out
 
     def _sanity(
@@ -251,7 +255,8 @@ class Engine:
         )
         return xs, [(row, items[row]) for row in np.flatnonzero(ok).tolist()]
 
-    def _execute(self, waves: list[_Wave], xs: np.ndarray) -> list[Forecast]:
+    def _execute(self, waves: list[_Wave], xs: np.ndarray, raw: np.ndarray) -> list[Forecast]:
+        """`raw`: the samples' values in original units (n, F), for live quality."""
         table = self.table
         out: list[Forecast] = []
         if self.mode == "window":
@@ -262,19 +267,20 @@ class Engine:
                 for i in range(len(w))
             ]
             self.counters.add("samples", len(flat))
-            return self._windows(flat, xs)
+            return self._windows(flat, xs, raw)
         for w in waves:
             for slot in w.resets:
                 table.reset(slot)
             if len(w) <= MAX_INVOKE:
-                out += self._step(w.slots, w.streams, w.ts, w.rows, xs)
+                out += self._step(w.slots, w.streams, w.ts, w.rows, xs, raw)
                 continue
             for lo in range(0, len(w), MAX_INVOKE):
                 hi = lo + MAX_INVOKE
-                out += self._step(w.slots[lo:hi], w.streams[lo:hi], w.ts[lo:hi], w.rows[lo:hi], xs)
+                part = w.slots[lo:hi], w.streams[lo:hi], w.ts[lo:hi], w.rows[lo:hi]
+                out += self._step(*part, xs, raw)
         return out
 
-    def _windows(self, flat: list[_Flat], xs: np.ndarray) -> list[Forecast]:
+    def _windows(self, flat: list[_Flat], xs: np.ndarray, raw: np.ndarray) -> list[Forecast]:
         """Window mode for planned samples `flat`, in order (a stream's samples in its order)."""
         table = self.table
         out: list[Forecast] = []
@@ -293,13 +299,16 @@ class Engine:
                 ready_streams.append(stream)
                 ready_ts.append(ts)
                 windows.append(win)
+        made: dict[int, np.ndarray] = {}  # index in flat -> its forecast (H, C), for quality
         poisoned: dict[int, int] = {}  # slot -> index in flat of its first non-finite window
         for lo in range(0, len(windows), MAX_INVOKE):
             hi = lo + MAX_INVOKE
             y = self.model.window(np.stack(windows[lo:hi]))  # (B, L, F) -> (B, H, C)
             self.counters.add("invokes")
             if not poisoned and not _maybe_nonfinite(y):
-                out += self._forecasts(ready_streams[lo:hi], ready_ts[lo:hi], y)
+                got = self._forecasts(ready_streams[lo:hi], ready_ts[lo:hi], y)
+                made.update(zip(ready[lo:hi], (f.values for f in got), strict=True))
+                out += got
                 continue
             # rare: a non-finite output, now or earlier in this chunk. Such a stream restarts
             # right after that window, as it would one sample at a time: no forecast from it or
@@ -316,13 +325,17 @@ class Engine:
                     continue
                 keep.append(b)
             idx = [rows[b] for b in keep]
-            out += self._forecasts([flat[i][1] for i in idx], [flat[i][2] for i in idx], y[keep])
+            got = self._forecasts([flat[i][1] for i in idx], [flat[i][2] for i in idx], y[keep])
+            made.update(zip(idx, (f.values for f in got), strict=True))
+            out += got
+        again = [i for i, f in enumerate(flat) if f[0] in poisoned and i > poisoned[f[0]]]
+        if self.quality is not None:  # every step taken, before any restart below
+            self.quality.observe_flat(flat, made, raw, set(again))
         if not poisoned:
             return out
         for slot in poisoned:
             self._reset_nonfinite(slot, flat[poisoned[slot]][1])
-        again = [f for i, f in enumerate(flat) if f[0] in poisoned and i > poisoned[f[0]]]
-        return out + self._windows(again, xs)  # strictly fewer samples: this ends
+        return out + self._windows([flat[i] for i in again], xs, raw)  # fewer samples: this ends
 
     def _reset_nonfinite(self, slot: int, stream: str) -> None:
         """Restart a stream whose model state or output went non-finite; count and log it."""
@@ -335,7 +348,13 @@ class Engine:
         )
 
     def _step(
-        self, ids: list[int], streams: list[str], ts: list[float], rows: list[int], xs: np.ndarray
+        self,
+        ids: list[int],
+        streams: list[str],
+        ts: list[float],
+        rows: list[int],
+        xs: np.ndarray,
+        raw: np.ndarray,
     ) -> list[Forecast]:
         """One invoke of the step model for distinct slots `ids`."""
         table = self.table
@@ -351,17 +370,26 @@ class Engine:
             s[slots] = new
             squares += float(np.vdot(new, new))
         warm = table.count[slots] >= self.min_history
+        finite = None
         if not math.isfinite(squares):
             finite = _finite_rows((y, *new_states), len(ids))
             for b in np.flatnonzero(~finite).tolist():
                 self._reset_nonfinite(ids[b], streams[b])  # zero state, warm-up starts over
             warm &= finite
+        out: list[Forecast] = []
         if warm.all():
-            return self._forecasts(streams, ts, y)
-        if warm.any():
+            out = self._forecasts(streams, ts, y)
+        elif warm.any():
             idx = np.flatnonzero(warm).tolist()
-            return self._forecasts([streams[i] for i in idx], [ts[i] for i in idx], y[idx])
-        return []
+            out = self._forecasts([streams[i] for i in idx], [ts[i] for i in idx], y[idx])
+        if self.quality is not None:
+            values = np.stack([f.values for f in out]) if out else None
+            if finite is None:
+                self.quality.observe(slots, raw[rows], warm, values, streams)
+            else:  # a restarted stream's step is not scored: it starts over from the next
+                names = [n for n, ok in zip(streams, finite.tolist(), strict=True) if ok]
+                self.quality.observe(slots[finite], raw[rows][finite], warm[finite], values, names)
+        return out
 
     def _forecasts(self, streams: list[str], ts: list[float], y: np.ndarray) -> list[Forecast]:
         # (B, H, C) in original units, at the model's float32 precision (what gets published)
@@ -369,14 +397,3 @@ class Engine:
         values = float32_decimals(y.astype(np.float64) * sc.target_std + sc.target_mean)
         self.counters.add("forecasts", len(streams))
         return list(map(Forecast, streams, ts, values))
-
-    def warm_up(self, slot: int, history: np.ndarray) -> None:
-        """Rebuild a stream's state by stepping scaled history (n, F) from zero (stream mode)."""
-        self.table.reset(slot)
-        for row in history:
-            x = row[None, :]
-            states = [s[slot : slot + 1] for s in self.table.states]
-            _, new = self.model.step(x, states)
-            for s, n in zip(self.table.states, new, strict=True):
-                s[slot] = n[0]
-            self.table.push(slot, row)

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from seqcast.edge.clock import clock_synchronised
-from seqcast.edge.config import ConfigError, EdgeConfig, MqttConfig, TopicTemplate, read_password
+from seqcast.edge.config import EdgeConfig, TopicTemplate, read_password
 from seqcast.edge.counters import Counters
 from seqcast.edge.model.bundle import BundleError, read_bundle
 from seqcast.edge.model.runtime import LoadedModel, load_model
 from seqcast.edge.mqtt import InboundMessage, MqttLink
-from seqcast.edge.mqtt.diagnose import reason_of, tls_context
+from seqcast.edge.mqtt.diagnose import check_tls
 from seqcast.edge.path.pipeline import Pipeline
 from seqcast.edge.service.committer import Committer
 from seqcast.edge.service.deploy import Deployer, Host
@@ -40,18 +40,6 @@ READY_TIMEOUT_S = 60.0  # READY=1 even without a broker after this long (then ke
 WATCH_INTERVAL_S = 2.0
 DRAIN_ACKS_S = 5.0  # at shutdown, how long to wait for the broker to take pending forecasts
 CLOCK_JUMP_S = 60.0  # the wall clock moved this much more than monotonic time: it was set
-
-
-def check_tls(cfg: MqttConfig) -> None:
-    """Load the CA, certificate and key now, so a bad file fails at start in one line."""
-    if not cfg.tls.enabled:
-        return
-    try:
-        tls_context(cfg.tls)
-    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
-        raise ConfigError(
-            f"mqtt.tls: cannot load the CA/certificate/key files: {reason_of(e)}"
-        ) from None
 
 
 def load(cfg: EdgeConfig, path: Path | None = None) -> LoadedModel:
@@ -109,6 +97,8 @@ class Daemon:
             streams=cfg.streams,
             output_topic=cfg.output.topic,
             counters=self.counters,
+            quality=cfg.quality,
+            output_format=cfg.output.format,
         )
         check_tls(cfg.mqtt)
         self.link = MqttLink(
@@ -203,7 +193,7 @@ class Daemon:
                 self.notifier.watchdog()
                 next_watchdog = now + self.watchdog_s
             if now >= next_status:
-                self.link.publish_status("online")
+                self._publish_status("online")
                 next_status = now + self.cfg.status.interval_s
             if self.cfg.model.watch and now >= next_watch and self.model_path == self._watched:
                 next_watch = now + WATCH_INTERVAL_S
@@ -324,7 +314,7 @@ class Daemon:
         self.checkpoint()
         self.committer.close()
         self.state.close()
-        self.link.publish_status("offline")
+        self._publish_status("offline")
         self.link.stop()
         self._lock.release()
         c = self.counters
@@ -336,6 +326,12 @@ class Daemon:
             c["streams"],
         )
         return 0
+
+    def _publish_status(self, state: str) -> None:
+        """The status message, and the per-stream live quality on `[quality] topic` (if set)."""
+        if self.cfg.quality_topic:
+            self.link.publish_retained(self.cfg.quality_topic, self.pipeline.quality_message())
+        self.link.publish_status(state)
 
     # -- state across restarts ------------------------------------------------------------------
     def checkpoint(self) -> None:
