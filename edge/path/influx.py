@@ -7,9 +7,9 @@ quantiles: `load`, `load_p10`, `load_p90`), floats as Python prints them (`1e+16
 parse as floats); the timestamp is the step's, in integer nanoseconds. Keyed by stream, step and
 time, a forecast published again after a restart overwrites the same points with the same
 values. Escaping follows the line-protocol reference: commas, equals signs and spaces in tag
-keys, tag values and field keys get a backslash. A stream id with a backslash, a line break or
-a tab, which the protocol cannot carry unambiguously, raises ValueError (counted as
-`encode_errors`, like a non-finite value).
+keys, tag values and field keys get a backslash. A stream id with a backslash or a character
+that is not printable (line breaks, tabs, other spaces than ' '), which the protocol cannot
+carry unambiguously, raises ValueError (counted as `encode_errors`, like a non-finite value).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from collections.abc import Sequence
 import numpy as np
 
 MEASUREMENT = "forecast"
-_UNSAFE = ("\\", "\n", "\r", "\t")
 
 
 def escape_key(text: str) -> str:
@@ -29,8 +28,8 @@ def escape_key(text: str) -> str:
 
 
 def tag_value(text: str, what: str) -> str:
-    if not text or any(c in text for c in _UNSAFE):
-        raise ValueError(f"{what} {text!r} cannot be an InfluxDB tag (empty, \\, tab or newline)")
+    if not text or "\\" in text or not text.isprintable():
+        raise ValueError(f"{what} {text!r} cannot be an InfluxDB tag (empty, \\ or unprintable)")
     return escape_key(text)
 
 
