@@ -8,7 +8,9 @@ scored on the same (step, h) pairs only, so the comparison is fair from the firs
 The rolling MAE covers the last `window` steps in blocks of S = max(1, window // 8) steps: the
 current block and the NB - 1 = window // S - 1 before it, so between window - S + 1 and
 window steps (exactly `window` below 8 steps). Blocks keep the memory at N·NB·H numbers instead
-of N·window·H (10,000 streams, horizon 24: 30 MB instead of 1.1 GB at window 288).
+of N·window·H (10,000 streams, horizon 24, window 288: 38 MB instead of 1.1 GB). The H
+forecasts still due take N·H·H·T more (46 MB more at horizon 24, 1.3 MB at horizon 4); pages of
+slots never used are never touched, so they take no memory.
 
 A stream drifts when its model MAE (mean over the horizon steps scored) has been above
 persistence's at `drift_after` consecutive scored steps; it recovers at the first step where it
@@ -67,12 +69,14 @@ class Quality:
         self.actual = np.zeros((n, h, t))  # actual of step i at i % H (persistence's origin)
         self.forecast = np.zeros((n, h, h, t))  # forecast of origin o at o % H: rows for o+1..o+H
         self.origin = np.full((n, h), -1, np.int64)  # which origin each forecast row holds
-        self.model_sum = np.zeros((n, self.blocks, h))  # absolute errors per block and step
-        self.naive_sum = np.zeros((n, self.blocks, h))
-        self.scored = np.zeros((n, self.blocks, h), np.int64)  # errors in each sum
+        self.sums = np.zeros((n, self.blocks, h, 2))  # absolute errors per block: model, naive
+        self.counts = np.zeros((n, self.blocks, h), np.int32)  # errors in each block's sums
+        self.totals = np.zeros((n, h, 2))  # the sums over the window's blocks
+        self.total_n = np.zeros((n, h), np.int32)
         self.worse_run = np.zeros(n, np.int64)  # consecutive scored steps worse than persistence
         self.drifting = np.zeros(n, bool)
         self._h = np.arange(1, h + 1)  # (H,)
+        self._rows = self._h - 1
 
     @property
     def enabled(self) -> bool:
@@ -81,9 +85,10 @@ class Quality:
     def reset(self, slot: int) -> None:
         self.step[slot] = 0
         self.origin[slot] = -1
-        self.model_sum[slot] = 0.0
-        self.naive_sum[slot] = 0.0
-        self.scored[slot] = 0
+        self.sums[slot] = 0.0
+        self.counts[slot] = 0
+        self.totals[slot] = 0.0
+        self.total_n[slot] = 0
         self.worse_run[slot] = 0
         self.drifting[slot] = False
 
@@ -99,13 +104,80 @@ class Quality:
         units; `forecasts` (b, H, C), as published, were made at that step where `made` (B,)."""
         if not len(slots):
             return
-        self._score(slots, values[:, self.actual_columns], streams)
+        step = self.step[slots]  # (B,) this step's index
+        actual = values[:, self.actual_columns]  # (B, T)
+        self._score(slots, step, actual, streams)
+        at = step % self.horizon
+        self.actual[slots, at] = actual
+        self.step[slots] = step + 1
         if forecasts is not None and len(forecasts):
-            fslots = slots[made]
-            origin = self.step[fslots] - 1
-            pos = origin % self.horizon
-            self.forecast[fslots, pos] = forecasts[:, :, self.forecast_columns]
-            self.origin[fslots, pos] = origin
+            fslots, fat = slots[made], at[made]
+            self.forecast[fslots, fat] = forecasts[:, :, self.forecast_columns]
+            self.origin[fslots, fat] = step[made]
+
+    def _score(
+        self, slots: np.ndarray, step: np.ndarray, actual: np.ndarray, streams: Sequence[str]
+    ) -> None:
+        block = (step // self.block) % self.blocks  # (B,)
+        fresh = step % self.block == 0  # a block's first step: it replaces the oldest block
+        if fresh.any():
+            stale, at = slots[fresh], block[fresh]
+            self.sums[stale, at] = 0.0
+            self.counts[stale, at] = 0
+            self.totals[stale] = self.sums[stale].sum(axis=1)
+            self.total_n[stale] = self.counts[stale].sum(axis=1)
+        origin = step[:, None] - self._h  # (B, H): where each horizon step's forecast was made
+        rows, pos = slots[:, None], origin % self.horizon
+        due = self.origin[rows, pos] == origin  # (B, H): a forecast was made there
+        if not due.any():
+            return
+        now = actual[:, None, :]
+        model = np.abs(self.forecast[rows, pos, self._rows] - now)  # (B, H, T)
+        naive = np.abs(self.actual[rows, pos] - now)
+        err = np.stack([model, naive], axis=2)  # (B, H, 2, T)
+        err = err.mean(axis=3) if actual.shape[1] > 1 else err[..., 0]  # (B, H, 2)
+        err[~due] = 0.0
+        self.sums[slots, block] += err
+        self.counts[slots, block] += due
+        self.totals[slots] += err
+        self.total_n[slots] += due
+        self._judge(slots, due.any(axis=1), streams)
+
+    def _judge(self, slots: np.ndarray, scored: np.ndarray, streams: Sequence[str]) -> None:
+        """Drift bookkeeping: slots where `scored` just scored at least one horizon step."""
+        model, naive = self._mae(slots)
+        run = self.worse_run[slots]
+        run = np.where(scored, np.where(model > naive, run + 1, 0), run)
+        self.worse_run[slots] = run
+        now = run >= self.drift_after
+        was = self.drifting[slots]
+        if (now == was).all():
+            return
+        self.drifting[slots] = now
+        flagged, cleared = now & ~was, was & ~now
+        if cleared.any():
+            self.counters.add("quality_drift_cleared", int(cleared.sum()))
+        if flagged.any():
+            self.counters.add("quality_drift_flagged", int(flagged.sum()))
+            first = int(np.flatnonzero(flagged)[0])
+            name = streams[first] if streams else f"slot {int(slots[first])}"
+            self._warn(
+                "drift",
+                "stream %r drifting: its forecasts have been worse than persistence for %d "
+                "scored steps (MAE %.4g vs %.4g)",
+                name,
+                int(run[first]),
+                model[first],
+                naive[first],
+            )
+
+    def _mae(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model and persistence MAE per slot (B,), each the mean over the steps scored."""
+        n = self.total_n[slots]  # (B, H)
+        seen = n > 0
+        per_step = self.totals[slots] / np.maximum(n, 1)[:, :, None]  # (B, H, 2); 0 unseen
+        mean = per_step.sum(axis=1) / np.maximum(seen.sum(axis=1), 1)[:, None]  # (B, 2)
+        return mean[:, 0], mean[:, 1]
 
     def observe_flat(
         self,
@@ -133,86 +205,22 @@ class Quality:
                 self.observe(slots, values[rows], mask, np.stack(got) if got else None, names)
             run, seen = ([i], {flat[i][0]}) if i >= 0 else ([], set())
 
-    def _score(self, slots: np.ndarray, actual: np.ndarray, streams: Sequence[str]) -> None:
-        step = self.step[slots]  # (B,) this step's index
-        origin = step[:, None] - self._h  # (B, H)
-        pos = origin % self.horizon
-        rows = slots[:, None]
-        ok = self.origin[rows, pos] == origin  # (B, H): a forecast was made there
-        scoring = ok.any(axis=1)
-        block = (step // self.block) % self.blocks  # (B,)
-        fresh = step % self.block == 0  # the first step of a block: it drops the oldest block
-        if fresh.any():
-            stale, at = slots[fresh], block[fresh]
-            self.model_sum[stale, at] = 0.0
-            self.naive_sum[stale, at] = 0.0
-            self.scored[stale, at] = 0
-        if scoring.any():
-            predicted = self.forecast[rows, pos, self._h - 1]  # (B, H, T)
-            before = self.actual[rows, pos]  # (B, H, T): the actual at each origin
-            now = actual[:, None, :]
-            model_err = np.where(ok, np.abs(predicted - now).mean(axis=2), 0.0)
-            naive_err = np.where(ok, np.abs(before - now).mean(axis=2), 0.0)
-            self.model_sum[slots, block] += model_err
-            self.naive_sum[slots, block] += naive_err
-            self.scored[slots, block] += ok
-            self._judge(slots[scoring], streams, np.flatnonzero(scoring))
-        self.actual[slots, step % self.horizon] = actual
-        self.step[slots] = step + 1
-
-    def _judge(self, slots: np.ndarray, streams: Sequence[str], index: np.ndarray) -> None:
-        """Drift bookkeeping for slots that scored at least one horizon step just now."""
-        model, naive = self._mae(slots)
-        worse = model > naive
-        run = np.where(worse, self.worse_run[slots] + 1, 0)
-        self.worse_run[slots] = run
-        now = run >= self.drift_after
-        was = self.drifting[slots]
-        self.drifting[slots] = now
-        flagged, cleared = now & ~was, was & ~now
-        if cleared.any():
-            self.counters.add("quality_drift_cleared", int(cleared.sum()))
-        if flagged.any():
-            self.counters.add("quality_drift_flagged", int(flagged.sum()))
-            first = int(np.flatnonzero(flagged)[0])
-            name = streams[int(index[first])] if streams else f"slot {int(slots[first])}"
-            self._warn(
-                "drift",
-                "stream %r drifting: its forecasts have been worse than persistence for %d "
-                "scored steps (MAE %.4g vs %.4g)",
-                name,
-                int(run[first]),
-                model[first],
-                naive[first],
-            )
-
-    def _mae(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Model and persistence MAE per slot (B,), each the mean over the steps scored."""
-        n = self.scored[slots].sum(axis=1)  # (B, H)
-        seen = n > 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            model = np.where(seen, self.model_sum[slots].sum(axis=1) / n, 0.0)
-            naive = np.where(seen, self.naive_sum[slots].sum(axis=1) / n, 0.0)
-        steps = np.maximum(seen.sum(axis=1), 1)
-        return model.sum(axis=1) / steps, naive.sum(axis=1) / steps
-
     def snapshot(self, streams: Sequence[tuple[str, int]]) -> dict[str, Any]:
         """Per stream (name, slot) that scored something: MAE per horizon step (None where
         nothing was scored yet), persistence's, steps scored in the window, drifting."""
         per: dict[str, dict[str, Any]] = {}
         if self.enabled and streams:
             slots = np.fromiter((s for _, s in streams), np.int64, len(streams))
-            n = self.scored[slots].sum(axis=1)  # (B, H)
+            n = self.total_n[slots]  # (B, H)
             with np.errstate(invalid="ignore", divide="ignore"):
-                model = self.model_sum[slots].sum(axis=1) / n
-                naive = self.naive_sum[slots].sum(axis=1) / n
+                mae = self.totals[slots] / n[:, :, None]  # (B, H, 2); NaN where not scored
             for b, (name, slot) in enumerate(streams):
-                if n[b, 0] == 0:
+                if n[b].max() == 0:
                     continue
                 per[name] = {
-                    "mae": [_number(v) for v in model[b]],
-                    "persistence_mae": [_number(v) for v in naive[b]],
-                    "n": int(n[b, 0]),
+                    "mae": [_number(v) for v in mae[b, :, 0]],
+                    "persistence_mae": [_number(v) for v in mae[b, :, 1]],
+                    "n": int(n[b].max()),
                     "drifting": bool(self.drifting[slot]),
                 }
         models = [np.nanmean(np.asarray(s["mae"], float)) for s in per.values()]
