@@ -28,6 +28,11 @@ __all__ = ["markdown", "plot", "run"]
 
 TS0 = B.TS0  # 2001, on the bundles' grid
 BASE = B.BundleSpec(48, "lstm", "float32")
+# the daemon beside itself with one feature off, same floods, interleaved: that feature's cost
+VARIANTS: dict[str, dict[str, Any]] = {
+    "unaligned": {"align": "off"},  # streams.align = "off": the aligner's cost
+    "unscored": {"quality": False},  # [quality] enabled = false: live scoring's cost
+}
 
 
 def _start(
@@ -35,7 +40,6 @@ def _start(
 ) -> Running:
     if kind == "relay":
         return start_relay(port, work, qos)
-    align = "off" if kind == "unaligned" else "mean"  # unaligned: the daemon without its aligner
     return start_daemon(
         port,
         bundle,
@@ -45,7 +49,7 @@ def _start(
         qos_out=qos,
         max_streams=10000,
         queue_size=queue,
-        align=align,
+        **VARIANTS.get(kind, {}),
     )
 
 
@@ -196,8 +200,8 @@ def run(quick: bool, cache: Path) -> dict[str, Any]:
             os.sched_setaffinity(broker.proc.pid, {pinned})
         work, port = Path(tmp), broker.port
         for n in stream_counts:
-            # the aligner's cost: the same flood with `streams.align = "off"`, at the head figure
-            kinds = ("relay", "daemon", "unaligned") if n in (100, 1000) else ("relay", "daemon")
+            # each feature's cost: the same flood without it (VARIANTS), at the head figures
+            kinds = ("relay", "daemon", *VARIANTS) if n in (100, 1000) else ("relay", "daemon")
             for _ in range(repeats):
                 for kind in kinds:
                     thr.append(throughput(kind, port, bundle, work, n, messages, qos=0))

@@ -33,17 +33,23 @@ def summarize(thr: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             for kind in ("relay", "daemon")
         }
-        una = [r for r in thr if (r["streams"], r["qos"], r["kind"]) == (n, qos, "unaligned")]
-        u_out = summary([r["forecasts_per_s"] for r in una])
-        u_cpu = summary([r["cpu_us_per_msg"] for r in una if "cpu_us_per_msg" in r])
-        aligned = d_out["median"] / u_out["median"] if u_out["n"] and d_out["n"] else None
+        without = {}
+        for kind in ("unaligned", "unscored"):  # the daemon with one feature off (bench/e2e.py)
+            runs = [r for r in thr if (r["streams"], r["qos"], r["kind"]) == (n, qos, kind)]
+            k_out = summary([r["forecasts_per_s"] for r in runs])
+            k_cpu = summary([r["cpu_us_per_msg"] for r in runs if "cpu_us_per_msg" in r])
+            ratio_k = d_out["median"] / k_out["median"] if k_out["n"] and d_out["n"] else None
+            without[kind] = (k_out, k_cpu, ratio_k)
         out.append(
             {
                 "streams": n,
                 "qos": qos,
-                "unaligned_forecasts_per_s": u_out,  # streams.align = "off"
-                "unaligned_cpu_us": u_cpu,
-                "aligned_over_unaligned": aligned,
+                "unaligned_forecasts_per_s": without["unaligned"][0],  # streams.align = "off"
+                "unaligned_cpu_us": without["unaligned"][1],
+                "aligned_over_unaligned": without["unaligned"][2],
+                "unscored_forecasts_per_s": without["unscored"][0],  # [quality] enabled = false
+                "unscored_cpu_us": without["unscored"][1],
+                "scored_over_unscored": without["unscored"][2],
                 "relay_per_s": relay,
                 "daemon_forecasts_per_s": d_out,
                 "daemon_samples_per_s": d_in,
@@ -68,7 +74,15 @@ def targets_of(rows: list[dict[str, Any]], lat: list[dict[str, Any]], quick: boo
         if x["kind"] == "daemon" and x["rate"] == 1000.0 and x["ms"]["p99"]
     ]
     aligned = head.get("aligned_over_unaligned") if head else None
+    scored = head.get("scored_over_unscored") if head else None
     return [
+        target(
+            f"live scoring's cost: throughput with / without ([quality] on / off, {n} streams)",
+            None if scored is None else 100 * scored,
+            95,
+            ">=",
+            "%",
+        ),
         target(
             f"aligning's cost: throughput with / without (align = mean / off, {n} streams)",
             None if aligned is None else 100 * aligned,
@@ -161,6 +175,19 @@ def markdown(doc: dict[str, Any]) -> str:
                 "µs/msg"
                 for r in doc["summary"]
                 if r.get("aligned_over_unaligned")
+            )
+            + ".",
+            "",
+            "Live scoring (`[quality]`, on by default) against the same daemon with `enabled = "
+            "false`, same floods, interleaved: "
+            + "; ".join(
+                f"{r['streams']} streams: {r['daemon_forecasts_per_s']['median']:,.0f} vs "
+                f"{r['unscored_forecasts_per_s']['median']:,.0f} forecasts/s "
+                f"({100 * r['scored_over_unscored']:.0f}%), CPU "
+                f"{r['daemon_cpu_us']['median']:.1f} vs {r['unscored_cpu_us']['median']:.1f} "
+                "µs/msg"
+                for r in doc["summary"]
+                if r.get("scored_over_unscored")
             )
             + ".",
             "",
