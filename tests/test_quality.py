@@ -32,8 +32,11 @@ def test_block_sizes_keep_the_window_at_most_window_steps() -> None:
     assert block_size(7) == 1  # exact below 8 steps
 
 
-@pytest.mark.parametrize("window,drift_after", [(5, 2), (20, 4), (64, 30)])
-def test_the_scorer_equals_the_offline_computation(window: int, drift_after: int) -> None:
+@pytest.mark.parametrize(
+    "window,drift_after,solo", [(5, 2, False), (20, 4, False), (64, 30, False), (20, 4, True)]
+)
+def test_the_scorer_equals_the_offline_computation(window: int, drift_after: int, solo) -> None:
+    """`solo`: one stream per call (the scorer's path for a single slot)."""
     rng = np.random.default_rng(window)
     horizon, n_streams, steps, F, C = 4, 5, 90, 3, 3  # two targets: features 0 and 2
     counters = Counters()
@@ -48,6 +51,7 @@ def test_the_scorer_equals_the_offline_computation(window: int, drift_after: int
     warm = 3  # forecasts from each stream's 3rd step on (min_history)
     while min(step) < steps:
         live = [s for s in range(n_streams) if step[s] < steps and rng.random() < 0.8]
+        live = live[:1] if solo else live
         if not live:
             continue
         slots = np.array(live) + 2  # slots need not be the stream numbers

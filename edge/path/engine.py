@@ -377,23 +377,25 @@ class Engine:
                 self._reset_nonfinite(ids[b], streams[b])  # zero state, warm-up starts over
             warm &= finite
         out: list[Forecast] = []
+        values = None  # (b, H, C) as published
         if warm.all():
-            out = self._forecasts(streams, ts, y)
+            values = self._published(y)
+            out = list(map(Forecast, streams, ts, values))
         elif warm.any():
             idx = np.flatnonzero(warm).tolist()
-            out = self._forecasts([streams[i] for i in idx], [ts[i] for i in idx], y[idx])
-        if self.quality is not None:
-            values = np.stack([f.values for f in out]) if out else None
-            if finite is None:
-                self.quality.observe(slots, raw[rows], warm, values, streams)
-            else:  # a restarted stream's step is not scored: it starts over from the next
-                names = [n for n, ok in zip(streams, finite.tolist(), strict=True) if ok]
-                self.quality.observe(slots[finite], raw[rows][finite], warm[finite], values, names)
+            values = self._published(y[idx])
+            out = list(map(Forecast, [streams[i] for i in idx], [ts[i] for i in idx], values))
+        if self.quality is not None:  # a restarted stream's step is not scored: it starts over
+            ok = slice(None) if finite is None else finite
+            names = streams if finite is None else [streams[b] for b in np.flatnonzero(finite)]
+            self.quality.observe(slots[ok], raw[rows][ok], warm[ok], values, names)
         return out
 
     def _forecasts(self, streams: list[str], ts: list[float], y: np.ndarray) -> list[Forecast]:
-        # (B, H, C) in original units, at the model's float32 precision (what gets published)
+        return list(map(Forecast, streams, ts, self._published(y)))
+
+    def _published(self, y: np.ndarray) -> np.ndarray:
+        """(B, H, C) in original units, at the model's float32 precision (what gets published)."""
         sc = self.scaling
-        values = float32_decimals(y.astype(np.float64) * sc.target_std + sc.target_mean)
-        self.counters.add("forecasts", len(streams))
-        return list(map(Forecast, streams, ts, values))
+        self.counters.add("forecasts", len(y))
+        return float32_decimals(y.astype(np.float64) * sc.target_std + sc.target_mean)
