@@ -180,7 +180,7 @@ class Engine:
         """items: (stream, ts, values in feature order), in arrival order."""
         if not items:
             return []
-        x = np.asarray([v for _, _, v in items], np.float64)  # (n, F)
+        x = np.asarray([v for _, _, v in items], np.float64)  # (n, F); live quality's `raw`
         todo: Iterable[tuple[int, tuple[str, float, tuple[float, ...]]]] = enumerate(items)
         if self._in_range(items, x):  # the usual case
             xs = ((x - self.scaling.feature_mean) / self.scaling.feature_std).astype(np.float32)
@@ -256,7 +256,6 @@ class Engine:
         return xs, [(row, items[row]) for row in np.flatnonzero(ok).tolist()]
 
     def _execute(self, waves: list[_Wave], xs: np.ndarray, raw: np.ndarray) -> list[Forecast]:
-        """`raw`: the samples' values in original units (n, F), for live quality."""
         table = self.table
         out: list[Forecast] = []
         if self.mode == "window":
@@ -377,7 +376,7 @@ class Engine:
                 self._reset_nonfinite(ids[b], streams[b])  # zero state, warm-up starts over
             warm &= finite
         out: list[Forecast] = []
-        values = None  # (b, H, C) as published
+        values = None  # (b, H, C) as published, for live quality
         if warm.all():
             values = self._published(y)
             out = list(map(Forecast, streams, ts, values))
