@@ -200,17 +200,21 @@ def wheel(seqcast_wheel: Path) -> Path:
     return seqcast_wheel
 
 
+# what the edge suite needs beside the edge extra (test_influx.py: a real line-protocol parser)
+EDGE_TEST_TOOLS = ("pytest", "hypothesis", "line-protocol-parser")
+
+
 @pytest.fixture(scope="session")
 def edge_venv(installed_root: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The venv `deploy/install.sh` made with `seqcast[edge]` from the wheel (the test run's one
-    device venv), plus pytest and hypothesis for the edge suite: its bin/. Shared by
+    device venv), plus the edge suite's test tools (EDGE_TEST_TOOLS): its bin/. Shared by
     tests/test_wheel.py (the edge suite there) and tests/test_fleet.py (three daemons from it)."""
     where = installed_root.root / "opt/seqcast/venv"
 
     def add_test_tools(folder: Path) -> str:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         proc = subprocess.run(
-            [str(where / "bin/python"), "-m", "pip", "install", "-q", "pytest", "hypothesis"],
+            [str(where / "bin/python"), "-m", "pip", "install", "-q", *EDGE_TEST_TOOLS],
             capture_output=True,
             text=True,
             timeout=600,
