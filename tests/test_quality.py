@@ -142,3 +142,32 @@ def test_the_pipeline_scores_what_it_published(small_bundle, mode: str) -> None:
         assert all(v is not None for v in got["mae"])  # every horizon step was scored
     assert pipe.counters["quality_drift_flagged"] == sum(w.flagged for w in want.values())
     assert json.loads(pipe.quality_message())["streams"] == live["streams"]
+
+
+def test_the_quality_section_is_checked_at_start() -> None:
+    from seqcast.edge.config import ConfigError, parse_config
+
+    cfg = parse_config(
+        {
+            "model": {"path": "m"},
+            "mqtt": {"client_id": "dev-1"},
+            "quality": {"window": 96, "topic": "seqcast/{client_id}/quality"},
+        }
+    )
+    assert (cfg.quality.enabled, cfg.quality.window, cfg.quality_topic) == (
+        True,
+        96,
+        "seqcast/dev-1/quality",
+    )
+    assert parse_config({"model": {"path": "m"}}).quality_topic == ""  # off by default
+    bad = [
+        ({"window": 0}, "quality.window"),
+        ({"drift_after": 0}, "quality.drift_after"),
+        ({"topic": "q/+/x"}, "quality.topic"),
+        ({"topic": "sensors/x/data"}, "quality.topic"),  # would be read back as input
+    ]
+    for section, key in bad:
+        with pytest.raises(ConfigError, match=key):
+            parse_config({"model": {"path": "m"}, "quality": section})
+    with pytest.raises(ConfigError, match="output.format"):
+        parse_config({"model": {"path": "m"}, "output": {"format": "csv"}})
