@@ -171,3 +171,19 @@ def test_the_quality_section_is_checked_at_start() -> None:
             parse_config({"model": {"path": "m"}, "quality": section})
     with pytest.raises(ConfigError, match="output.format"):
         parse_config({"model": {"path": "m"}, "output": {"format": "csv"}})
+
+
+@pytest.mark.tflite
+def test_with_quality_off_the_snapshot_keeps_its_shape(small_bundle) -> None:
+    from seqcast.edge.config import QualityConfig
+    from seqcast.edge.model.bundle import read_bundle
+    from seqcast.edge.model.runtime import load_model
+    from seqcast.edge.path.pipeline import Pipeline
+
+    model, _ = load_model(read_bundle(small_bundle), isolate=False)
+    on = Pipeline(model).quality_snapshot()
+    off = Pipeline(model, quality=QualityConfig(enabled=False))
+    assert off.quality is None and off.engine.quality is None and off.table.on_reset is None
+    got = off.quality_snapshot()
+    assert got["streams"] == {} and set(got["summary"]) == set(on["summary"])
+    assert got["summary"]["streams_scored"] == 0

@@ -186,8 +186,9 @@ class Pipeline:
     def quality_snapshot(self) -> dict[str, Any]:
         """Live forecast quality (path/quality.py): per stream `mae` and `persistence_mae` per
         horizon step, `n` steps scored, `drifting`; and a `summary`. Read-only."""
-        if self.quality is None:
-            return {"streams": {}, "summary": {"streams_scored": 0, "streams_drifting": 0}}
+        if self.quality is None:  # off, or no target is an input: nothing to score
+            qc = self.quality_config
+            return Quality(0, 0, [], [], qc.window, qc.drift_after, self.counters).snapshot([])
         return self.quality.snapshot(self.table.items())
 
     def quality_message(self) -> bytes:
