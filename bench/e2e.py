@@ -15,7 +15,10 @@ sample's publish to its forecast's arrival, matched by (stream, ts): no change t
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,14 @@ __all__ = ["markdown", "plot", "run"]
 
 TS0 = B.TS0  # 2001, on the bundles' grid
 BASE = B.BundleSpec(48, "lstm", "float32")
+# the daemon beside itself with one feature off, same floods, interleaved: that feature's cost
+VARIANTS: dict[str, dict[str, Any]] = {
+    "unaligned": {"align": "off"},  # streams.align = "off": the aligner's cost
+    "unscored": {"quality": False},  # [quality] enabled = false: live scoring's cost
+}
+# ... and with one feature on that is off by default: [metrics] listen, scraped every second
+SCRAPED = "scraped"
+SCRAPE_EVERY_S = 1.0
 
 
 def _start(
@@ -42,7 +53,6 @@ def _start(
 ) -> Running:
     if kind == "relay":
         return start_relay(port, work, qos)
-    align = "off" if kind == "unaligned" else "mean"  # unaligned: the daemon without its aligner
     return start_daemon(
         port,
         bundle,
@@ -52,8 +62,8 @@ def _start(
         qos_out=qos,
         max_streams=10000,
         queue_size=queue,
-        align=align,
         metrics_listen=metrics_listen,
+        **VARIANTS.get(kind, {}),
     )
 
 
@@ -76,6 +86,37 @@ def _warm(run: Running, port: int, streams: int, seq_len: int) -> None:
         raise RuntimeError(f"warm-up of {streams} streams did not finish:\n{run.log_tail()}")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Scraper:
+    """GET /metrics every SCRAPE_EVERY_S on a thread, as a Prometheus server would."""
+
+    def __init__(self, listen: str) -> None:
+        self.url, self.done, self.count = f"http://{listen}/metrics", threading.Event(), 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as reply:
+                    reply.read()
+                self.count += 1
+            except OSError:  # stopping
+                pass
+            if self.done.wait(SCRAPE_EVERY_S):
+                return
+
+    def stop(self) -> int:
+        self.done.set()
+        self.thread.join()
+        return self.count
+
+
 def throughput(
     kind: str,
     port: int,
@@ -89,7 +130,10 @@ def throughput(
 ) -> dict[str, Any]:
     """One flood; `root`: the daemon's `edge` package comes from there (see bench/ab.py);
     `metrics_listen`: its `[metrics] listen`."""
+    if kind == SCRAPED:
+        metrics_listen = f"127.0.0.1:{_free_port()}"
     run = _start(kind, port, bundle, work, qos, 2_000_000, root, metrics_listen)
+    scraping = _Scraper(metrics_listen) if metrics_listen else None
     try:
         _warm(run, port, streams, BASE.seq_len)
         rounds = max(1, messages // streams)
@@ -112,6 +156,7 @@ def throughput(
         cpu = run.cpu_s() - cpu0
         after = run.counters() if kind != "relay" else {}
     finally:
+        scrapes = scraping.stop() if scraping else 0
         code = run.stop()
     seconds = max(1e-9, (got["last_ns"] - pub["start_ns"]) / 1e9)
     samples = (
@@ -131,6 +176,8 @@ def throughput(
         "start_s": run.start_s,
         "exit_code": code,
     }
+    if scraping:
+        r["scrapes"] = scrapes
     if kind != "relay":
         r["counters"] = {
             k: after.get(k, 0) - before.get(k, 0)
@@ -206,8 +253,9 @@ def run(quick: bool, cache: Path) -> dict[str, Any]:
             os.sched_setaffinity(broker.proc.pid, {pinned})
         work, port = Path(tmp), broker.port
         for n in stream_counts:
-            # the aligner's cost: the same flood with `streams.align = "off"`, at the head figure
-            kinds = ("relay", "daemon", "unaligned") if n in (100, 1000) else ("relay", "daemon")
+            # each feature's cost: the same flood without it (VARIANTS), at the head figures
+            variants = (*VARIANTS, SCRAPED)
+            kinds = ("relay", "daemon", *variants) if n in (100, 1000) else ("relay", "daemon")
             for _ in range(repeats):
                 for kind in kinds:
                     thr.append(throughput(kind, port, bundle, work, n, messages, qos=0))

@@ -33,17 +33,31 @@ def summarize(thr: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             for kind in ("relay", "daemon")
         }
-        una = [r for r in thr if (r["streams"], r["qos"], r["kind"]) == (n, qos, "unaligned")]
-        u_out = summary([r["forecasts_per_s"] for r in una])
-        u_cpu = summary([r["cpu_us_per_msg"] for r in una if "cpu_us_per_msg" in r])
-        aligned = d_out["median"] / u_out["median"] if u_out["n"] and d_out["n"] else None
+        without = {}
+        # the daemon with one feature off, or (scraped) with [metrics] on (bench/e2e.py):
+        # the ratio is always with the feature / without it
+        for kind in ("unaligned", "unscored", "scraped"):
+            runs = [r for r in thr if (r["streams"], r["qos"], r["kind"]) == (n, qos, kind)]
+            k_out = summary([r["forecasts_per_s"] for r in runs])
+            k_cpu = summary([r["cpu_us_per_msg"] for r in runs if "cpu_us_per_msg" in r])
+            ratio_k = None
+            if k_out["n"] and d_out["n"]:
+                with_, without_ = (k_out, d_out) if kind == "scraped" else (d_out, k_out)
+                ratio_k = with_["median"] / without_["median"]
+            without[kind] = (k_out, k_cpu, ratio_k)
         out.append(
             {
                 "streams": n,
                 "qos": qos,
-                "unaligned_forecasts_per_s": u_out,  # streams.align = "off"
-                "unaligned_cpu_us": u_cpu,
-                "aligned_over_unaligned": aligned,
+                "unaligned_forecasts_per_s": without["unaligned"][0],  # streams.align = "off"
+                "unaligned_cpu_us": without["unaligned"][1],
+                "aligned_over_unaligned": without["unaligned"][2],
+                "unscored_forecasts_per_s": without["unscored"][0],  # [quality] enabled = false
+                "unscored_cpu_us": without["unscored"][1],
+                "scored_over_unscored": without["unscored"][2],
+                "scraped_forecasts_per_s": without["scraped"][0],  # [metrics] on, scraped 1/s
+                "scraped_cpu_us": without["scraped"][1],
+                "scraped_over_default": without["scraped"][2],
                 "relay_per_s": relay,
                 "daemon_forecasts_per_s": d_out,
                 "daemon_samples_per_s": d_in,
@@ -68,7 +82,24 @@ def targets_of(rows: list[dict[str, Any]], lat: list[dict[str, Any]], quick: boo
         if x["kind"] == "daemon" and x["rate"] == 1000.0 and x["ms"]["p99"]
     ]
     aligned = head.get("aligned_over_unaligned") if head else None
+    scored = head.get("scored_over_unscored") if head else None
+    scraped = head.get("scraped_over_default") if head else None
     return [
+        target(
+            f"metrics' cost: throughput with / without ([metrics] scraped every second / off, "
+            f"{n} streams)",
+            None if scraped is None else 100 * scraped,
+            95,
+            ">=",
+            "%",
+        ),
+        target(
+            f"live scoring's cost: throughput with / without ([quality] on / off, {n} streams)",
+            None if scored is None else 100 * scored,
+            95,
+            ">=",
+            "%",
+        ),
         target(
             f"aligning's cost: throughput with / without (align = mean / off, {n} streams)",
             None if aligned is None else 100 * aligned,
@@ -161,6 +192,32 @@ def markdown(doc: dict[str, Any]) -> str:
                 "µs/msg"
                 for r in doc["summary"]
                 if r.get("aligned_over_unaligned")
+            )
+            + ".",
+            "",
+            "Live scoring (`[quality]`, on by default) against the same daemon with `enabled = "
+            "false`, same floods, interleaved: "
+            + "; ".join(
+                f"{r['streams']} streams: {r['daemon_forecasts_per_s']['median']:,.0f} vs "
+                f"{r['unscored_forecasts_per_s']['median']:,.0f} forecasts/s "
+                f"({100 * r['scored_over_unscored']:.0f}%), CPU "
+                f"{r['daemon_cpu_us']['median']:.1f} vs {r['unscored_cpu_us']['median']:.1f} "
+                "µs/msg"
+                for r in doc["summary"]
+                if r.get("scored_over_unscored")
+            )
+            + ".",
+            "",
+            "Prometheus metrics (`[metrics] listen`, off by default) on and scraped every second, "
+            "against the same daemon without them, same floods, interleaved: "
+            + "; ".join(
+                f"{r['streams']} streams: {r['scraped_forecasts_per_s']['median']:,.0f} vs "
+                f"{r['daemon_forecasts_per_s']['median']:,.0f} forecasts/s "
+                f"({100 * r['scraped_over_default']:.0f}%), CPU "
+                f"{r['scraped_cpu_us']['median']:.1f} vs {r['daemon_cpu_us']['median']:.1f} "
+                "µs/msg"
+                for r in doc["summary"]
+                if r.get("scraped_over_default")
             )
             + ".",
             "",

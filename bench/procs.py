@@ -33,6 +33,7 @@ def daemon_config(
     status_interval_s: float = 0.5,
     align: str = "mean",
     metrics_listen: str = "",
+    quality: bool = True,
 ) -> Path:
     sections: dict[str, dict[str, Any]] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": client_id, "qos_in": qos_in},
@@ -50,6 +51,8 @@ def daemon_config(
     }
     if metrics_listen:  # only then: a variant from before [metrics] refuses the unknown section
         sections["metrics"] = {"listen": metrics_listen}
+    if not quality:  # only when off: an older checkout (bench/ab.py) has no [quality] section
+        sections["quality"] = {"enabled": False}
     lines = []
     for name, values in sections.items():
         lines.append(f"[{name}]")

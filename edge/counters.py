@@ -44,6 +44,9 @@ CATALOG: dict[str, str] = {
     "streams_aligned": "samples averaged into (or replaced in) an interval with other samples",
     "streams_filled": "missing intervals filled by linear interpolation (up to max_fill)",
     "streams_dropped_stale": "samples dropped: their interval was already stepped",
+    # live forecast quality (path/quality.py; main thread)
+    "quality_drift_flagged": "streams flagged drifting: worse than persistence for drift_after",
+    "quality_drift_cleared": "drifting streams no longer worse than persistence",
     # the MQTT link (paho's thread and the main thread)
     "mqtt_received": "messages the broker delivered on the input subscription",
     "mqtt_dropped_queue_full": "messages dropped because the inbox was full",

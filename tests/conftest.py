@@ -200,13 +200,15 @@ def wheel(seqcast_wheel: Path) -> Path:
     return seqcast_wheel
 
 
-EDGE_TEST_TOOLS = ["pytest", "hypothesis", "jinja2"]  # jinja2: tests/test_homeassistant.py
+# what the edge suite needs beside the edge extra (test_homeassistant.py: jinja2 renders the
+# discovery templates; test_influx.py: a real line-protocol parser)
+EDGE_TEST_TOOLS = ("pytest", "hypothesis", "jinja2", "line-protocol-parser")
 
 
 @pytest.fixture(scope="session")
 def edge_venv(installed_root: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The venv `deploy/install.sh` made with `seqcast[edge]` from the wheel (the test run's one
-    device venv), plus pytest, hypothesis and jinja2 for the edge suite: its bin/. Shared by
+    device venv), plus the edge suite's test tools (EDGE_TEST_TOOLS): its bin/. Shared by
     tests/test_wheel.py (the edge suite there) and tests/test_fleet.py (three daemons from it)."""
     where = installed_root.root / "opt/seqcast/venv"
 

@@ -73,10 +73,18 @@ def test_quick_benchmarks_write_results(tmp_path: Path) -> None:
     e2e = docs["e2e"]
     assert {(r["kind"], r["streams"]) for r in e2e["throughput"]} == {
         (k, n) for k in ("relay", "daemon") for n in (1, 100)
-    } | {("unaligned", 100)}  # the aligner's cost, beside the daemon with align = "off"
+    } | {
+        ("unaligned", 100),
+        ("unscored", 100),
+        ("scraped", 100),
+    }  # align off, quality off, metrics on
     head = next(r for r in e2e["summary"] if r["streams"] == 100)
-    assert head["aligned_over_unaligned"] > 0
+    assert head["aligned_over_unaligned"] > 0 and head["scored_over_unscored"] > 0
+    assert head["scraped_over_default"] > 0  # [metrics] on and scraped
+    assert all(r["scrapes"] >= 1 for r in e2e["throughput"] if r["kind"] == "scraped")
+    assert any(t["name"].startswith("metrics' cost") for t in e2e["targets"])
     assert any(t["name"].startswith("aligning's cost") for t in e2e["targets"])
+    assert any(t["name"].startswith("live scoring's cost") for t in e2e["targets"])
     for r in e2e["throughput"]:
         assert r["received"] == r["messages"] > 0 and r["forecasts_per_s"] > 0
     assert {r["kind"] for r in e2e["latency"]} == {"relay", "daemon"}

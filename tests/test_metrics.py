@@ -296,6 +296,16 @@ def test_live_quality_reaches_the_status_and_metrics(report, snapshot) -> None:
     m = {f.name: f for f in text_string_to_metric_families(text)}
     assert value(m, "seqcast_quality_streams_scored") == 2
     assert [s.labels for s in m["seqcast_quality_drifting"].samples] == [{"stream": "b"}]
+    mae = {
+        (s.labels["step"], s.labels["method"]): s.value for s in m["seqcast_quality_mae"].samples
+    }
+    # the mean over the scored streams a and b (c has scored nothing yet)
+    assert mae == {
+        ("1", "model"): 2.0,
+        ("2", "model"): 3.0,
+        ("1", "persistence"): 1.5,
+        ("2", "persistence"): 2.0,
+    }
 
 
 def test_an_address_not_on_this_host_is_one_line(report) -> None:

@@ -20,7 +20,12 @@ from seqcast.edge.config.sections import (
     StreamsConfig,
     TlsConfig,
 )
-from seqcast.edge.config.services import DeployConfig, HomeAssistantConfig, MetricsConfig
+from seqcast.edge.config.services import (
+    DeployConfig,
+    HomeAssistantConfig,
+    MetricsConfig,
+    QualityConfig,
+)
 from seqcast.edge.config.topics import TopicTemplate
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "ModelConfig",
     "MqttConfig",
     "OutputConfig",
+    "QualityConfig",
     "StateConfig",
     "StatusConfig",
     "StreamsConfig",

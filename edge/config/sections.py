@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from seqcast.edge.config.base import Section, opt
-from seqcast.edge.config.services import DeployConfig, HomeAssistantConfig, MetricsConfig
+from seqcast.edge.config.services import (
+    DeployConfig,
+    HomeAssistantConfig,
+    MetricsConfig,
+    QualityConfig,
+)
 from seqcast.edge.config.topics import status_template_rule, stream_template_rule
 from seqcast.edge.config.validation import show
 
@@ -149,6 +154,9 @@ class OutputConfig(Section):
     """Forecast messages."""
 
     topic: str = opt("forecasts/{stream}", "Output topic template", check=_STREAM_TOPIC)
+    format: Literal["json", "influx"] = opt(
+        "json", "Forecast payload: JSON, or InfluxDB line protocol (one line per step)"
+    )
     qos: int = opt(1, "QoS of published forecasts", ge=0, le=2)
     retain: bool = opt(False, "Publish forecasts retained")
     max_pending: int = opt(
@@ -233,6 +241,7 @@ class EdgeConfig(Section):
     deploy: DeployConfig = opt(DeployConfig(), "Signed model delivery")
     metrics: MetricsConfig = opt(MetricsConfig(), "Prometheus metrics")
     homeassistant: HomeAssistantConfig = opt(HomeAssistantConfig(), "Home Assistant discovery")
+    quality: QualityConfig = opt(QualityConfig(), "Live forecast quality")
 
     @property
     def status_topic(self) -> str:
@@ -250,6 +259,11 @@ class EdgeConfig(Section):
         return self.homeassistant.birth_topic if self.homeassistant.enabled else None
 
     @property
+    def quality_topic(self) -> str:
+        """The quality topic with `{client_id}` filled in ("" when off)."""
+        return self.quality.topic.replace("{client_id}", self.mqtt.client_id)
+
+    @property
     def deploy_events_topic(self) -> str:
         """The deploy events topic with `{client_id}` filled in."""
         return self.deploy.events_topic.replace("{client_id}", self.mqtt.client_id)
@@ -258,6 +272,8 @@ class EdgeConfig(Section):
         inp = self.input.topic
         topics = [("output.topic", self.output.topic), ("status.topic", self.status_topic)]
         topics += [("deploy.events_topic", self.deploy_events_topic)]
+        if self.quality.topic:
+            topics += [("quality.topic", self.quality_topic)]
         if self.deploy.enabled:
             topics += [("deploy.topic", self.deploy_topic)]
         if self.homeassistant.enabled:

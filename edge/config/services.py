@@ -1,6 +1,7 @@
 """The `edge.toml` sections of the services around the data path: signed model delivery
-(`[deploy]`), the Prometheus endpoint (`[metrics]`) and Home Assistant discovery
-(`[homeassistant]`). Same rules as `sections.py`: every default and rule lives here, once."""
+(`[deploy]`), the Prometheus endpoint (`[metrics]`), Home Assistant discovery
+(`[homeassistant]`) and live forecast quality (`[quality]`). Same rules as `sections.py`:
+every default and rule lives here, once."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def _discovery_prefix(value: str) -> str | None:
     return None
 
 
-def _birth_topic(value: str) -> str | None:
+def _no_wildcards(value: str) -> str | None:
     return "must not contain the wildcards '+' or '#'" if any(c in value for c in "+#") else None
 
 
@@ -127,5 +128,28 @@ class HomeAssistantConfig(Section):
     birth_topic: str = opt(
         "homeassistant/status",
         "Home Assistant's birth topic: 'online' there makes the daemon send every config again",
-        check=_birth_topic,
+        check=_no_wildcards,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class QualityConfig(Section):
+    """Live forecast quality: published forecasts scored as the actual values arrive."""
+
+    enabled: bool = opt(True, "Score forecasts (and persistence) against the actuals")
+    window: int = opt(
+        288,
+        "Steps per rolling MAE (kept in blocks of window/8: it covers the last 7/8 to all of it)",
+        ge=1,
+        le=1000000,
+    )
+    drift_after: int = opt(
+        288, "Consecutive scored steps worse than persistence before a stream is drifting", ge=1
+    )
+    topic: str = opt(
+        "",
+        "Retained topic of the per-stream scores, published with each status; empty = none",
+        empty_ok=True,
+        check=_no_wildcards,
+        example="seqcast/{client_id}/quality",
     )

@@ -35,6 +35,8 @@ import numpy as np
 from seqcast.edge import calendar
 from seqcast.edge.counters import Counters
 from seqcast.edge.path.encode import float32_decimals
+from seqcast.edge.path.finite import finite_rows, maybe_nonfinite
+from seqcast.edge.path.quality import Quality
 from seqcast.edge.path.streams import StreamTable, Verdict
 from seqcast.edge.ratelimit import RateLimitedLog
 
@@ -49,27 +51,6 @@ MAX_INVOKE = 128
 
 # A planned window-mode sample: (slot, stream, ts, row in the scaled input, restart first)
 _Flat = tuple[int, str, float, int, bool]
-
-
-def _maybe_nonfinite(*arrays: np.ndarray) -> bool:
-    """False when every element of every array is finite; True when one may not be.
-
-    The hot-path check after each invoke: sums of squares by BLAS (a NaN or an infinity always
-    makes them non-finite). Huge finite values can overflow them too (a false alarm, never a
-    miss), so a True is confirmed row by row with `_finite_rows`.
-    """
-    total = 0.0  # a Python float: overflowing it is silent
-    for a in arrays:
-        total += float(np.vdot(a, a))
-    return not math.isfinite(total)
-
-
-def _finite_rows(arrays: Iterable[np.ndarray], n: int) -> np.ndarray:
-    """(n,) bool: rows (first axis) whose elements are all finite in every array."""
-    ok = np.ones(n, bool)
-    for a in arrays:
-        ok &= np.isfinite(a.reshape(n, -1)).all(axis=1)
-    return ok
 
 
 class Model(Protocol):
@@ -123,11 +104,13 @@ class Engine:
         max_deviation: float = 0.0,
         features: Sequence[str] = (),
         calendar: Sequence[str] = (),
+        quality: Quality | None = None,
     ):
         """`max_deviation`: reject samples with a value further than this many training standard
         deviations from the training mean (0: no limit; the pipeline passes `[input]
         max_deviation`). `features`: their names, for the log. `calendar`: the bundle's calendar
-        features, appended to every scaled row from its timestamp (edge/calendar.py)."""
+        features, appended to every scaled row from its timestamp (edge/calendar.py). `quality`:
+        scores the forecasts as their actuals arrive (path/quality.py), told every step taken."""
         if mode not in ("stream", "window"):
             raise ValueError(f"mode must be stream or window, got {mode!r}")
         self.model, self.table, self.scaling, self.mode = model, table, scaling, mode
@@ -137,6 +120,7 @@ class Engine:
         self.max_deviation = max_deviation
         self.features = tuple(features)
         self.calendar = tuple(calendar)
+        self.quality = quality if quality is not None and quality.enabled else None
         # accepted: mean - k std <= x <= mean + k std, in original units (None: no limit)
         self._low: np.ndarray | None = None
         self._high: np.ndarray | None = None
@@ -180,7 +164,7 @@ class Engine:
         """items: (stream, ts, values in feature order), in arrival order."""
         if not items:
             return []
-        x = np.asarray([v for _, _, v in items], np.float64)  # (n, F)
+        x = np.asarray([v for _, _, v in items], np.float64)  # (n, F); live quality's `raw`
         todo: Iterable[tuple[int, tuple[str, float, tuple[float, ...]]]] = enumerate(items)
         if self._in_range(items, x):  # the usual case
             xs = ((x - self.scaling.feature_mean) / self.scaling.feature_std).astype(np.float32)
@@ -201,7 +185,7 @@ class Engine:
                 victim = table.lru_victim()
                 if victim is not None and victim in depth:
                     # the slot we would recycle still has work in this chunk: finish it first
-                    out += self._execute(waves, xs)
+                    out += self._execute(waves, xs, x)
                     waves, depth = [], {}
                 slot = table.lookup(stream)
             verdict = admit(slot, ts)
@@ -218,7 +202,7 @@ class Engine:
             w.rows.append(row)
             if verdict is reset:
                 w.resets.append(slot)
-        out += self._execute(waves, xs)
+        out += self._execute(waves, xs, x)
         return out
 
     def _sanity(
@@ -255,7 +239,7 @@ class Engine:
         )
         return xs, [(row, items[row]) for row in np.flatnonzero(ok).tolist()]
 
-    def _execute(self, waves: list[_Wave], xs: np.ndarray) -> list[Forecast]:
+    def _execute(self, waves: list[_Wave], xs: np.ndarray, raw: np.ndarray) -> list[Forecast]:
         table = self.table
         out: list[Forecast] = []
         if self.mode == "window":
@@ -266,19 +250,20 @@ class Engine:
                 for i in range(len(w))
             ]
             self.counters.add("samples", len(flat))
-            return self._windows(flat, xs)
+            return self._windows(flat, xs, raw)
         for w in waves:
             for slot in w.resets:
                 table.reset(slot)
             if len(w) <= MAX_INVOKE:
-                out += self._step(w.slots, w.streams, w.ts, w.rows, xs)
+                out += self._step(w.slots, w.streams, w.ts, w.rows, xs, raw)
                 continue
             for lo in range(0, len(w), MAX_INVOKE):
                 hi = lo + MAX_INVOKE
-                out += self._step(w.slots[lo:hi], w.streams[lo:hi], w.ts[lo:hi], w.rows[lo:hi], xs)
+                part = w.slots[lo:hi], w.streams[lo:hi], w.ts[lo:hi], w.rows[lo:hi]
+                out += self._step(*part, xs, raw)
         return out
 
-    def _windows(self, flat: list[_Flat], xs: np.ndarray) -> list[Forecast]:
+    def _windows(self, flat: list[_Flat], xs: np.ndarray, raw: np.ndarray) -> list[Forecast]:
         """Window mode for planned samples `flat`, in order (a stream's samples in its order)."""
         table = self.table
         out: list[Forecast] = []
@@ -297,6 +282,7 @@ class Engine:
                 ready_streams.append(stream)
                 ready_ts.append(ts)
                 windows.append(win)
+        made: dict[int, np.ndarray] = {}  # index in flat -> its forecast (H, C), for quality
         poisoned: dict[int, int] = {}  # slot -> index in flat of its first non-finite window
         for lo in range(0, len(windows), MAX_INVOKE):
             hi = lo + MAX_INVOKE
@@ -306,14 +292,16 @@ class Engine:
             self._invoke_seconds.observe(perf_counter() - started)
             self._invoke_rows.observe(len(batch))
             self.counters.add("invokes")
-            if not poisoned and not _maybe_nonfinite(y):
-                out += self._forecasts(ready_streams[lo:hi], ready_ts[lo:hi], y)
+            if not poisoned and not maybe_nonfinite(y):
+                got = self._forecasts(ready_streams[lo:hi], ready_ts[lo:hi], y)
+                made.update(zip(ready[lo:hi], (f.values for f in got), strict=True))
+                out += got
                 continue
             # rare: a non-finite output, now or earlier in this chunk. Such a stream restarts
             # right after that window, as it would one sample at a time: no forecast from it or
             # from the stream's later windows here, which are computed again after the reset.
             rows = ready[lo:hi]
-            finite = _finite_rows((y,), len(rows))
+            finite = finite_rows((y,), len(rows))
             keep = []
             for b, i in enumerate(rows):
                 slot = flat[i][0]
@@ -324,13 +312,17 @@ class Engine:
                     continue
                 keep.append(b)
             idx = [rows[b] for b in keep]
-            out += self._forecasts([flat[i][1] for i in idx], [flat[i][2] for i in idx], y[keep])
+            got = self._forecasts([flat[i][1] for i in idx], [flat[i][2] for i in idx], y[keep])
+            made.update(zip(idx, (f.values for f in got), strict=True))
+            out += got
+        again = [i for i, f in enumerate(flat) if f[0] in poisoned and i > poisoned[f[0]]]
+        if self.quality is not None:  # every step taken, before any restart below
+            self.quality.observe_flat(flat, made, raw, set(again))
         if not poisoned:
             return out
         for slot in poisoned:
             self._reset_nonfinite(slot, flat[poisoned[slot]][1])
-        again = [f for i, f in enumerate(flat) if f[0] in poisoned and i > poisoned[f[0]]]
-        return out + self._windows(again, xs)  # strictly fewer samples: this ends
+        return out + self._windows([flat[i] for i in again], xs, raw)  # fewer samples: this ends
 
     def _reset_nonfinite(self, slot: int, stream: str) -> None:
         """Restart a stream whose model state or output went non-finite; count and log it."""
@@ -343,7 +335,13 @@ class Engine:
         )
 
     def _step(
-        self, ids: list[int], streams: list[str], ts: list[float], rows: list[int], xs: np.ndarray
+        self,
+        ids: list[int],
+        streams: list[str],
+        ts: list[float],
+        rows: list[int],
+        xs: np.ndarray,
+        raw: np.ndarray,
     ) -> list[Forecast]:
         """One invoke of the step model for distinct slots `ids`."""
         table = self.table
@@ -357,37 +355,37 @@ class Engine:
         self._invoke_seconds.observe(perf_counter() - started)
         self._invoke_rows.observe(len(ids))
         self.counters.add("invokes")
-        squares = float(np.vdot(y, y))  # `_maybe_nonfinite`, inline: it runs once per invoke
+        squares = float(np.vdot(y, y))  # `maybe_nonfinite`, inline: it runs once per invoke
         for s, new in zip(table.states, new_states, strict=True):
             s[slots] = new
             squares += float(np.vdot(new, new))
         warm = table.count[slots] >= self.min_history
+        finite = None
         if not math.isfinite(squares):
-            finite = _finite_rows((y, *new_states), len(ids))
+            finite = finite_rows((y, *new_states), len(ids))
             for b in np.flatnonzero(~finite).tolist():
                 self._reset_nonfinite(ids[b], streams[b])  # zero state, warm-up starts over
             warm &= finite
+        out: list[Forecast] = []
+        values = None  # (b, H, C) as published, for live quality
         if warm.all():
-            return self._forecasts(streams, ts, y)
-        if warm.any():
+            values = self._published(y)
+            out = list(map(Forecast, streams, ts, values))
+        elif warm.any():
             idx = np.flatnonzero(warm).tolist()
-            return self._forecasts([streams[i] for i in idx], [ts[i] for i in idx], y[idx])
-        return []
+            values = self._published(y[idx])
+            out = list(map(Forecast, [streams[i] for i in idx], [ts[i] for i in idx], values))
+        if self.quality is not None:  # a restarted stream's step is not scored: it starts over
+            ok = slice(None) if finite is None else finite
+            names = streams if finite is None else [streams[b] for b in np.flatnonzero(finite)]
+            self.quality.observe(slots[ok], raw[rows][ok], warm[ok], values, names)
+        return out
 
     def _forecasts(self, streams: list[str], ts: list[float], y: np.ndarray) -> list[Forecast]:
-        # (B, H, C) in original units, at the model's float32 precision (what gets published)
-        sc = self.scaling
-        values = float32_decimals(y.astype(np.float64) * sc.target_std + sc.target_mean)
-        self.counters.add("forecasts", len(streams))
-        return list(map(Forecast, streams, ts, values))
+        return list(map(Forecast, streams, ts, self._published(y)))
 
-    def warm_up(self, slot: int, history: np.ndarray) -> None:
-        """Rebuild a stream's state by stepping scaled history (n, F) from zero (stream mode)."""
-        self.table.reset(slot)
-        for row in history:
-            x = row[None, :]
-            states = [s[slot : slot + 1] for s in self.table.states]
-            _, new = self.model.step(x, states)
-            for s, n in zip(self.table.states, new, strict=True):
-                s[slot] = n[0]
-            self.table.push(slot, row)
+    def _published(self, y: np.ndarray) -> np.ndarray:
+        """(B, H, C) in original units, at the model's float32 precision (what gets published)."""
+        sc = self.scaling
+        self.counters.add("forecasts", len(y))
+        return float32_decimals(y.astype(np.float64) * sc.target_std + sc.target_mean)

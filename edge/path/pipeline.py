@@ -7,23 +7,26 @@ between batches. No MQTT, no threads: the daemon feeds it, tests drive it direct
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from seqcast.edge.clock import ClockJudge
-from seqcast.edge.config import InputConfig, OutputConfig, StreamsConfig
+from seqcast.edge.config import InputConfig, OutputConfig, QualityConfig, StreamsConfig
 from seqcast.edge.counters import Counters
-from seqcast.edge.model.bundle import Bundle
+from seqcast.edge.model.bundle import Bundle, Manifest
 from seqcast.edge.model.runtime import LoadedModel
 from seqcast.edge.path.align import Aligner
 from seqcast.edge.path.decode import PayloadDecoder, PayloadError
 from seqcast.edge.path.encode import encode_rounded
 from seqcast.edge.path.engine import Engine, Scaling
+from seqcast.edge.path.influx import encode_influx
 from seqcast.edge.path.jumps import JumpGuard, grid_hole, step_hole
+from seqcast.edge.path.quality import Quality
 from seqcast.edge.path.streams import StreamTable
 from seqcast.edge.ratelimit import RateLimitedLog
 
@@ -73,11 +76,15 @@ class Pipeline:
         streams: StreamsConfig | None = None,
         output_topic: str = OutputConfig().topic,
         counters: Counters | None = None,
+        quality: QualityConfig | None = None,
+        output_format: str = OutputConfig().format,
     ) -> None:
         self.requested_mode = mode
         self.input = input if input is not None else InputConfig()
         self.streams = streams if streams is not None else StreamsConfig()
         self.output_topic = output_topic  # template with {stream}
+        self.quality_config = quality if quality is not None else QualityConfig()
+        self._encode = encode_influx if output_format == "influx" else encode_rounded
         self.counters = counters if counters is not None else Counters()
         self._warn = RateLimitedLog(log)
         self.clock = ClockJudge(sync_file=self.input.clock_synced_file)
@@ -110,6 +117,8 @@ class Pipeline:
                 counters=self.counters.view("streams_"),
             )
         self.table = table
+        self.quality = self._scorer(m)  # a new model is scored from scratch
+        table.on_reset = self.quality.reset if self.quality is not None else None
         self.aligner = Aligner(
             grid,
             self.streams.align if aligning else "off",
@@ -152,8 +161,40 @@ class Pipeline:
             max_deviation=self.input.max_deviation,
             features=m.features,
             calendar=tuple(m.calendar),
+            quality=self.quality,
         )
         self.decoder = PayloadDecoder(m.features, self.input)
+
+    def _scorer(self, m: Manifest) -> Quality | None:
+        """Live quality for the targets that are also inputs (their actuals arrive)."""
+        qc = self.quality_config
+        scored = [t for t in m.targets if t in m.features]
+        if not qc.enabled or not scored:
+            return None
+        per_target = 1 + len(m.quantiles or ())  # a target's point forecast, then its quantiles
+        return Quality(
+            self.streams.max_streams,
+            m.horizon,
+            [m.features.index(t) for t in scored],
+            [m.targets.index(t) * per_target for t in scored],
+            qc.window,
+            qc.drift_after,
+            self.counters,
+            scored,
+        )
+
+    def quality_snapshot(self) -> dict[str, Any]:
+        """Live forecast quality (path/quality.py): per stream `mae` and `persistence_mae` per
+        horizon step, `n` steps scored, `drifting`; and a `summary`. Read-only."""
+        if self.quality is None:  # off, or no target is an input: nothing to score
+            qc = self.quality_config
+            return Quality(0, 0, [], [], qc.window, qc.drift_after, self.counters).snapshot([])
+        return self.quality.snapshot(self.table.items())
+
+    def quality_message(self) -> bytes:
+        """`quality_snapshot` as the `[quality] topic` payload: JSON with `ts` and `model_id`."""
+        doc = {"ts": time.time(), "model_id": self.model_id, **self.quality_snapshot()}
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
     def alignment(self) -> str:
         """How samples meet the model's grid, for the log."""
@@ -254,7 +295,7 @@ class Pipeline:
             grid = self._calendar  # months are not a fixed number of seconds
             times = None if grid is None else [grid.shift(f.ts, k) for k in range(1, m.horizon + 1)]
             try:
-                payload = encode_rounded(
+                payload = self._encode(
                     f.stream, f.ts, self.model_id, self.columns, m.interval_s, f.values, times
                 )
             except ValueError as e:

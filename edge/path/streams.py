@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -41,6 +42,7 @@ class StreamTable:
     max_gap_s: float = math.inf
     out_of_order: str = "drop"  # "drop" | "reset"
     counters: CounterView = field(default_factory=_own_counters)  # `streams_*` of a registry
+    on_reset: Callable[[int], None] | None = None  # told each slot that restarts (live quality)
 
     def __post_init__(self) -> None:
         if self.capacity < 1:
@@ -136,6 +138,8 @@ class StreamTable:
         self.pos[slot] = 0
         for s in self.states:
             s[slot] = 0.0
+        if self.on_reset is not None:
+            self.on_reset(slot)
 
     def admit(self, slot: int, ts: float) -> Verdict:
         """Decide what a sample at `ts` does to the stream, and record ts when it is taken."""

@@ -101,6 +101,8 @@ class Daemon:
             streams=cfg.streams,
             output_topic=cfg.output.topic,
             counters=self.counters,
+            quality=cfg.quality,
+            output_format=cfg.output.format,
         )
         check_tls(cfg.mqtt)
         i = cfg.input
@@ -214,7 +216,7 @@ class Daemon:
                 self.notifier.watchdog()
                 next_watchdog = now + self.watchdog_s
             if now >= next_status:
-                self.link.publish_status("online")
+                self._publish_status("online")
                 next_status = now + self.cfg.status.interval_s
             if self.cfg.model.watch and now >= next_watch and self.model_path == self._watched:
                 next_watch = now + WATCH_INTERVAL_S
@@ -317,7 +319,7 @@ class Daemon:
         self.checkpoint()
         self.committer.close()
         self.state.close()
-        self.link.publish_status("offline")
+        self._publish_status("offline")
         self.link.stop()
         if self.metrics is not None:
             self.metrics.close()
@@ -331,6 +333,12 @@ class Daemon:
             c["streams"],
         )
         return 0
+
+    def _publish_status(self, state: str) -> None:
+        """The status message, and the per-stream live quality on `[quality] topic` (if set)."""
+        if self.cfg.quality_topic:
+            self.link.publish_retained(self.cfg.quality_topic, self.pipeline.quality_message())
+        self.link.publish_status(state)
 
     # -- state across restarts ------------------------------------------------------------------
     def checkpoint(self) -> None:

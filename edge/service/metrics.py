@@ -14,9 +14,12 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
+import numpy as np
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -114,6 +117,29 @@ class RegistryCollector(Collector):
         for name in drifting:
             family.add_metric([name], 1)
         yield family
+        yield self._mae_by_step(streams)
+
+    @staticmethod
+    def _mae_by_step(streams: Mapping[str, Mapping[str, Any]]) -> Metric:
+        """Rolling MAE per horizon step, the model's and persistence's, averaged over the scored
+        streams (per stream: the `[quality] topic` message), so a dashboard compares the two."""
+        family = GaugeMetricFamily(
+            PREFIX + "quality_mae",
+            "live rolling MAE per horizon step (1 = next), mean over the scored streams",
+            labels=["step", "method"],
+        )
+        scored = [q for q in streams.values() if q.get("n", 0) > 0]
+        for key, method in (("mae", "model"), ("persistence_mae", "persistence")):
+            rows = [[math.nan if v is None else v for v in q.get(key, [])] for q in scored]
+            if not rows or len({len(r) for r in rows}) != 1:
+                continue
+            with warnings.catch_warnings():  # a step no stream has scored yet stays out
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means = np.nanmean(np.asarray(rows, float), axis=0)
+            for step, mean in enumerate(means, start=1):
+                if math.isfinite(mean):
+                    family.add_metric([str(step), method], float(mean))
+        return family
 
 
 class MetricsServer:
