@@ -9,6 +9,7 @@ status subscriber is there before the daemon starts, so it sees the very first m
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import subprocess
@@ -318,3 +319,20 @@ def test_an_address_not_on_this_host_is_one_line(report) -> None:
     assert str(caught.value) == (
         "metrics.listen: cannot serve on 192.0.2.1:9108: Cannot assign requested address"
     )
+
+
+def test_the_log_says_what_happened_since_its_last_summary(report, caplog) -> None:
+    counters = report.pipeline.counters
+    assert not report.log_summary(counters, 0)  # 0: never
+    assert not report.log_summary(counters, 3600)  # not due yet
+    with caplog.at_level(logging.INFO, logger="seqcast.edge.service.daemon"):
+        assert report.log_summary(counters, 1e-9)  # due: everything since start
+        counters.inc("samples", 7)
+        counters.inc("forecasts", 5)
+        counters.inc("streams_dropped_late", 2)
+        counters.inc("mqtt_dropped_queue_full", 1)
+        counters.inc("streams_resets_gap", 3)
+        assert report.log_summary(counters, 1e-9)
+    first, second = (r.getMessage() for r in caplog.records[-2:])
+    assert "0 samples, 0 forecasts" in first
+    assert "7 samples, 5 forecasts, 0 bad payloads, 3 dropped, 3 stream resets" in second

@@ -224,6 +224,9 @@ class LogConfig(Section):
     """Logging (to stderr; journald keeps it)."""
 
     level: Literal["info", "debug", "warning", "error"] = opt("info", "Log level")
+    summary_interval_s: float = opt(
+        600.0, "Seconds between one-line summaries while running (info level); 0 = none", ge=0
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -139,8 +139,8 @@ class Daemon:
         self._batch_messages = self.counters.histogram("batch_messages")
 
     def _serve_metrics(self) -> MetricsServer:
-        """Before the committer's thread: a port in use fails here in one line (the server's
-        thread is a daemon thread). Imported only when on: prometheus-client takes 0.5 s."""
+        """Before the committer's thread, so a port in use fails in one line; imported only
+        when on (prometheus-client takes 0.5 s)."""
         from seqcast.edge.service.metrics import MetricsServer
 
         return MetricsServer(self.cfg.metrics, self.counters, self.report)
@@ -336,6 +336,7 @@ class Daemon:
 
     def _publish_status(self, state: str) -> None:
         """The status message, and the per-stream live quality on `[quality] topic` (if set)."""
+        self.report.log_summary(self.counters, self.cfg.log.summary_interval_s)
         if self.cfg.quality_topic:
             self.link.publish_retained(self.cfg.quality_topic, self.pipeline.quality_message())
         self.link.publish_status(state)

@@ -6,13 +6,17 @@ the same `StatusReport`, at publish or scrape time, from whichever thread does t
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
+from seqcast.edge.counters import Counters
 from seqcast.edge.path.pipeline import Pipeline
 from seqcast.edge.service.clockhold import ClockHold
+
+log = logging.getLogger("seqcast.edge.service.daemon")  # the daemon's own log lines
 
 
 def package_version() -> str:
@@ -40,6 +44,20 @@ def quality_summary(snapshot: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
+# what the periodic log line counts (since the last one)
+SUMMARY_TOTALS = ("messages", "samples", "forecasts", "bad_payloads", "dropped", "resets")
+
+
+def summary_totals(counts: Mapping[str, int]) -> dict[str, int]:
+    """The periodic line's totals from the registry: drops and resets summed over reasons."""
+    out = {k: int(counts.get(k, 0)) for k in SUMMARY_TOTALS[:4]}
+    out["dropped"] = sum(
+        v for k, v in counts.items() if k.startswith(("streams_dropped_", "mqtt_dropped_"))
+    )
+    out["resets"] = sum(v for k, v in counts.items() if k.startswith("streams_resets_"))
+    return out
+
+
 class StatusReport:
     def __init__(
         self,
@@ -54,6 +72,29 @@ class StatusReport:
         self.version = package_version()
         self.started_at = time.time()
         self._started = time.monotonic()
+        self._summary_at = self._started
+        self._summary_totals: dict[str, int] = {}
+
+    def log_summary(self, counters: Counters, every_s: float) -> bool:
+        """One info line with what happened since the last one, at most every `every_s` seconds
+        (0: never), so a journal shows a running daemon is working without a metrics stack."""
+        now = time.monotonic()
+        if every_s <= 0 or now - self._summary_at < every_s:
+            return False
+        totals = summary_totals(counters.as_dict())
+        since = {k: v - self._summary_totals.get(k, 0) for k, v in totals.items()}
+        quality = self.quality()
+        drifting = quality_summary(quality)["streams_drifting"] if quality is not None else 0
+        log.info(
+            "in the last %.0f s: %d messages, %d samples, %d forecasts, %d bad payloads, "
+            "%d dropped, %d stream resets; %d streams, %d drifting",
+            now - self._summary_at,
+            *(since[k] for k in SUMMARY_TOTALS),
+            counters["streams"],
+            drifting,
+        )
+        self._summary_at, self._summary_totals = now, totals
+        return True
 
     def uptime_s(self) -> float:
         return time.monotonic() - self._started
