@@ -98,7 +98,10 @@ def test_bundle_round_trips_and_self_tests(lstm):
     assert b.sha256 == lstm.bundle.sha256
     m = b.manifest
     assert m.features == ["load", "temp"] and m.targets == ["load"] and m.interval_s == 1800.0
-    assert [s.name for s in m.state] == ["layer0_h", "layer0_c"] and m.state[0].shape == [16]
+    # a model forecasting departures (--predict auto's choice) carries its anchor's state too
+    anchor = [] if m.architecture["predict"] == "level" else ["anchor_ring", "anchor_seen"]
+    assert [s.name for s in m.state] == ["layer0_h", "layer0_c", *anchor]
+    assert m.state[0].shape == [16]
     assert set(m.files) == {WINDOW_FILE, STEP_FILE}
     baselines = ("persistence", "seasonal_naive_48", "seasonal_naive_336", "theta")
     for method in ("window", "stream", *baselines):
@@ -135,7 +138,7 @@ def test_int8_bundle_error_is_measured_and_reported(tmp_path, lstm):
 
 
 def test_gru_stacked_bundle(tmp_path):
-    r = fit(_opts(tmp_path, cell="gru", units=(16, 8)))
+    r = fit(_opts(tmp_path, cell="gru", units=(16, 8), predict="level"))  # cells only
     m = r.bundle.manifest
     assert [s.name for s in m.state] == ["layer0_h", "layer1_h"]
     assert [s.shape for s in m.state] == [[16], [8]]
@@ -146,7 +149,7 @@ def test_gru_stacked_bundle(tmp_path):
 
 
 def test_stacked_lstm_bundle(tmp_path):
-    r = fit(_opts(tmp_path, units=(16, 8)))
+    r = fit(_opts(tmp_path, units=(16, 8), predict="level"))  # cells only
     names = [s.name for s in r.bundle.manifest.state]
     assert names == ["layer0_h", "layer0_c", "layer1_h", "layer1_c"]
     x = _test_sequence(r, 30)

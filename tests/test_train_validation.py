@@ -8,14 +8,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqcast.train.quantiles import calibrate
-from seqcast.train.validation import PredictChoice, choose_predict, persistence_mse
+from seqcast.train.validation import PredictChoice, choose_predict, naive_mse
 
 
 def test_persistence_mse_stays_inside_segments() -> None:
     y = np.array([[0.0], [1.0], [3.0], [10.0], [10.0], [12.0]])
     # segments [0, 3) and [3, 6): h=1 errors 1, 4 | 0, 4; h=2 errors 9 | 4
-    assert persistence_mse(y, [0, 3], 2) == pytest.approx(np.mean([1, 4, 0, 4, 9, 4]))
-    assert persistence_mse(y, [0], 1) == pytest.approx(np.mean(np.diff(y[:, 0]) ** 2))
+    assert naive_mse(y, [0, 3], 2) == pytest.approx(np.mean([1, 4, 0, 4, 9, 4]))
+    assert naive_mse(y, [0], 1) == pytest.approx(np.mean(np.diff(y[:, 0]) ** 2))
+
+
+def test_seasonal_naive_mse_looks_one_season_back_within_the_past_and_the_segment() -> None:
+    y = np.array([[1.0], [5.0], [2.0], [6.0], [4.0], [9.0], [0.0], [7.0]])
+    # season 2, horizon 2, segments [0, 6) and [6, 8):
+    # h=1 (lag 1): truth y[t+1] for origins t in [1, 5): forecast y[t-1]
+    #   t=1: 2-1=1, t=2: 6-5=1, t=3: 4-2=2, t=4: 9-6=3; segment 2 is too short
+    # h=2 (lag 0): truth y[t+2], forecast y[t] for t in [0, 4): 1, 1, 2, 3; and t=6: none
+    want = np.mean(np.square([1, 1, 2, 3, 1, 1, 2, 3]))
+    assert naive_mse(y, [0, 6], 2, season=2) == pytest.approx(want)
+    # a season the segment cannot hold has no origins at all
+    assert naive_mse(y[:3], [0], 1, season=5) == float("inf")
 
 
 def _trained(val_mse: float):
@@ -29,9 +41,27 @@ def test_auto_keeps_a_level_model_that_beats_persistence_and_trains_once() -> No
         asked.append(predict)
         return _trained(0.5)
 
-    trained, choice = choose_predict(train, persistence=0.8, can_change=True)
+    naive = {"persistence": 0.8, "seasonal_naive_12": 0.6}
+    trained, choice = choose_predict(train, naive, can_change=True, seasonal=True)
     assert asked == ["level"] and choice.chosen == "level" and trained[0] == "model-0.5"
-    assert choice.val_mse == {"level": 0.5, "persistence": 0.8}
+    assert choice.val_mse == {"level": 0.5, "persistence": 0.8, "seasonal_naive_12": 0.6}
+
+
+def test_a_level_model_that_loses_only_to_seasonal_naive_is_not_kept_untested() -> None:
+    asked: list[str] = []
+
+    def train(predict: str):
+        asked.append(predict)
+        return _trained({"level": 0.7, "change": 0.75, "seasonal": 0.4}[predict])
+
+    naive = {"persistence": 0.8, "seasonal_naive_12": 0.6}
+    trained, choice = choose_predict(train, naive, can_change=True, seasonal=True)
+    assert asked == ["level", "change", "seasonal"]
+    assert choice.chosen == "seasonal" and trained[0] == "model-0.4"
+    assert choice.reason == (
+        "the level model does not beat seasonal_naive_12 on validation; seasonal has the "
+        "lowest validation MSE"
+    )
 
 
 @pytest.mark.parametrize(("change_mse", "kept"), [(0.1, "change"), (3.0, "level")])
@@ -41,18 +71,20 @@ def test_auto_trains_the_change_model_when_levels_lose_and_keeps_the_better(
     def train(predict: str):
         return _trained(2.0 if predict == "level" else change_mse)
 
-    trained, choice = choose_predict(train, persistence=0.8, can_change=True)
+    trained, choice = choose_predict(train, {"persistence": 0.8}, can_change=True, seasonal=False)
     assert choice == PredictChoice(
         kept,
         "the level model does not beat persistence on validation; "
-        f"{kept} has the lower validation MSE",
+        f"{kept} has the lowest validation MSE",
         {"level": 2.0, "persistence": 0.8, "change": change_mse},
     )
     assert trained[0] == f"model-{2.0 if kept == 'level' else change_mse}"
 
 
 def test_auto_without_a_target_among_the_features_keeps_levels() -> None:
-    trained, choice = choose_predict(lambda p: _trained(2.0), persistence=0.8, can_change=False)
+    trained, choice = choose_predict(
+        lambda p: _trained(2.0), {"persistence": 0.8}, can_change=False, seasonal=True
+    )
     assert choice.chosen == "level" and "no target is also a feature" in choice.reason
 
 

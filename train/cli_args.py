@@ -155,11 +155,13 @@ def add_fit_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
     )
     g.add_argument(
         "--predict",
-        choices=["auto", "level", "change"],
-        help="what the network forecasts: each target's level, or its change from the target's "
-        "latest value (a target that is also a feature; in the graph, so the device is "
-        "unchanged); auto: level, and also change when the level model does not beat "
-        "persistence on validation, keeping the better on validation (auto)",
+        choices=["auto", "level", "change", "seasonal"],
+        help="what the network forecasts: each target's level; its change from the latest value; "
+        "or its departure from the value one season back (seasonal: the longest natural season "
+        "that fits in --seq-len, or --season). change and seasonal need a target that is also a "
+        "feature and run in the graph, so the device is unchanged. auto: level, and when it does "
+        "not beat persistence and seasonal naive on validation also change and seasonal, keeping "
+        "the lowest validation error (auto)",
     )
     g.add_argument(
         "--quantiles",

@@ -40,7 +40,7 @@ from seqcast.train.validation import (
     Trained,
     calibrate_intervals,
     choose_predict,
-    persistence_mse,
+    naive_mse,
 )
 from seqcast.train.windows import longest_segment, segment_sequences, windows
 
@@ -70,6 +70,7 @@ def _train(
     scaler: D.FittedScaler,
     min_history: int,
     quantiles: tuple[float, ...] = (),
+    season: int | None = None,
 ):
     import keras
 
@@ -77,11 +78,12 @@ def _train(
     xs = {k: scaler.features(s) for k, s in (("train", splits.train), ("val", splits.val))}
     F, T = xs["train"].shape[1], len(splits.train.target_names)  # F: features + calendar
     anchor = None
-    if o.predict == "change":
+    if o.predict in ("change", "seasonal"):
         tr = splits.train
         anchor = anchor_for(
             tr.feature_names, tr.target_names, scaler.feature_mean, scaler.feature_std,
-            scaler.target_mean, scaler.target_std,
+            scaler.target_mean, scaler.target_std, season if o.predict == "seasonal" else 1,
+            scaler.targets(tr), tr.segment_starts,
         )  # fmt: skip
     f = build(arch, F, o.horizon, T, o.seq_len, quantiles, anchor)
     # the point forecasts' MSE, plus the quantiles' pinball loss (train/quantiles.py)
@@ -209,18 +211,25 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
 
     def train(predict: str) -> Trained:
         return _train(dataclasses.replace(o, predict=predict), arch, splits, scaler, min_history,
-                      p.quantiles)  # fmt: skip
+                      p.quantiles, p.anchor_season)  # fmt: skip
 
     choice = None
     if o.predict == "auto":
         tr = splits.train
-        persistence = persistence_mse(scaler.targets(splits.val), splits.val.segment_starts,
-                                      o.horizon)  # fmt: skip
+        y_val, starts = scaler.targets(splits.val), splits.val.segment_starts
+        naive = {"persistence": naive_mse(y_val, starts, o.horizon)}
+        if p.anchor_season:
+            naive[f"seasonal_naive_{p.anchor_season}"] = naive_mse(
+                y_val, starts, o.horizon, p.anchor_season
+            )
         can_change = any(t in tr.feature_names for t in tr.target_names)
-        (f, history, train_s, val), choice = choose_predict(train, persistence, can_change)
+        (f, history, train_s, val), choice = choose_predict(
+            train, naive, can_change, p.anchor_season is not None
+        )
         log.info("--predict auto: %s (%s)", choice.chosen, choice.reason)
     else:
         f, history, train_s, val = train(o.predict)
+    predicted = choice.chosen if choice else o.predict
     calibration = calibrate_intervals(f, val, arch.streaming, p.quantiles) if p.quantiles else None
     stopped, unfinished = stop_reason(history, o)
     log.info("trained in %.1f s: %s", train_s, stopped)
@@ -269,7 +278,8 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
         architecture={
             **arch.to_json(),
             "train_len": o.train_len or 4 * o.seq_len,
-            "predict": choice.chosen if choice else o.predict,
+            "predict": predicted,
+            **({"anchor_season": p.anchor_season} if predicted == "seasonal" else {}),
             "epochs_run": len(history["loss"]),
         },
         quantization=o.quantize,

@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from seqcast.train.anchor import Anchor
+from seqcast.train.anchor import RING, SEEN, Anchor
 
 # re-exported: these used to live here and are imported from here
 from seqcast.train.options import MASK_VALUE as MASK_VALUE
@@ -57,25 +57,29 @@ class Forecaster:
     quantiles: tuple[float, ...] = ()
     interval_head: Any = None  # Dense (Q * H * T) offsets, with quantiles
     interval_scales: list[Any] | None = None  # per quantile an IntervalScale, set by calibration
-    anchor: Anchor | None = None  # --predict change: the head forecasts changes from it
+    anchor: Anchor | None = None  # --predict change/seasonal: the head forecasts departures from it
 
     @property
     def columns(self) -> int:
         """C: output columns per step."""
         return self.n_targets * (1 + len(self.quantiles))
 
-    def outputs(self, h: Any, x: Any) -> Any:
-        """Last hidden state (..., U) and the step's input (..., F) -> flat outputs (..., H*T),
-        or (..., H*T, 1 + Q) with quantiles: reshape to (..., H, C) either way."""
+    def outputs(self, h: Any, base: Any) -> Any:
+        """Last hidden state (..., U) and the anchor's values (..., H*T) or None
+        (train/anchor.py) ->
+        flat outputs (..., H*T), or (..., H*T, 1 + Q) with quantiles: reshape to (..., H, C)
+        either way."""
         point = self.head(h)
-        if self.anchor is not None:
-            point = point + self.anchor.latest(x, self.horizon)
+        unit = None
+        if self.anchor is not None:  # the heads forecast departures in the anchor's spread
+            unit = self.anchor.head_scale(self.horizon)  # (H*T,)
+            point = point * unit + base
         if not self.quantiles:
             return point
         # the intervals read the recurrent features without training them: the layers and the
         # point head learn from the point forecasts' MSE alone, as without quantiles
         raw = self.interval_head(keras.ops.stop_gradient(h))
-        return interval_columns(point, raw, self.quantiles, self.interval_scales)
+        return interval_columns(point, raw, self.quantiles, self.interval_scales, unit)
 
 
 def build(
@@ -93,17 +97,18 @@ def build(
     C = f.columns
     if arch.streaming:
         inp = keras.Input((None, n_features), name="x")  # (B, S, F)
-        h = inp
+        h = anchor.inputs(inp) if anchor is not None else inp
         rnns = []
         for u in arch.units:
             layer = _rnn(arch, u, return_sequences=True)
             rnns.append(layer)
             h = layer(h)  # -> (B, S, U)
         f.interval_head, f.interval_scales = _interval_head(out_dim, quantiles)
-        y = keras.layers.Reshape((-1, horizon, C))(f.outputs(h, inp))  # -> (B, S, H, C)
+        base = anchor.over_sequence(inp, horizon) if anchor is not None else None  # (B, S, H*T)
+        y = keras.layers.Reshape((-1, horizon, C))(f.outputs(h, base))  # -> (B, S, H, C)
     else:
         inp = keras.Input((seq_len, n_features), name="x")  # (B, L, F)
-        h = inp
+        h = anchor.inputs(inp) if anchor is not None else inp
         if arch.conv1d:
             h = keras.layers.Conv1D(32, 3, padding="causal", activation="relu")(h)  # -> (B, L, 32)
             h = keras.layers.MaxPooling1D(2, padding="same")(h)  # -> (B, ceil(L/2), 32)
@@ -115,7 +120,8 @@ def build(
             rnns.append(layer)
             h = layer(h)  # -> (B, L', U) or (B, U) for the last layer
         f.interval_head, f.interval_scales = _interval_head(out_dim, quantiles)
-        y = keras.layers.Reshape((horizon, C))(f.outputs(h, inp[:, -1, :]))  # -> (B, H, C)
+        base = anchor.over_window(inp, horizon) if anchor is not None else None  # (B, H*T)
+        y = keras.layers.Reshape((horizon, C))(f.outputs(h, base))  # -> (B, H, C)
     f.model, f.rnns = keras.Model(inp, y), rnns
     return f
 
@@ -142,9 +148,11 @@ def _interval_head(out_dim: int, quantiles: tuple[float, ...]) -> tuple[Any, lis
 
 
 def state_names(f: Forecaster) -> list[tuple[str, int]]:
-    """(name, size) of each recurrent state tensor, in step-model order."""
+    """(name, size) of each recurrent state tensor, in step-model order: the cells', then a
+    departure anchor's (train/anchor.py)."""
     kinds = ("h", "c") if f.arch.cell == "lstm" else ("h",)
-    return [(f"layer{i}_{k}", layer.units) for i, layer in enumerate(f.rnns) for k in kinds]
+    names = [(f"layer{i}_{k}", layer.units) for i, layer in enumerate(f.rnns) for k in kinds]
+    return names + (f.anchor.states() if f.anchor is not None else [])
 
 
 def step_fn(f: Forecaster) -> Any:
@@ -154,12 +162,15 @@ def step_fn(f: Forecaster) -> Any:
     def step(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         x = h = inputs["x"]  # (B, F)
         out: dict[str, tf.Tensor] = {}
+        base = None
+        if f.anchor is not None:  # the cells see departures; base: the anchor (B, H*T)
+            h, base, out[RING], out[SEEN] = f.anchor.step(x, inputs[RING], inputs[SEEN], f.horizon)
         for i, layer in enumerate(f.rnns):
             states = [inputs[f"layer{i}_{k}"] for k in kinds]  # each (B, U)
             h, new = layer.cell(h, states, training=False)  # -> (B, U)
             for k, s in zip(kinds, new, strict=True):
                 out[f"layer{i}_{k}"] = s
-        out["y"] = tf.reshape(f.outputs(h, x), [-1, f.horizon, f.columns])  # -> (B, H, C)
+        out["y"] = tf.reshape(f.outputs(h, base), [-1, f.horizon, f.columns])  # -> (B, H, C)
         return out
 
     return step
@@ -178,10 +189,12 @@ def window_model(f: Forecaster, seq_len: int, masked: bool) -> keras.Model:
     if not f.arch.streaming:
         return f.model
     inp = keras.Input((seq_len, f.n_features), name="x")
-    h = keras.layers.Masking(mask_value=MASK_VALUE)(inp) if masked else inp
+    h = f.anchor.inputs(inp, masked) if f.anchor is not None else inp  # padding stays masked
+    h = keras.layers.Masking(mask_value=MASK_VALUE)(h) if masked else h
     for i, trained in enumerate(f.rnns):
         layer = _rnn(f.arch, trained.units, return_sequences=i < len(f.rnns) - 1, unroll=True)
         h = layer(h)  # -> (B, L, U) or (B, U)
         layer.set_weights(trained.get_weights())
-    y = keras.layers.Reshape((f.horizon, f.columns))(f.outputs(h, inp[:, -1, :]))  # -> (B, H, C)
+    base = f.anchor.over_window(inp, f.horizon, masked) if f.anchor is not None else None
+    y = keras.layers.Reshape((f.horizon, f.columns))(f.outputs(h, base))  # -> (B, H, C)
     return keras.Model(inp, y)

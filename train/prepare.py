@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from seqcast.edge import calendar, quantiles
 from seqcast.train import data as D
+from seqcast.train.baselines import seasons_for
 from seqcast.train.options import Architecture, FitOptions
 
 
@@ -18,6 +19,7 @@ class Prepared:
     splits: D.Splits
     calendar: tuple[str, ...] = ()
     quantiles: tuple[float, ...] = ()  # checked and ascending
+    anchor_season: int | None = None  # `--predict seasonal`'s season; None: none fits seq_len
 
 
 def load_series(o: FitOptions) -> D.Series:
@@ -57,10 +59,17 @@ def prepare(o: FitOptions, need: int | None = None) -> Prepared:
     if o.seq_len < 1 or o.horizon < 1:
         raise D.DataError(f"--seq-len and --horizon must be >= 1, got {o.seq_len} and {o.horizon}")
     series = usable_series(o, max(need or 0, o.seq_len + o.horizon))
-    if o.predict not in ("auto", "level", "change"):
-        raise D.DataError(f"--predict: choose auto, level or change, got {o.predict!r}")
-    if o.predict == "change" and not set(series.target_names) & set(series.feature_names):
-        raise D.DataError("--predict change: no target is also a --features column")
+    if o.predict not in ("auto", "level", "change", "seasonal"):
+        raise D.DataError(f"--predict: choose auto, level, change or seasonal, got {o.predict!r}")
+    anchored = o.predict in ("change", "seasonal")
+    if anchored and not set(series.target_names) & set(series.feature_names):
+        raise D.DataError(f"--predict {o.predict}: no target is also a --features column")
+    season = anchor_season(o, series)
+    if o.predict == "seasonal" and season is None:
+        raise D.DataError(
+            f"--predict seasonal: no season of this grid fits in --seq-len {o.seq_len} "
+            f"(seasons: {seasons_for(series.grid) or 'none'}); raise --seq-len or give --season"
+        )
     if o.mode not in ("stream", "window"):
         raise D.DataError(f"--mode: choose stream or window, got {o.mode!r}")
     arch = Architecture(
@@ -72,7 +81,15 @@ def prepare(o: FitOptions, need: int | None = None) -> Prepared:
     arch.check(o.mode == "stream", min_history, o.seq_len)
     qs = quantiles_of(o, series)
     splits = D.split(series, o.split, o.seq_len + o.horizon)
-    return Prepared(series, arch, min_history, splits, calendar_of(o, series), qs)
+    return Prepared(series, arch, min_history, splits, calendar_of(o, series), qs, season)
+
+
+def anchor_season(o: FitOptions, series: D.Series) -> int | None:
+    """The season a seasonal anchor looks back: `--season`, else the longest natural season of
+    the grid (a week before a day) that fits in one window, since the window graph reads the
+    anchor from its own input; None when none fits."""
+    fitting = [s for s in ([o.season] if o.season else seasons_for(series.grid)) if s <= o.seq_len]
+    return max(fitting) if fitting and max(fitting) > 1 else None
 
 
 def quantiles_of(o: FitOptions, series: D.Series) -> tuple[float, ...]:

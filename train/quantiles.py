@@ -37,12 +37,18 @@ def _softplus(x: Any) -> Any:
 
 
 def interval_columns(
-    point: Any, raw: Any, quantiles: Sequence[float], scales: Sequence[Any] | None = None
+    point: Any,
+    raw: Any,
+    quantiles: Sequence[float],
+    scales: Sequence[Any] | None = None,
+    unit: Any = None,
 ) -> Any:
     """point (..., H*T) and raw offsets (..., Q*H*T, quantile k's block at k*H*T) ->
     (..., H*T, 1 + Q): per target step, the point forecast then the quantiles, ascending.
     `scales[k]` (a layer, (..., H*T) -> (..., H*T)) multiplies quantile k's step from the next
-    one inward by the non-negative factors calibration found on validation (`calibrate`)."""
+    one inward by the non-negative factors calibration found on validation (`calibrate`);
+    `unit` (H*T,), when given, is the scale the head's steps are in (train/anchor.py's spread:
+    a model forecasting departures learns its intervals in their units, as its point)."""
     import keras
 
     ops = keras.ops
@@ -51,6 +57,7 @@ def interval_columns(
 
     def step(k: int) -> Any:
         gap = _softplus(raw[..., k * width : (k + 1) * width])
+        gap = gap * unit if unit is not None else gap
         return scales[k](gap) if scales is not None else gap
 
     base = ops.stop_gradient(point)

@@ -1,5 +1,6 @@
 """What the validation split decides after training: whether the network forecasts levels or
-changes (`--predict auto`), and how wide the prediction intervals are (their calibration).
+departures from a naive forecast (`--predict auto`), and how wide the prediction intervals are
+(their calibration).
 Both look at validation only, never at the test split the report scores.
 
 # N: forecast origins  M: sequences or windows  S: sequence length  H: horizon  T: targets
@@ -28,17 +29,19 @@ def best_val_mse(history: dict[str, list[float]]) -> float:
     return float(min(history.get("val_point_mse", history.get("val_loss", [np.inf]))))
 
 
-def persistence_mse(y: np.ndarray, segment_starts: list[int] | np.ndarray, horizon: int) -> float:
-    """y (N, T) scaled targets -> the MSE of forecasting every step with the latest value, over
-    every origin whose horizon stays inside its segment (the comparison the level model must
-    win)."""
+def naive_mse(
+    y: np.ndarray, segment_starts: list[int] | np.ndarray, horizon: int, season: int = 1
+) -> float:
+    """y (N, T) scaled targets -> the MSE of the naive forecast with this season (1: the latest
+    value, persistence; S: the same time one season back, within the past) over every origin
+    whose look-back and horizon stay inside its segment (what the level model must beat)."""
     bounds = [*map(int, segment_starts), len(y)]
-    errors = [
-        (y[a + h : b] - y[a : b - h]) ** 2
-        for a, b in zip(bounds[:-1], bounds[1:], strict=False)
-        for h in range(1, horizon + 1)
-        if b - a > h
-    ]
+    errors = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=False):
+        for h in range(1, horizon + 1):
+            lag = season * -(-h // season) - h  # the anchor's lag (train/anchor.py)
+            if b - a > h + lag:  # origins t in [a + lag, b - h): truth y[t+h], forecast y[t-lag]
+                errors.append((y[a + lag + h : b] - y[a : b - h - lag]) ** 2)
     return float(np.mean(np.concatenate(errors))) if errors else float("inf")
 
 
@@ -53,33 +56,42 @@ class PredictChoice:
 
 
 def choose_predict(
-    train: Callable[[str], Trained], persistence: float, can_change: bool
+    train: Callable[[str], Trained],
+    naive: dict[str, float],
+    can_change: bool,
+    seasonal: bool,
 ) -> tuple[Trained, PredictChoice]:
-    """`--predict auto`: train the level model; if it does not beat persistence on validation
-    (a series that leaves its training range, a trend), also train the change model and keep
-    whichever has the lower validation MSE. One training where levels work, two where not."""
+    """`--predict auto`: train the level model; if it does not beat every naive forecast on
+    validation (`naive`: name -> MSE; a trend, a series that leaves its training range, a
+    strong season), also train the models that forecast the departure from the latest value
+    (change) and, when a season fits the window (`seasonal`), from the same time one season
+    back; keep the lowest validation MSE. One training where levels work, up to three where
+    not."""
     level = train("level")
-    scores = {"level": best_val_mse(level[1]), "persistence": persistence}
-    if scores["level"] < persistence:
-        why = "the level model beats persistence on validation"
+    scores = {"level": best_val_mse(level[1]), **naive}
+    best = min(naive, key=lambda k: naive[k])
+    if scores["level"] < naive[best]:
+        why = f"the level model beats {' and '.join(naive)} on validation"
         return level, PredictChoice("level", why, scores)
     if not can_change:
-        why = "no target is also a feature, so there is no latest value to forecast a change from"
+        why = "no target is also a feature, so there is no past value to forecast a change from"
         return level, PredictChoice("level", why, scores)
     log.warning(
-        "the level model does not beat persistence on validation (MSE %.4g vs %.4g): "
-        "training one that forecasts the change from the latest value",
+        "the level model does not beat %s on validation (MSE %.4g vs %.4g): training models "
+        "that forecast the departure from it",
+        best,
         scores["level"],
-        persistence,
+        naive[best],
     )
-    change = train("change")
-    scores["change"] = best_val_mse(change[1])
-    keep = "change" if scores["change"] < scores["level"] else "level"
+    trained = {"level": level}
+    for kind in ("change", "seasonal") if seasonal else ("change",):
+        trained[kind] = train(kind)
+        scores[kind] = best_val_mse(trained[kind][1])
+    keep = min(trained, key=lambda k: scores[k])
     why = (
-        f"the level model does not beat persistence on validation; {keep} has the lower "
-        "validation MSE"
+        f"the level model does not beat {best} on validation; {keep} has the lowest validation MSE"
     )
-    return (change if keep == "change" else level), PredictChoice(keep, why, scores)
+    return trained[keep], PredictChoice(keep, why, scores)
 
 
 def val_forecasts(model: Any, val: tuple[np.ndarray, ...], streaming: bool) -> tuple[Any, Any]:
