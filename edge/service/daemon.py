@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from seqcast.edge.path.pipeline import Pipeline
 from seqcast.edge.service.clockhold import ClockHold
 from seqcast.edge.service.committer import Committer
 from seqcast.edge.service.deploy import Deployer, Host
+from seqcast.edge.service.filestamp import FileStamp
 from seqcast.edge.service.homeassistant import discovery_for
 from seqcast.edge.service.sdnotify import Notifier, watchdog_interval_s
 from seqcast.edge.service.state import DurableState
@@ -53,21 +53,6 @@ def load(cfg: EdgeConfig, path: Path | None = None) -> LoadedModel:
     m = cfg.model
     model, _ = load_model(bundle, m.backend, m.num_threads, isolate=m.isolate_selftest)
     return model
-
-
-@dataclass
-class _FileStamp:
-    mtime_ns: int
-    size: int
-    inode: int
-
-    @classmethod
-    def of(cls, path: Path) -> _FileStamp | None:
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        return cls(st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class Daemon:
@@ -128,7 +113,7 @@ class Daemon:
         self.counters.gauge("queue", self.link.inbox.qsize)
         self._stop = self._reload = False
         self._watched = Path(cfg.model.path)  # an installed release is not watched
-        self._stamp = _FileStamp.of(self._watched)
+        self._stamp = FileStamp.of(self._watched)
         self.metrics = self._serve_metrics() if cfg.metrics.listen else None
         self.state = DurableState(self.state_dir, self.counters, cfg.state.outbox_max_bytes)
         self._republish = self.state.restore(self.pipeline)
@@ -362,7 +347,7 @@ class Daemon:
 
     # -- model swap -----------------------------------------------------------------------------
     def _check_file(self) -> None:
-        stamp = _FileStamp.of(self._watched)
+        stamp = FileStamp.of(self._watched)
         if stamp is not None and stamp != self._stamp:
             self._stamp = stamp
             log.info("bundle file %s changed; reloading", self.cfg.model.path)
