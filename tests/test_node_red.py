@@ -156,7 +156,9 @@ def test_the_flow_republishes_what_the_daemon_published(
 
         def messages(prefix: str) -> list[tuple[str, Any]]:
             with collector.lock:
-                return [(t, json.loads(p)) for _, t, p in collector.messages if t.startswith(prefix)]
+                return [
+                    (t, json.loads(p)) for _, t, p in collector.messages if t.startswith(prefix)
+                ]
 
         def flow_outputs() -> int:
             return len([t for t, _ in messages("seqcast/node-red/") if "/alerts/" not in t])
