@@ -41,8 +41,9 @@ SETTINGS = """module.exports = {
 STEPS, FLAT_FROM = 40, 15  # meter-2 is flat from step 15 on: persistence wins, it drifts
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def red_js() -> Path:
+    """red.js of the pinned Node-RED; before the bundle is trained, so a skip costs nothing."""
     node = shutil.which("node")
     if node is None or not RED_JS.is_file():
         reason = (
