@@ -253,3 +253,19 @@ def test_auto_forecasts_from_last_season_where_a_trend_rides_a_strong_season(tmp
         "anchor_ring": [12], "anchor_seen": [1]}  # fmt: skip
     assert m.selftest["step"]  # the converted step graph, ring included, checked at load
     assert np.isfinite(r.metrics["stream"]["mae"])
+
+
+def test_the_spread_is_each_anchored_targets_seasonal_difference_std():
+    from seqcast.train.anchor import anchor_for
+
+    y = np.stack([np.arange(20.0) * 2.0, np.sin(np.arange(20.0))], axis=-1)  # (N, T) scaled
+    a = anchor_for(["y"], ["y", "other"], np.zeros(1), np.ones(1), np.zeros(2), np.ones(2),
+                   season=4, train_targets=y, segment_starts=[0, 10])  # fmt: skip
+    # y rises by 8 over every season in both segments: no spread at all -> 1; `other` is no
+    # feature, so it has no anchor and keeps unit scale
+    assert a.spread == (1.0, 1.0)
+    noisy = y + np.random.default_rng(0).normal(0, 0.5, y.shape)
+    b = anchor_for(["y"], ["y"], np.zeros(1), np.ones(1), np.zeros(1), np.ones(1), season=4,
+                   train_targets=noisy[:, :1], segment_starts=[0])  # fmt: skip
+    d = noisy[4:, 0] - noisy[:-4, 0]
+    assert b.spread == pytest.approx((float(d.std()),))

@@ -190,5 +190,8 @@ def anchor_for(
         d = [train_targets[a + season : b] - train_targets[a : b - season]
              for a, b in zip(bounds[:-1], bounds[1:], strict=False) if b - a > season]  # fmt: skip
         std = np.concatenate(d).std(axis=0) if d else np.ones(len(target_names))
-        spread = tuple(float(v) if v > 1e-6 else 1.0 for v in std)
+        # a target that is no feature has no anchor: its head forecasts its level, as without
+        spread = tuple(
+            float(v) if v > 1e-6 and sc != 0.0 else 1.0 for v, sc in zip(std, scale, strict=True)
+        )
     return Anchor(tuple(feature), tuple(scale), tuple(offset), season, spread)
