@@ -77,7 +77,7 @@ def _partition_arg(p: argparse.ArgumentParser) -> None:
         "--partition",
         metavar="P",
         help="serve partition P: overrides [input] partition, fills {partition} in the topics and "
-        "the client id, keeps the state in <state.dir>/partition-P (the unit seqcast-edge@P passes P)",
+        "the client id, keeps the state in <state.dir>/partition-P (what seqcast-edge@P runs)",
     )
 
 

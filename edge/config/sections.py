@@ -98,7 +98,7 @@ class MqttConfig(Section):
     client_id: str = opt(
         "",
         "MQTT client id, unique per broker; empty = seqcast-<hostname>. With [input] partition "
-        "set it must contain {partition}, e.g. \"seqcast-part-{partition}\"",
+        'set it must contain {partition}, e.g. "seqcast-part-{partition}"',
         check=_client_id,
     )
     protocol: Literal["3.1.1", "5"] = opt("3.1.1", "MQTT protocol version")
@@ -145,7 +145,7 @@ class InputConfig(Section):
     topic: str = opt(
         "sensors/{stream}/data",
         "Input topic template; a partitioned daemon's carries {partition}, e.g. "
-        "\"part/{partition}/sensors/{stream}\" (deploy/README.md, Partitioned workers)",
+        '"part/{partition}/sensors/{stream}" (deploy/README.md, Partitioned workers)',
         check=_STREAM_TOPIC,
     )
     partition: str = opt(
@@ -304,7 +304,9 @@ class EdgeConfig(Section):
         return self.deploy.events_topic.replace("{client_id}", self.mqtt.client_id)
 
     def _rules(self) -> Iterator[tuple[str, str]]:
-        yield from self._partition_rules()
+        if problems := list(self._partition_rules()):
+            yield from problems  # the topics below are not what the daemon would use
+            return
         cfg = self.resolved()
         inp = cfg.input.topic
         topics = [("output.topic", cfg.output.topic), ("status.topic", cfg.status_topic)]
@@ -338,12 +340,16 @@ class EdgeConfig(Section):
                     f"{PARTITION_FIELD}",
                 )
             return
-        for key, value in carriers:
+        for key, value in carriers:  # the first one missing: one line
             if key != "output.topic" and PARTITION_FIELD not in value:
-                yield key, (
-                    f"must contain {PARTITION_FIELD} when input.partition is set "
-                    f"({show(part)}), got {show(value)}"
+                yield (
+                    key,
+                    (
+                        f"must contain {PARTITION_FIELD} when input.partition is set "
+                        f"({show(part)}), got {show(value)}"
+                    ),
                 )
+                return
         if len(fill_partition(self.mqtt.client_id, part)) > 128:
             yield "mqtt.client_id", "must be at most 128 characters with {partition} filled in"
 

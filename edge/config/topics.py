@@ -45,14 +45,15 @@ def template_problem(
         return "has an unbalanced '{' or '}'"
     if bad := [n for n in names if n != placeholder and n not in optional]:
         allowed = " and ".join(f"{{{n}}}" for n in (placeholder, *optional))
-        return f"unknown placeholder {{{bad[0]}}} (only {allowed} {'are' if optional else 'is'} allowed)"
+        verb = "are" if optional else "is"
+        return f"unknown placeholder {{{bad[0]}}} (only {allowed} {verb} allowed)"
     field = f"{{{placeholder}}}"
     if (required and names.count(placeholder) != 1) or names.count(placeholder) > 1:
         return f"must contain {field} exactly once"
     if extra := [n for n in optional if names.count(n) > 1]:
         return f"must contain {{{extra[0]}}} at most once"
     levels = t.split("/")
-    for name in set(names):
+    for name in dict.fromkeys(names):  # in order of appearance
         if f"{{{name}}}" not in levels:
             return f"{{{name}}} must fill a whole topic level, like 'a/{{{name}}}/b'"
     if "" in levels:
