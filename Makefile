@@ -104,7 +104,7 @@ dist: venv
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
 	cp deploy/install.sh dist/
-	mkdir -p dist/systemd && cp systemd/seqcast-edge.* dist/systemd/
+	mkdir -p dist/systemd && cp systemd/seqcast-edge.* systemd/seqcast-edge@.service dist/systemd/
 	@ls dist dist/systemd
 
 # Forecast quality on three public series, 3 seeds (about 50 minutes on 2 shared cores); needs

@@ -130,6 +130,10 @@ edge="$venv/bin/seqcast-edge"
 
 # 2. The unit, the system user and group, the directories.
 install -D -m 0644 "$units/$UNIT" "$R/usr/lib/systemd/system/$UNIT"
+# the per-partition template (deploy/README.md, "Partitioned workers"); enabled by hand, never here
+if [ -f "$units/seqcast-edge@.service" ]; then
+	install -D -m 0644 "$units/seqcast-edge@.service" "$R/usr/lib/systemd/system/seqcast-edge@.service"
+fi
 install -D -m 0644 "$units/seqcast-edge.sysusers.conf" "$R/usr/lib/sysusers.d/$CONF_NAME"
 install -D -m 0644 "$units/seqcast-edge.tmpfiles.conf" "$R/usr/lib/tmpfiles.d/$CONF_NAME"
 if [ -z "$R" ]; then

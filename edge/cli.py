@@ -19,7 +19,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from seqcast.edge.config import load_config
     from seqcast.edge.service.daemon import Daemon
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.partition)
     if not args.verbose:  # the command line wins over the config file
         logging.getLogger().setLevel(cfg.log.level.upper())
     daemon = Daemon(cfg)
@@ -34,7 +34,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from seqcast.edge.service.daemon import load
     from seqcast.edge.service.statedir import prepare_state_dir
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.partition)
     read_password(cfg.mqtt)  # reads the password and TLS files: fails here, not at 3 a.m.
     check_tls(cfg.mqtt)
     # writable, not full, private; the lock is the daemon's alone (check runs beside it)
@@ -72,6 +72,15 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0 if passed else EXIT_ERROR
 
 
+def _partition_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--partition",
+        metavar="P",
+        help="serve partition P: overrides [input] partition, fills {partition} in the topics and "
+        "the client id, keeps the state in <state.dir>/partition-P (what seqcast-edge@P runs)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqcast-edge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -81,12 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-c", "--config", required=True, type=Path, metavar="FILE", help="the config (edge.toml)"
     )
+    _partition_arg(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("check", help="validate the config and the bundle (self-test), then exit")
     p.add_argument(
         "-c", "--config", required=True, type=Path, metavar="FILE", help="the config (edge.toml)"
     )
+    _partition_arg(p)
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("inspect", help="print a bundle's manifest and run its self-test")

@@ -69,11 +69,17 @@ class DaemonProcess:
 
     @classmethod
     def start(
-        cls, config: Path, env: dict[str, str] | None = None, installed: Path | None = None
+        cls,
+        config: Path,
+        env: dict[str, str] | None = None,
+        installed: Path | None = None,
+        args: tuple[str, ...] = (),
+        log_path: Path | None = None,
     ) -> DaemonProcess:
         """`installed`: the bin/ of a venv with seqcast installed: run its `seqcast-edge`,
-        without PYTHONPATH (which would put this checkout first)."""
-        log_path = config.with_suffix(".log")
+        without PYTHONPATH (which would put this checkout first). `args` follow `run -c CONFIG`
+        (e.g. `--partition 3`); `log_path` defaults to the config's name with `.log`."""
+        log_path = log_path or config.with_suffix(".log")
         log = log_path.open("w")
         environ = {**os.environ, **(env or {})}
         command = [sys.executable, "-c", BLOCKED_TF_ENTRY]
@@ -81,7 +87,7 @@ class DaemonProcess:
             environ.pop("PYTHONPATH", None)
             command = [str(installed / "seqcast-edge")]
         proc = subprocess.Popen(
-            [*command, "run", "-c", str(config)],
+            [*command, "run", "-c", str(config), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,

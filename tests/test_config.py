@@ -163,7 +163,7 @@ BAD = [
     ),
     (
         {"model": M, "output": {"topic": "out/{site}/{stream}"}},
-        "output.topic: unknown placeholder {site} (only {stream} is allowed)",
+        "output.topic: unknown placeholder {site} (only {stream} and {partition} are allowed)",
     ),
     (
         {"model": M, "output": {"topic": "out/{stream"}},

@@ -71,6 +71,7 @@ def test_the_tree_holds_venv_unit_config_and_bundle(
     assert os.access(edge, os.X_OK)
     for name, target in [
         ("seqcast-edge.service", UNIT),
+        ("seqcast-edge@.service", "usr/lib/systemd/system/seqcast-edge@.service"),
         ("seqcast-edge.sysusers.conf", "usr/lib/sysusers.d/seqcast-edge.conf"),
         ("seqcast-edge.tmpfiles.conf", "usr/lib/tmpfiles.d/seqcast-edge.conf"),
     ]:

@@ -1,4 +1,5 @@
-"""systemd/: the unit verifies cleanly, its sandbox scores <= 2.0, sysusers/tmpfiles apply."""
+"""systemd/: the unit (and its per-partition template) verifies cleanly, its sandbox scores <= 2.0,
+sysusers/tmpfiles apply."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from seqcast.edge.config import StateConfig, dump_default_config, parse_config
+from seqcast.edge.config import StateConfig, dump_default_config, load_config, parse_config
 from seqcast.edge.config.files import default_client_id
 
 SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
 UNIT = SYSTEMD / "seqcast-edge.service"
+TEMPLATE = SYSTEMD / "seqcast-edge@.service"  # one instance per partition: seqcast-edge@3
 PREFIX = "/opt/seqcast/venv/bin/seqcast-edge"
 MAX_EXPOSURE = 2.0
 
@@ -146,3 +148,70 @@ def test_sysusers_and_tmpfiles_apply_in_a_scratch_root(tmp_path: Path) -> None:
         st = (tmp_path / rel).stat()
         assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == expected, rel
     assert (tmp_path / "etc/seqcast/mqtt-password").read_bytes() == b""
+
+
+# -- seqcast-edge@.service: one daemon per partition ----------------------------------------------
+
+# what the template changes; every other directive (sandbox, user, state, credential) is the unit's
+PER_PARTITION = {"Unit.Description", "Unit.Conflicts", "Service.ExecStartPre", "Service.ExecStart"}
+
+
+def test_template_is_the_unit_with_the_partition_as_instance() -> None:
+    unit, template = directives(UNIT), directives(TEMPLATE)
+    same = {k: v for k, v in template.items() if k not in PER_PARTITION}
+    assert same == {k: v for k, v in unit.items() if k not in PER_PARTITION}
+    config = "-c /etc/seqcast/edge.toml --partition %i"
+    assert template["Service.ExecStartPre"] == [f"{PREFIX} check {config}"]
+    assert template["Service.ExecStart"] == [f"{PREFIX} run {config}"]
+    assert template["Unit.Conflicts"] == [UNIT.name]  # never beside the unpartitioned daemon
+    assert "%i" in template["Unit.Description"][0]
+
+
+def test_template_state_is_per_partition(tmp_path: Path) -> None:
+    """The unit's `--partition %i` makes the state `<StateDirectory>/partition-%i`."""
+    one = {k: v[-1] for k, v in directives(TEMPLATE).items()}
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        '[model]\npath = "m.seqcast"\n[mqtt]\nclient_id = "seqcast-part-{partition}"\n'
+        '[input]\ntopic = "part/{partition}/sensors/{stream}"\n'
+    )
+    cfg = load_config(config, partition="7")
+    assert cfg.state.dir == Path("/var/lib") / one["Service.StateDirectory"] / "partition-7"
+    assert (cfg.mqtt.client_id, cfg.input.topic) == ("seqcast-part-7", "part/7/sensors/{stream}")
+
+
+def _template_in(tmp_path: Path) -> Path:
+    """The template and the unit it conflicts with, their ExecStart= binaries made real."""
+    true = shutil.which("true") or "/bin/true"
+    for source in (UNIT, TEMPLATE):
+        (tmp_path / source.name).write_text(source.read_text().replace(PREFIX, true))
+    return tmp_path / TEMPLATE.name
+
+
+@needs_analyze
+def test_template_verifies_without_warnings(tmp_path: Path) -> None:
+    template = _template_in(tmp_path)
+    result = run("systemd-analyze", "verify", "--man=no", f"{template}:seqcast-edge@3.service")
+    output = result.stdout + result.stderr
+    about_unit = [line for line in output.splitlines() if "seqcast" in line]
+    assert result.returncode == 0, output
+    assert about_unit == [], output
+
+
+@needs_analyze
+def test_template_verify_would_report_a_broken_template(tmp_path: Path) -> None:
+    template = _template_in(tmp_path)
+    template.write_text(template.read_text().replace("UMask=0077", "UMask=0077\nProtectSytem=1"))
+    result = run("systemd-analyze", "verify", "--man=no", f"{template}:seqcast-edge@3.service")
+    assert "ProtectSytem" in result.stdout + result.stderr
+
+
+@needs_analyze
+def test_template_sandbox_exposure_is_at_most_two(tmp_path: Path) -> None:
+    instance = tmp_path / "seqcast-edge@3.service"
+    shutil.copy(TEMPLATE, instance)
+    result = run("systemd-analyze", "security", "--offline=true", "--no-pager", str(instance))
+    output = result.stdout + result.stderr
+    found = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", output)
+    assert found, output
+    assert float(found.group(1)) <= MAX_EXPOSURE, output

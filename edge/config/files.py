@@ -44,19 +44,32 @@ def _with_client_id(data: Mapping[str, Any]) -> dict[str, Any]:
     return {**data, "mqtt": {**mqtt, "client_id": default_client_id()}}
 
 
-def parse_config(data: Mapping[str, Any], source: str = "<config>") -> EdgeConfig:
+def _with_partition(data: Mapping[str, Any], partition: str | None) -> Mapping[str, Any]:
+    """`data` with `input.partition` set to `partition` (the command line's), unless None."""
+    inp = data.get("input", {})
+    if partition is None or not isinstance(inp, Mapping):  # a wrong type: the validator says so
+        return data
+    return {**data, "input": {**inp, "partition": partition}}
+
+
+def parse_config(
+    data: Mapping[str, Any], source: str = "<config>", partition: str | None = None
+) -> EdgeConfig:
     """Validate parsed TOML; raise `ConfigError` listing every problem as 'source: key: rule'.
 
-    An unset or empty `mqtt.client_id` becomes `default_client_id()`."""
+    An unset or empty `mqtt.client_id` becomes `default_client_id()`. `partition` (from
+    `--partition`) overrides `input.partition`; the result is `EdgeConfig.resolved()`: with a
+    partition, `{partition}` is filled in and the state directory is the partition's."""
     errors: list[str] = []
-    cfg = build(EdgeConfig, _with_client_id(data), "", errors)
+    cfg = build(EdgeConfig, _with_client_id(_with_partition(data, partition)), "", errors)
     if errors or not isinstance(cfg, EdgeConfig):
         raise ConfigError([f"{source}: {e}" for e in errors])
-    return cfg
+    return cfg.resolved()
 
 
-def load_config(path: str | os.PathLike[str]) -> EdgeConfig:
-    """Read and validate a TOML file; every failure (missing file, syntax) is one `ConfigError`."""
+def load_config(path: str | os.PathLike[str], partition: str | None = None) -> EdgeConfig:
+    """Read and validate a TOML file; every failure (missing file, syntax) is one `ConfigError`.
+    `partition` overrides the file's `input.partition` (`seqcast-edge run --partition`)."""
     source = os.fspath(path)
     try:
         text = Path(path).read_bytes().decode("utf-8")
@@ -67,7 +80,7 @@ def load_config(path: str | os.PathLike[str]) -> EdgeConfig:
         raise ConfigError(f"{source}: not valid UTF-8 (byte offset {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{source}: TOML syntax error: {e}") from None
-    return parse_config(data, source)
+    return parse_config(data, source, partition)
 
 
 def read_password(cfg: MqttConfig, environ: Mapping[str, str] = os.environ) -> str | None:

@@ -8,8 +8,9 @@ as it is: `[mqtt]` to the MQTT link, `[input]` to the decoder, `[streams]` to th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,12 @@ from seqcast.edge.config.services import (
     MetricsConfig,
     QualityConfig,
 )
-from seqcast.edge.config.topics import status_template_rule, stream_template_rule
+from seqcast.edge.config.topics import (
+    PARTITION_FIELD,
+    fill_partition,
+    status_template_rule,
+    stream_template_rule,
+)
 from seqcast.edge.config.validation import show
 
 # -- field rules ---------------------------------------------------------------------------------
@@ -31,6 +37,16 @@ def _client_id(value: str) -> str | None:
         return "must be at most 128 characters"
     if any(c in value for c in "+#/"):
         return "must not contain '+', '#' or '/'"
+    return None
+
+
+_PARTITION = re.compile(r"[A-Za-z0-9_-]{1,32}")
+PARTITION_DIR = "partition-"  # a partitioned daemon's state lives in <state.dir>/partition-<P>
+
+
+def _partition(value: str) -> str | None:
+    if value and not _PARTITION.fullmatch(value):
+        return "must be 1-32 of A-Z a-z 0-9 _ - (or empty: not partitioned)"
     return None
 
 
@@ -80,7 +96,10 @@ class MqttConfig(Section):
     host: str = opt("localhost", "Broker host name or address")
     port: int = opt(1883, "Broker TCP port", ge=1, le=65535)
     client_id: str = opt(
-        "", "MQTT client id, unique per broker; empty = seqcast-<hostname>", check=_client_id
+        "",
+        "MQTT client id, unique per broker; empty = seqcast-<hostname>. With [input] partition "
+        'set it must contain {partition}, e.g. "seqcast-part-{partition}"',
+        check=_client_id,
     )
     protocol: Literal["3.1.1", "5"] = opt("3.1.1", "MQTT protocol version")
     keepalive: int = opt(60, "Keepalive interval in seconds", ge=5, le=3600)
@@ -123,7 +142,20 @@ class ModelConfig(Section):
 class InputConfig(Section):
     """Sensor messages."""
 
-    topic: str = opt("sensors/{stream}/data", "Input topic template", check=_STREAM_TOPIC)
+    topic: str = opt(
+        "sensors/{stream}/data",
+        "Input topic template; a partitioned daemon's carries {partition}, e.g. "
+        '"part/{partition}/sensors/{stream}" (deploy/README.md, Partitioned workers)',
+        check=_STREAM_TOPIC,
+    )
+    partition: str = opt(
+        "",
+        "The partition this daemon serves, filled into {partition} in input.topic, output.topic "
+        "and mqtt.client_id; its state goes to <state.dir>/partition-<P>. Empty = not "
+        "partitioned. seqcast-edge run --partition P overrides it (the unit seqcast-edge@P)",
+        check=_partition,
+        empty_ok=True,
+    )
     format: Literal["auto", "json", "senml", "csv"] = opt("auto", "Payload format")
     timestamp_field: str = opt("ts", "JSON field holding the timestamp")
     extra_fields: Literal["ignore", "reject"] = opt(
@@ -272,15 +304,66 @@ class EdgeConfig(Section):
         return self.deploy.events_topic.replace("{client_id}", self.mqtt.client_id)
 
     def _rules(self) -> Iterator[tuple[str, str]]:
-        inp = self.input.topic
-        topics = [("output.topic", self.output.topic), ("status.topic", self.status_topic)]
-        topics += [("deploy.events_topic", self.deploy_events_topic)]
+        if problems := list(self._partition_rules()):
+            yield from problems  # the topics below are not what the daemon would use
+            return
+        cfg = self.resolved()
+        inp = cfg.input.topic
+        topics = [("output.topic", cfg.output.topic), ("status.topic", cfg.status_topic)]
+        topics += [("deploy.events_topic", cfg.deploy_events_topic)]
         if self.quality.topic:
-            topics += [("quality.topic", self.quality_topic)]
+            topics += [("quality.topic", cfg.quality_topic)]
         if self.deploy.enabled:
-            topics += [("deploy.topic", self.deploy_topic)]
+            topics += [("deploy.topic", cfg.deploy_topic)]
         if self.homeassistant.enabled:
             topics += [("homeassistant.birth_topic", self.homeassistant.birth_topic)]
         for key, topic in topics:
             if _topics_overlap(topic, inp):
                 yield key, f"must not overlap input.topic {show(inp)}, got {show(topic)}"
+
+    def _partition_rules(self) -> Iterator[tuple[str, str]]:
+        """`{partition}` and `[input] partition` come together: a template that carries it needs
+        a partition, and a partition needs an input topic and a client id that carry it (the
+        workers of one partition, and only they, share its subscription and MQTT session)."""
+        part = self.input.partition
+        carriers = [
+            ("input.topic", self.input.topic),
+            ("output.topic", self.output.topic),
+            ("mqtt.client_id", self.mqtt.client_id),
+        ]
+        if not part:
+            using = [key for key, value in carriers if PARTITION_FIELD in value]
+            if using:
+                yield (
+                    "input.partition",
+                    f"must be set (here or with --partition P) when {using[0]} contains "
+                    f"{PARTITION_FIELD}",
+                )
+            return
+        for key, value in carriers:  # the first one missing: one line
+            if key != "output.topic" and PARTITION_FIELD not in value:
+                yield (
+                    key,
+                    (
+                        f"must contain {PARTITION_FIELD} when input.partition is set "
+                        f"({show(part)}), got {show(value)}"
+                    ),
+                )
+                return
+        if len(fill_partition(self.mqtt.client_id, part)) > 128:
+            yield "mqtt.client_id", "must be at most 128 characters with {partition} filled in"
+
+    def resolved(self) -> EdgeConfig:
+        """This config as a partitioned daemon uses it: `{partition}` filled in (input and output
+        topics, client id) and the state in `<state.dir>/partition-<P>`; itself when not
+        partitioned. `files.parse_config` returns it, so no owner sees a `{partition}`."""
+        part = self.input.partition
+        if not part or PARTITION_FIELD not in self.input.topic:  # not partitioned, or done
+            return self
+        return replace(
+            self,
+            mqtt=replace(self.mqtt, client_id=fill_partition(self.mqtt.client_id, part)),
+            input=replace(self.input, topic=fill_partition(self.input.topic, part)),
+            output=replace(self.output, topic=fill_partition(self.output.topic, part)),
+            state=replace(self.state, dir=self.state.dir / f"{PARTITION_DIR}{part}"),
+        )

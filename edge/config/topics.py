@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 STREAM_FIELD = "{stream}"
+PARTITION_FIELD = "{partition}"  # filled from `[input] partition` (seqcast-edge run --partition)
 _MAX_TOPIC_BYTES = 65535
 
 
@@ -24,11 +25,14 @@ def _stream_problem(stream: object, first_level: bool) -> str | None:
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
-def template_problem(t: object, placeholder: str = "stream", required: bool = True) -> str | None:
+def template_problem(
+    t: object, placeholder: str = "stream", required: bool = True, optional: tuple[str, ...] = ()
+) -> str | None:
     """What is wrong with a topic template, or None: the one grammar of every configured topic.
 
     `{placeholder}` may stand (once, as a whole level) where a name is filled in; with `required`
-    it must. No other placeholder, no wildcard, no empty level, no `$` system prefix.
+    it must. Each of `optional` may stand once, as a whole level, too. No other placeholder, no
+    wildcard, no empty level, no `$` system prefix.
     """
     if not isinstance(t, str) or not t:
         return "must be a non-empty string"
@@ -39,14 +43,19 @@ def template_problem(t: object, placeholder: str = "stream", required: bool = Tr
     names, rest = _PLACEHOLDER.findall(t), _PLACEHOLDER.sub("", t)
     if "{" in rest or "}" in rest:
         return "has an unbalanced '{' or '}'"
-    if bad := [n for n in names if n != placeholder]:
-        return f"unknown placeholder {{{bad[0]}}} (only {{{placeholder}}} is allowed)"
+    if bad := [n for n in names if n != placeholder and n not in optional]:
+        allowed = " and ".join(f"{{{n}}}" for n in (placeholder, *optional))
+        verb = "are" if optional else "is"
+        return f"unknown placeholder {{{bad[0]}}} (only {allowed} {verb} allowed)"
     field = f"{{{placeholder}}}"
     if (required and names.count(placeholder) != 1) or names.count(placeholder) > 1:
         return f"must contain {field} exactly once"
+    if extra := [n for n in optional if names.count(n) > 1]:
+        return f"must contain {{{extra[0]}}} at most once"
     levels = t.split("/")
-    if names and field not in levels:
-        return f"{field} must fill a whole topic level, like 'a/{field}/b'"
+    for name in dict.fromkeys(names):  # in order of appearance
+        if f"{{{name}}}" not in levels:
+            return f"{{{name}}} must fill a whole topic level, like 'a/{{{name}}}/b'"
     if "" in levels:
         return "has an empty level (no leading, trailing or double '/')"
     if t.startswith("$"):
@@ -55,8 +64,14 @@ def template_problem(t: object, placeholder: str = "stream", required: bool = Tr
 
 
 def stream_template_rule(value: str) -> str | None:
-    """The config rule of an input or output topic: `{stream}` exactly once."""
-    return template_problem(value, "stream", required=True)
+    """The config rule of an input or output topic: `{stream}` exactly once, `{partition}` at
+    most once (filled in from `[input] partition` before anything subscribes or publishes)."""
+    return template_problem(value, "stream", required=True, optional=("partition",))
+
+
+def fill_partition(template: str, partition: str) -> str:
+    """`template` with `{partition}` replaced by `partition` (unchanged when it has none)."""
+    return template.replace(PARTITION_FIELD, partition)
 
 
 def status_template_rule(value: str) -> str | None:
