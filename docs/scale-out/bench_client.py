@@ -1,84 +1,147 @@
 """One benchmark client process (publisher or subscriber). CLOCK_MONOTONIC timestamps in payloads.
-  sub:  bench_client.py sub  PORT TOPIC QOS N IDLE_S [mqtt|natspy]
-  pub:  bench_client.py pub  PORT QOS N RATE(0=flood) [NIDS]
+sub:  bench_client.py sub  PORT TOPIC QOS N IDLE_S [mqtt|natspy]
+pub:  bench_client.py pub  PORT QOS N RATE(0=flood) [NIDS]
 """
-import sys, time, json, threading, os
+
+import json
+import os
+import sys
+import threading
+import time
+
 import paho.mqtt.client as mqtt
 
+
 def pct(xs, p):
-    xs = sorted(xs); return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else None
+
 
 def sub(port, topic, qos, n, idle, kind="mqtt"):
     lat, cnt, first, last = [], [0], [None], [None]
     done = threading.Event()
+
     def record(payload):
         now = time.monotonic_ns()
         ts = int(payload.split(b"|", 2)[1])
         lat.append((now - ts) / 1e6)
-        if first[0] is None: first[0] = now
-        last[0] = now; cnt[0] += 1
-        if cnt[0] >= n: done.set()
+        if first[0] is None:
+            first[0] = now
+        last[0] = now
+        cnt[0] += 1
+        if cnt[0] >= n:
+            done.set()
+
     if kind == "natspy":
-        import asyncio, nats
+        import asyncio
+
+        import nats
+
         async def run():
             nc = await nats.connect(f"nats://127.0.0.1:{port}", pending_size=512 * 1024 * 1024)
-            async def cb(m): record(m.data)
-            await nc.subscribe(topic, cb=cb, pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024)
-            await nc.flush(); print("READY", flush=True)
+
+            async def cb(m):
+                record(m.data)
+
+            await nc.subscribe(
+                topic, cb=cb, pending_msgs_limit=1_000_000, pending_bytes_limit=512 * 1024 * 1024
+            )
+            await nc.flush()
+            print("READY", flush=True)
             t_last = time.monotonic()
             prev = -1
             while not done.is_set():
                 await asyncio.sleep(0.1)
-                if cnt[0] != prev: prev, t_last = cnt[0], time.monotonic()
-                elif cnt[0] > 0 and time.monotonic() - t_last > idle: break
-                elif cnt[0] == 0 and time.monotonic() - t_last > 60: break
+                if cnt[0] != prev:
+                    prev, t_last = cnt[0], time.monotonic()
+                elif (
+                    cnt[0] > 0
+                    and time.monotonic() - t_last > idle
+                    or cnt[0] == 0
+                    and time.monotonic() - t_last > 60
+                ):
+                    break
             await nc.close()
+
         asyncio.run(run())
     else:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bsub{os.getpid()}", protocol=mqtt.MQTTv311)
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"bsub{os.getpid()}", protocol=mqtt.MQTTv311
+        )
         c.max_inflight_messages_set(1000)
         ready = threading.Event()
         c.on_connect = lambda cl, ud, f, rc, p=None: cl.subscribe(topic, qos)
         c.on_subscribe = lambda *a: ready.set()
         c.on_message = lambda cl, ud, m: record(m.payload)
-        c.connect("127.0.0.1", port, 60); c.loop_start()
-        ready.wait(10); print("READY", flush=True)
+        c.connect("127.0.0.1", port, 60)
+        c.loop_start()
+        ready.wait(10)
+        print("READY", flush=True)
         prev, t_last = -1, time.monotonic()
         while not done.is_set():
             time.sleep(0.1)
-            if cnt[0] != prev: prev, t_last = cnt[0], time.monotonic()
-            elif cnt[0] > 0 and time.monotonic() - t_last > idle: break
-            elif cnt[0] == 0 and time.monotonic() - t_last > 60: break
-        c.disconnect(); c.loop_stop()
-    out = dict(received=cnt[0], first_ns=first[0], last_ns=last[0],
-               p50_ms=pct(lat, 50), p99_ms=pct(lat, 99), max_ms=max(lat) if lat else None)
+            if cnt[0] != prev:
+                prev, t_last = cnt[0], time.monotonic()
+            elif (
+                cnt[0] > 0
+                and time.monotonic() - t_last > idle
+                or cnt[0] == 0
+                and time.monotonic() - t_last > 60
+            ):
+                break
+        c.disconnect()
+        c.loop_stop()
+    out = dict(
+        received=cnt[0],
+        first_ns=first[0],
+        last_ns=last[0],
+        p50_ms=pct(lat, 50),
+        p99_ms=pct(lat, 99),
+        max_ms=max(lat) if lat else None,
+    )
     print(json.dumps(out), flush=True)
 
+
 def pub(port, qos, n, rate, nids=200):
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bpub{os.getpid()}", protocol=mqtt.MQTTv311)
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"bpub{os.getpid()}", protocol=mqtt.MQTTv311
+    )
     c.max_inflight_messages_set(1000)
     ev = threading.Event()
     c.on_connect = lambda *a: ev.set()
-    c.connect("127.0.0.1", port, 60); c.loop_start(); ev.wait(10)
+    c.connect("127.0.0.1", port, 60)
+    c.loop_start()
+    ev.wait(10)
     topics = [f"sensors/dev{i:03d}" for i in range(nids)]
     pad = b"x" * 32
-    t0 = time.monotonic(); t0ns = time.monotonic_ns()
+    t0 = time.monotonic()
+    t0ns = time.monotonic_ns()
     infos = []
     for k in range(n):
         if rate:
             target = t0 + k / rate
             d = target - time.monotonic()
-            if d > 0: time.sleep(d)
+            if d > 0:
+                time.sleep(d)
         payload = b"%d|%d|" % (k, time.monotonic_ns()) + pad
         inf = c.publish(topics[k % nids], payload, qos=qos)
-        if qos: infos.append(inf)
+        if qos:
+            infos.append(inf)
         elif not rate and k % 5000 == 4999:
             pass
-    for inf in infos: inf.wait_for_publish(30)
+    for inf in infos:
+        inf.wait_for_publish(30)
     t1ns = time.monotonic_ns()
     time.sleep(0.5)
-    c.disconnect(); c.loop_stop()
-    print(json.dumps(dict(sent=n, start_ns=t0ns, end_ns=t1ns, acked=sum(i.is_published() for i in infos))), flush=True)
+    c.disconnect()
+    c.loop_stop()
+    print(
+        json.dumps(
+            dict(sent=n, start_ns=t0ns, end_ns=t1ns, acked=sum(i.is_published() for i in infos))
+        ),
+        flush=True,
+    )
+
 
 if __name__ == "__main__":
     a = sys.argv

