@@ -15,6 +15,8 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +106,8 @@ def single_daemon(broker: Any, small_bundle: Path, tmp_path_factory: Any) -> dic
             stream_samples(),
             range(SAMPLES),
         )
-        assert collector.wait_for(lambda: len(collector.messages) >= expected, 60), daemon.log()
+        got = collector.wait_for(lambda: len(collector.messages) >= expected, 60)
+        assert got, f"{len(collector.messages)}/{expected} forecasts\n{daemon.log()}"
         assert daemon.stop() == 0, daemon.log()
     finally:
         collector.close()
@@ -141,6 +144,22 @@ def start_worker(config: Path, p: int, name: str = "worker") -> DaemonProcess:
     return worker
 
 
+@contextmanager
+def workers_on(nats: NatsServer, config: Path) -> Iterator[tuple[list[DaemonProcess], Collector]]:
+    """One worker per partition and a collector of every partition's forecasts; whatever the
+    test appends to the list (a standby) is killed with them at the end."""
+    workers: list[DaemonProcess] = []
+    collector = Collector(nats.host, nats.port, ["part/+/forecasts/+"])
+    try:
+        for p in range(P):  # one at a time: a worker that fails to start leaves none behind
+            workers.append(start_worker(config, p))
+        yield workers, collector
+    finally:
+        collector.close()
+        for w in workers:
+            w.kill()
+
+
 def by_stream(messages: list[tuple[float, str, bytes]]) -> tuple[dict[str, list], dict[str, set]]:
     """Forecast documents per stream in arrival order, and the partitions that published them."""
     docs: dict[str, list] = {}
@@ -159,10 +178,7 @@ def test_four_workers_publish_what_one_daemon_does(
 ) -> None:
     config = worker_config(tmp_path, nats, small_bundle)
     expected = expected_count(small_bundle)
-    workers: list[DaemonProcess] = []
-    collector = Collector(nats.host, nats.port, ["part/+/forecasts/+"])
-    try:
-        workers = [start_worker(config, p) for p in range(P)]
+    with workers_on(nats, config) as (workers, collector):
         started = time.monotonic()
         replay(nats.host, nats.port, "sensors/{stream}", stream_samples(), range(SAMPLES))
         done = collector.wait_for(lambda: len(collector.messages) >= expected, 60)
@@ -171,10 +187,6 @@ def test_four_workers_publish_what_one_daemon_does(
         time.sleep(0.5)  # nothing more may come
         for w in workers:
             assert w.stop() == 0, w.log()
-    finally:
-        collector.close()
-        for w in workers:
-            w.kill()
     docs, served = by_stream(collector.messages)
     assert len(collector.messages) == expected
     # every stream from exactly one worker: the one the mapping's FNV-1a names
@@ -194,19 +206,16 @@ def test_a_killed_worker_replaced_by_a_standby_loses_nothing(
     victim = 1
     mine = [s for s in STREAMS if partition_of(s, P) == victim]
     expected = expected_count(small_bundle)
-    workers: list[DaemonProcess] = []
-    collector = Collector(nats.host, nats.port, ["part/+/forecasts/+"])
+    with workers_on(nats, config) as (workers, collector):
 
-    def victims_forecasts() -> int:
-        with collector.lock:
-            return sum(1 for _, t, _ in collector.messages if t.startswith(f"part/{victim}/"))
+        def victims_forecasts() -> int:
+            with collector.lock:
+                return sum(1 for _, t, _ in collector.messages if t.startswith(f"part/{victim}/"))
 
-    def distinct() -> int:
-        with collector.lock:
-            return len({(t, json.loads(p)["ts"]) for _, t, p in collector.messages})
+        def distinct() -> int:
+            with collector.lock:
+                return len({(t, json.loads(p)["ts"]) for _, t, p in collector.messages})
 
-    try:
-        workers = [start_worker(config, p) for p in range(P)]
         failed: list[BaseException] = []
 
         def publish() -> None:
@@ -233,10 +242,6 @@ def test_a_killed_worker_replaced_by_a_standby_loses_nothing(
         time.sleep(1.0)  # late duplicates, if any, arrive now
         for w in workers[:victim] + workers[victim + 1 :]:
             assert w.stop() == 0, w.log()
-    finally:
-        collector.close()
-        for w in workers:
-            w.kill()
     docs, served = by_stream(collector.messages)
     assert all(served[s] == {partition_of(s, P)} for s in STREAMS)
     lost = wrong = duplicates = 0
