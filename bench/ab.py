@@ -11,6 +11,8 @@ median CPU time the process under test used per forecast (user + system, all thr
 shared machine the throughput moves with the neighbours' load, the CPU time per message much less.
 `--latency RATE`: instead of floods, sensor publish -> forecast latency at RATE messages/s on 100
 streams for 3 s per run (the e2e benchmark's), p50 and p99 per run and their medians.
+`--unscored NAME`: variant NAME runs with `[quality] enabled = false` (live scoring's cost:
+`base=. unscored=. --unscored unscored`).
 `--metrics NAME`: variant NAME runs with `[metrics] listen` on a free port, scraped every
 `--scrape-s` seconds (1) by a thread of this process for as long as it runs (NAME=DIR may name
 the same DIR as another variant: `base=. metrics=. --metrics metrics`).
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write every run here")
     p.add_argument("--latency", type=float, metavar="RATE", help="latency at RATE msgs/s")
     p.add_argument("--metrics", action="append", default=[], metavar="NAME")
+    p.add_argument("--unscored", action="append", default=[], metavar="NAME")
     p.add_argument("--scrape-s", type=float, default=1.0)
     args = p.parse_args(argv)
     from seqcast.tools.localbroker import LocalMosquitto, free_port
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             order += variants[k:] + variants[:k]
             for name, root in order:
                 kind = "relay" if root is None else "daemon"
+                kind = "unscored" if name in args.unscored else kind
                 if args.latency:
                     r = latency(kind, port, bundle, work, 100, args.latency, 3.0, args.qos, root)
                 else:

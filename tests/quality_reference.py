@@ -39,8 +39,8 @@ def offline_quality(
         naive = float(np.mean(np.abs(np.asarray(actuals[o]) - y)))
         return model, naive
 
-    def at(last: int) -> tuple[list[float | None], list[float | None], int]:
-        """MAE per step over the steps in the blocks the window keeps at step `last`."""
+    def pairs(last: int) -> tuple[list[list[float]], list[list[float]]]:
+        """Per horizon step, the errors scored in the blocks the window keeps at step `last`."""
         first_block = last // block - blocks + 1
         per_model: list[list[float]] = [[] for _ in range(horizon)]
         per_naive: list[list[float]] = [[] for _ in range(horizon)]
@@ -52,6 +52,11 @@ def offline_quality(
                 if e is not None:
                     per_model[h - 1].append(e[0])
                     per_naive[h - 1].append(e[1])
+        return per_model, per_naive
+
+    def at(last: int) -> tuple[list[float | None], list[float | None], int]:
+        """MAE per horizon step over the window at step `last`."""
+        per_model, per_naive = pairs(last)
         model = [float(np.mean(e)) if e else None for e in per_model]
         naive = [float(np.mean(e)) if e else None for e in per_naive]
         return model, naive, len(per_model[0])
@@ -60,9 +65,9 @@ def offline_quality(
     for i in range(len(actuals)):
         if not any(errors(i, h) is not None for h in range(1, horizon + 1)):
             continue  # nothing scored at this step
-        model, naive, _ = at(i)
-        m = np.mean([v for v in model if v is not None])
-        p = np.mean([v for v in naive if v is not None])
+        per_model, per_naive = pairs(i)  # the verdict pools every pair in the window
+        m = np.mean([e for es in per_model for e in es])
+        p = np.mean([e for es in per_naive for e in es])
         run = run + 1 if m > p else 0
         now = run >= drift_after
         flagged += now and not drifting

@@ -285,15 +285,18 @@ def test_live_quality_reaches_the_status_and_metrics(report, snapshot) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from seqcast.edge.service.metrics import RegistryCollector
+    from seqcast.edge.service.status import quality_summary
 
     report.pipeline.quality_snapshot = lambda: snapshot  # the live helper's object, as agreed
+    # the status message reads the counts alone (tests/test_quality.py: they equal the summary's)
+    report.pipeline.quality_counts = lambda: quality_summary(snapshot)
     try:
         assert report.fields()["quality"] == {"streams_scored": 2, "streams_drifting": 1}
         registry = CollectorRegistry()
         registry.register(RegistryCollector(report.pipeline.counters, report))
         text = generate_latest(registry).decode()
     finally:
-        del report.pipeline.quality_snapshot
+        del report.pipeline.quality_snapshot, report.pipeline.quality_counts
     m = {f.name: f for f in text_string_to_metric_families(text)}
     assert value(m, "seqcast_quality_streams_scored") == 2
     assert [s.labels for s in m["seqcast_quality_drifting"].samples] == [{"stream": "b"}]

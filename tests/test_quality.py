@@ -12,6 +12,7 @@ import pytest
 
 from seqcast.edge.counters import Counters
 from seqcast.edge.path.quality import Quality, block_size
+from seqcast.edge.service.status import quality_summary
 from tests.quality_reference import offline_quality
 
 TOL = {"rtol": 1e-9, "atol": 1e-9}
@@ -69,6 +70,10 @@ def test_the_scorer_equals_the_offline_computation(window: int, drift_after: int
         q.observe(slots, values, made, np.stack(rows) if rows else None, [f"s{s}" for s in live])
         for s in live:
             step[s] += 1
+        # the status message's counts, read without the snapshot, agree with it at every call
+        summary = q.snapshot([(f"s{s}", s + 2) for s in range(n_streams)])["summary"]
+        counts = {k: summary[k] for k in ("streams_scored", "streams_drifting")}
+        assert q.counts(np.arange(n_streams) + 2) == counts
     snap = q.snapshot([(f"s{s}", s + 2) for s in range(n_streams)])
     flagged = cleared = 0
     for s in range(n_streams):
@@ -86,6 +91,30 @@ def test_the_scorer_equals_the_offline_computation(window: int, drift_after: int
     assert summary["streams_scored"] == n_streams
     assert summary["streams_drifting"] == sum(s["drifting"] for s in snap["streams"].values())
     json.dumps(snap, allow_nan=False)  # the snapshot is plain JSON
+
+
+@pytest.mark.parametrize("streams", [1, 2])  # the single-slot path, and the batch path
+def test_the_drift_verdict_pools_every_pair_in_the_window(streams: int) -> None:
+    """Horizon 2, actuals 0, 1, 0; forecasts from step 0: 1, 1.5; from step 1: 0. At step 2
+    the model's errors are 0 (h=1, twice) and 1.5 (h=2), persistence's 1, 1 and 0. Pooled:
+    MAE 0.5 vs 0.67, not worse; the mean of the per-step MAEs (0.75 vs 0.5) would say worse."""
+    counters = Counters()
+    q = Quality(4, 2, [0], [0], 64, 1, counters)
+    slots = np.arange(streams)
+    for x, forecast in [(0.0, [1.0, 1.5]), (1.0, [0.0, 9.0]), (0.0, [0.0, 0.0])]:
+        values = np.full((streams, 1), x)
+        q.observe(
+            slots,
+            values,
+            np.ones(streams, bool),
+            np.tile([[[forecast[0]], [forecast[1]]]], (streams, 1, 1)),
+        )
+    want = offline_quality([[0.0], [1.0], [0.0]], {0: [[1.0], [1.5]], 1: [[0.0], [9.0]]}, 2, 64, 1)
+    assert want.flagged == 0 and not want.drifting
+    assert counters["quality_drift_flagged"] == 0
+    got = q.snapshot([(f"s{s}", s) for s in range(streams)])["streams"]["s0"]
+    assert got["mae"] == [0.0, 1.5] and got["persistence_mae"] == [1.0, 0.0]
+    assert not got["drifting"]
 
 
 def test_a_reset_forgets_the_stream() -> None:
@@ -142,6 +171,14 @@ def test_the_pipeline_scores_what_it_published(small_bundle, mode: str) -> None:
         assert all(v is not None for v in got["mae"])  # every horizon step was scored
     assert pipe.counters["quality_drift_flagged"] == sum(w.flagged for w in want.values())
     assert json.loads(pipe.quality_message())["streams"] == live["streams"]
+    assert (
+        pipe.quality_counts()
+        == quality_summary(live)
+        != {
+            "streams_scored": 0,
+            "streams_drifting": 0,
+        }
+    )
 
 
 def test_the_quality_section_is_checked_at_start() -> None:

@@ -191,6 +191,13 @@ class Pipeline:
             return Quality(0, 0, [], [], qc.window, qc.drift_after, self.counters).snapshot([])
         return self.quality.snapshot(self.table.items())
 
+    def quality_counts(self) -> dict[str, int]:
+        """`streams_scored` and `streams_drifting` of `quality_snapshot()["summary"]`, at a
+        fraction of its cost (the status message carries them)."""
+        if self.quality is None:
+            return {"streams_scored": 0, "streams_drifting": 0}
+        return self.quality.counts(self.table.slots())
+
     def quality_message(self) -> bytes:
         """`quality_snapshot` as the `[quality] topic` payload: JSON with `ts` and `model_id`."""
         doc = {"ts": time.time(), "model_id": self.model_id, **self.quality_snapshot()}

@@ -74,6 +74,10 @@ class StreamTable:
         """(stream, slot), least recently used first."""
         return list(self._lru.items())
 
+    def slots(self) -> np.ndarray:
+        """The live streams' slots (n,), least recently used first."""
+        return np.fromiter(self._lru.values(), np.int64, len(self._lru))
+
     def get(self, stream: str) -> int | None:
         return self._lru.get(stream)
 

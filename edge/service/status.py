@@ -83,8 +83,8 @@ class StatusReport:
             return False
         totals = summary_totals(counters.as_dict())
         since = {k: v - self._summary_totals.get(k, 0) for k, v in totals.items()}
-        quality = self.quality()
-        drifting = quality_summary(quality)["streams_drifting"] if quality is not None else 0
+        counts = self.quality_counts()
+        drifting = counts["streams_drifting"] if counts is not None else 0
         log.info(
             "in the last %.0f s: %d messages, %d samples, %d forecasts, %d bad payloads, "
             "%d dropped, %d stream resets; %d streams, %d drifting",
@@ -103,6 +103,15 @@ class StatusReport:
         """The pipeline's live forecast quality, when it keeps one (else None)."""
         read = getattr(self.pipeline, "quality_snapshot", None)
         return read() if callable(read) else None
+
+    def quality_counts(self) -> dict[str, int] | None:
+        """`quality_summary` of the pipeline's live quality, read without the per-stream
+        snapshot where the pipeline can (it runs with every status message)."""
+        read = getattr(self.pipeline, "quality_counts", None)
+        if callable(read):
+            return dict(read())
+        quality = self.quality()
+        return quality_summary(quality) if quality is not None else None
 
     def about(self) -> dict[str, str]:
         """The version and the model serving (the metrics' `seqcast_info` labels)."""
@@ -128,7 +137,7 @@ class StatusReport:
             "mode": about["mode"],
             "clock": self.clock.state(),
         }
-        quality = self.quality()
-        if quality is not None:
-            out["quality"] = quality_summary(quality)
+        counts = self.quality_counts()
+        if counts is not None:
+            out["quality"] = counts
         return out
