@@ -1,4 +1,6 @@
-"""`python -m bench.run [--quick] [--only inference|e2e|footprint|faults] [--out bench/results]`
+"""`python -m bench.run [--quick] [--only NAME] [--out bench/results]`
+
+NAME: inference, e2e, scoring, footprint or faults (repeatable).
 
 Runs the benchmarks, prints their tables, writes `<name>.json`, `<name>.md` and `<name>.png` for
 each into the output folder, and `summary.json` / `summary.md` with every target (measured vs
@@ -25,7 +27,7 @@ from bench.common import (
     write_results,
 )
 
-NAMES = ("inference", "e2e", "footprint", "faults")
+NAMES = ("inference", "e2e", "scoring", "footprint", "faults")
 
 
 def _module(name: str) -> Any:
