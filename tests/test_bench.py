@@ -43,7 +43,7 @@ def test_quick_benchmarks_write_results(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
 
     docs = {}
-    for name in ("inference", "e2e", "footprint", "faults"):
+    for name in ("inference", "e2e", "scoring", "footprint", "faults"):
         for ext in ("json", "md", "png"):
             path = out / f"{name}.{ext}"
             assert path.is_file() and path.stat().st_size > 0, path
@@ -90,6 +90,12 @@ def test_quick_benchmarks_write_results(tmp_path: Path) -> None:
     assert {r["kind"] for r in e2e["latency"]} == {"relay", "daemon"}
     assert all(r["matched"] > 0 and r["ms"]["p99"] is not None for r in e2e["latency"])
     assert {r["streams"] for r in e2e["summary"]} == {1, 100}
+
+    scoring = docs["scoring"]  # every shape with [quality] on and off, each round measured
+    cells = {(c["shape"], c["variant"]): c["us"] for c in scoring["cells"]}
+    assert len(cells) == 6 and {v for _, v in cells} == {"scored", "unscored"}
+    assert all(len(us) == scoring["rounds"] and min(us) > 0 for us in cells.values())
+    assert scoring["targets"][0]["name"].startswith("live scoring's cost in process")
 
     fp = docs["footprint"]
     assert [m["streams"] for m in fp["rss"]] == [10, 1000]
