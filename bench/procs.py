@@ -212,10 +212,11 @@ def _wait_line(proc: subprocess.Popen[bytes], text: str, timeout: float) -> bool
     return False
 
 
-def tool(cmd: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run `python -m bench.publisher CMD SPEC` on the load core; its JSON result."""
+def tool(cmd: str, spec: dict[str, Any], timeout: float, pin: bool = True) -> dict[str, Any]:
+    """Run `python -m bench.publisher CMD SPEC` on the load core (`pin` False: on any core, as
+    this process may run); its JSON result."""
     done = subprocess.run(
-        [*taskset(LOAD_CORE), PY, "-m", "bench.publisher", cmd, json.dumps(spec)],
+        [*(taskset(LOAD_CORE) if pin else []), PY, "-m", "bench.publisher", cmd, json.dumps(spec)],
         cwd=ROOT,
         env=ENV,
         capture_output=True,
@@ -227,9 +228,17 @@ def tool(cmd: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 
 class Counter:
-    """A counting subscriber process, subscribed before this returns."""
+    """A counting subscriber process on the load core (`pin` False: not pinned), subscribed
+    before this returns."""
 
-    def __init__(self, port: int, expect: int, idle_s: float = 5.0, filt: str = "forecasts/+"):
+    def __init__(
+        self,
+        port: int,
+        expect: int,
+        idle_s: float = 5.0,
+        filt: str = "forecasts/+",
+        pin: bool = True,
+    ):
         spec = {
             "host": "127.0.0.1",
             "port": port,
@@ -238,7 +247,14 @@ class Counter:
             "idle_s": idle_s,
         }
         self.proc = subprocess.Popen(
-            [*taskset(LOAD_CORE), PY, "-m", "bench.publisher", "count", json.dumps(spec)],
+            [
+                *(taskset(LOAD_CORE) if pin else []),
+                PY,
+                "-m",
+                "bench.publisher",
+                "count",
+                json.dumps(spec),
+            ],
             cwd=ROOT,
             env=ENV,
             stdout=subprocess.PIPE,

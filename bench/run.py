@@ -1,10 +1,11 @@
 """`python -m bench.run [--quick] [--only NAME] [--out bench/results]`
 
-NAME: inference, e2e, scoring, footprint or faults (repeatable).
+NAME: inference, e2e, scoring, footprint, faults or workers (repeatable).
 
-Runs the benchmarks, prints their tables, writes `<name>.json`, `<name>.md` and `<name>.png` for
-each into the output folder, and `summary.json` / `summary.md` with every target (measured vs
-goal) from whatever results the folder holds.
+Runs the benchmarks (`workers` only when named: `make bench-workers`), prints their tables,
+writes `<name>.json`, `<name>.md` and `<name>.png` for each into the output folder, and
+`summary.json` / `summary.md` with every target (measured vs goal) from whatever results the
+folder holds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from bench.common import (
 )
 
 NAMES = ("inference", "e2e", "scoring", "footprint", "faults")
+# run only when named (`--only workers`, `make bench-workers`): they need more than the default set
+EXTRA = ("workers",)
 
 
 def _module(name: str) -> Any:
@@ -57,7 +60,7 @@ def run_one(name: str, quick: bool, out: Path, cache: Path) -> dict[str, Any]:
 
 def write_summary(out: Path) -> dict[str, Any]:
     docs = {}
-    for name in NAMES:
+    for name in (*NAMES, *EXTRA):
         p = out / f"{name}.json"
         if p.exists():
             docs[name] = json.loads(p.read_text())
@@ -98,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="a small version of each (under a minute)")
-    p.add_argument("--only", choices=NAMES, action="append", help="run only this one (repeatable)")
+    p.add_argument(
+        "--only", choices=(*NAMES, *EXTRA), action="append", help="run only this one (repeatable)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help=f"results folder ({RESULTS})")
     p.add_argument("--cache", type=Path, default=CACHE, help=f"bundle cache ({CACHE})")
     args = p.parse_args(argv)
