@@ -90,11 +90,7 @@ def _pinned(c: int | None) -> list[str]:
 
 def rotate(items: tuple[Variant, ...], k: int) -> list[Variant]:
     """Round k's order: the variants rotated by k."""
-    k %= len(items)
-    return [*items[k:], *items[:k]]
-
-
-# -- servers and workers -----------------------------------------------------------------------
+    return [*items[k % len(items) :], *items[: k % len(items)]]
 
 
 @dataclass
@@ -346,10 +342,6 @@ def latency(
     return {"variant": v.name, "engine": v.engine, "workers": v.workers, "streams": streams, **res}
 
 
-def _load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def run(quick: bool, cache: Path) -> dict[str, Any]:
     from tests.nats_server import nats_server_binary
 
@@ -365,7 +357,7 @@ def run(quick: bool, cache: Path) -> dict[str, Any]:
     lat_streams, rate, lat_s = 100, 1000.0, (1.5 if quick else 5.0)
     thr: list[dict[str, Any]] = []
     lat: list[dict[str, Any]] = []
-    loads = [_load_average()]
+    loads = [[round(x, 2) for x in os.getloadavg()]]
     with tempfile.TemporaryDirectory(prefix="seqcast-bench-workers-") as tmp:
         work = Path(tmp)
         k = 0
@@ -375,14 +367,14 @@ def run(quick: bool, cache: Path) -> dict[str, Any]:
                 r["round"] = rnd
                 thr.append(r)
                 k += 1
-            loads.append(_load_average())
+            loads.append([round(x, 2) for x in os.getloadavg()])
         for rnd in range(lat_rounds):
             for v in rotate(LATENCY, rnd):
                 r = latency(v, bundle, work / f"run-{k}", lat_streams, rate, lat_s)
                 r["round"] = rnd
                 lat.append(r)
                 k += 1
-            loads.append(_load_average())
+            loads.append([round(x, 2) for x in os.getloadavg()])
     rows = summarize(thr, lat, len(cores()))
     return {
         "name": "workers",
