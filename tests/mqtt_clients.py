@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -21,10 +22,12 @@ def _client(client_id: str) -> paho.Client:
 
 
 class Collector:
-    """Subscribes with QoS 1 in a persistent session; records (arrival time, topic, payload)."""
+    """Subscribes with QoS 1 in a persistent session; records (arrival time, topic, payload), and
+    in `redelivered` the indexes of messages that came with the DUP flag (the broker's retry)."""
 
     def __init__(self, host: str, port: int, topics: list[str], client_id: str | None = None):
         self.messages: list[tuple[float, str, bytes]] = []
+        self.redelivered: set[int] = set()
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
         self.client = _client(client_id or f"collector-{uuid.uuid4().hex[:8]}")
@@ -35,6 +38,8 @@ class Collector:
 
         def on_message(c: Any, u: Any, msg: paho.MQTTMessage) -> None:
             with self.lock:
+                if msg.dup:
+                    self.redelivered.add(len(self.messages))
                 self.messages.append((time.monotonic(), msg.topic, bytes(msg.payload)))
 
         self.client.on_connect = on_connect
@@ -68,10 +73,17 @@ class Collector:
 
 
 class Sender:
-    """Publishes QoS 1 in a persistent session; `accepted` holds what the broker acknowledged."""
+    """Publishes QoS 1 in a persistent session; `accepted` holds what the broker acknowledged.
 
-    def __init__(self, host: str, port: int):
+    With `fallbacks` ((host, port) of other nodes of one cluster) it moves to the next broker
+    whenever a connection drops or an attempt fails, as a device would; paho then sends again,
+    in order, whatever was not acknowledged. `connections` lists where each connection went.
+    """
+
+    def __init__(self, host: str, port: int, fallbacks: Sequence[tuple[str, int]] = ()):
         self.client = _client(f"sender-{uuid.uuid4().hex[:8]}")
+        self.brokers = [(host, port), *fallbacks]
+        self.connections: list[tuple[str, int]] = []
         self.connected = threading.Event()
         self.lock = threading.Lock()
         self.by_mid: dict[int, Any] = {}
@@ -86,7 +98,18 @@ class Sender:
                 else:
                     self.accepted.append(key)
 
-        self.client.on_connect = lambda c, u, f, rc, p: self.connected.set()
+        def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+            if not rc.is_failure:
+                self.connections.append((c._host, c._port))
+                self.connected.set()
+
+        def move_on(c: Any, *args: Any) -> None:  # between attempts: paho's next one goes there
+            at = self.brokers.index((c._host, c._port))
+            c._host, c._port = self.brokers[(at + 1) % len(self.brokers)]
+
+        self.client.on_connect = on_connect
+        self.client.on_connect_fail = move_on
+        self.client.on_disconnect = move_on
         self.client.on_publish = on_publish
         self.client.connect(host, port)
         self.client.loop_start()

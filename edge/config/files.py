@@ -140,7 +140,9 @@ def _dump_section(cls: type, prefix: str, out: list[str]) -> None:
         rule = rule_text(f, hint)
         out.append(f"# {f.metadata['help']}" + (f" ({rule})" if rule else ""))
         if f.default is None or f.default == ():
-            out.append(f"# {f.name} = {show(f.metadata['example'])}")
+            example = f.metadata["example"]  # a list: the array it stands for
+            shown = f"[{', '.join(map(show, example))}]" if isinstance(example, list) else None
+            out.append(f"# {f.name} = {shown or show(example)}")
         elif f.default is MISSING:
             out.append(f"{f.name} = {show(f.metadata['example'])}  # required")
         else:

@@ -27,7 +27,7 @@ from seqcast.edge.config.topics import (
     status_template_rule,
     stream_template_rule,
 )
-from seqcast.edge.config.validation import show
+from seqcast.edge.config.validation import show, split_address
 
 # -- field rules ---------------------------------------------------------------------------------
 
@@ -37,6 +37,12 @@ def _client_id(value: str) -> str | None:
         return "must be at most 128 characters"
     if any(c in value for c in "+#/"):
         return "must not contain '+', '#' or '/'"
+    return None
+
+
+def _broker(value: str) -> str | None:
+    if split_address(value) is None:
+        return 'must be "host:port" (e.g. "nats-2:1883", "[fd00::2]:1883")'
     return None
 
 
@@ -95,6 +101,14 @@ class MqttConfig(Section):
 
     host: str = opt("localhost", "Broker host name or address")
     port: int = opt(1883, "Broker TCP port", ge=1, le=65535)
+    fallback_brokers: tuple[str, ...] = opt(
+        (),
+        'More brokers, "host:port" each: whenever the current one cannot be reached, the next '
+        "is tried (round the list, host:port first). Nodes of one cluster that share the session: "
+        "the same client id, credentials and TLS settings go to each",
+        check=_broker,
+        example=["nats-2:1883", "nats-3:1883"],
+    )
     client_id: str = opt(
         "",
         "MQTT client id, unique per broker; empty = seqcast-<hostname>. With [input] partition "
@@ -113,6 +127,12 @@ class MqttConfig(Section):
     reconnect_min_s: float = opt(1.0, "First reconnect delay in seconds", gt=0)
     reconnect_max_s: float = opt(60.0, "Longest reconnect delay in seconds", gt=0)
     tls: TlsConfig = opt(TlsConfig(), "TLS settings")
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """(host, port) of every broker in the order they are tried: host and port first."""
+        more = [split_address(b) for b in self.fallback_brokers]
+        return [(self.host, self.port), *(b for b in more if b is not None)]
 
     def _rules(self) -> Iterator[tuple[str, str]]:
         if self.reconnect_max_s < self.reconnect_min_s:

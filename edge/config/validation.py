@@ -36,6 +36,19 @@ def typed(value: Any) -> str:
     return f"{kind} {show(value)}".strip()
 
 
+def split_address(value: str) -> tuple[str, int] | None:
+    """`"host:port"` as (host, port), an IPv6 host written in brackets (`"[fd00::2]:1883"`) and
+    returned without them; None when `value` is not of that form."""
+    host, colon, port = value.rpartition(":")
+    if not (colon and host and port.isdigit() and 1 <= int(port) <= 65535):
+        return None
+    if host.startswith("[") and host.endswith("]") and len(host) > 2:
+        host = host[1:-1]
+    elif any(c in host for c in "[]:"):
+        return None  # an IPv6 address needs its brackets
+    return None if any(c.isspace() or c == "/" for c in host) else (host, int(port))
+
+
 def unwrap(hint: Any) -> Any:
     if get_origin(hint) in (Union, UnionType):
         return next(a for a in get_args(hint) if a is not NoneType)
@@ -63,6 +76,8 @@ def check(f: Field[Any], hint: Any, value: Any) -> tuple[Any, str | None]:
         out = []
         for item in items:
             one, broken = check(f, get_args(hint)[0], item)
+            if broken and isinstance(item, str):  # the right type: the item's own rule
+                return None, broken
             if broken:
                 kind = "path" if get_args(hint)[0] is Path else "string"
                 return None, f"must be a {kind} or an array of {kind}s: {broken}"

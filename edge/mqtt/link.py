@@ -12,7 +12,8 @@ paho's reconnect loop swallows why a connection attempt failed (`on_connect_fail
 reason), and a broker that drops us before CONNACK (a TLS 1.3 broker rejecting our certificate,
 a TLS-only port) is not even a failure to it. `diagnose` finds the reason: the exception paho is
 handling, else one bounded probe that connects and does the TLS handshake the way paho does. It
-lands in `last_error` and in one rate-limited log line per reason; never a password.
+lands in `last_error` and in one rate-limited log line per reason; never a password. A failed
+attempt moves on to the next of `[mqtt] fallback_brokers`, if any (`failover.py`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from seqcast.edge.counters import Counters
 from seqcast.edge.mqtt.births import Births
 from seqcast.edge.mqtt.configure import build_client, connect_options
 from seqcast.edge.mqtt.delivery import AckGate, InboundMessage
-from seqcast.edge.mqtt.diagnose import TakeoverDetector, diagnose, failure_text, probe
+from seqcast.edge.mqtt.diagnose import TakeoverDetector, diagnose, probe
+from seqcast.edge.mqtt.failover import Brokers, address
 from seqcast.edge.mqtt.inbox import Inbox
 from seqcast.edge.mqtt.outgoing import Outgoing, guarded
 from seqcast.edge.ratelimit import RateLimitedLog
@@ -52,7 +54,6 @@ log = logging.getLogger(__name__)
 
 STATUS_STATES = ("online", "offline")
 _AUTH_REFUSALS = ("Not authorized", "Bad user name or password")
-_RETRYING = " (retrying with backoff)"
 
 
 class MqttLink(Outgoing):
@@ -103,15 +104,14 @@ class MqttLink(Outgoing):
         self._connected = False
         self._subscribed = threading.Event()
         self._sub_mid: int | None = None
-        self._started = False
-        self._stopping = False
-        self._input_stopped = False
+        self._started = self._stopping = self._input_stopped = False
         self._offline_info: paho.MQTTMessageInfo | None = None
         self._refused = False  # this attempt's CONNACK refusal is already reported
         self._gate = AckGate()
         self._track_acks = True
         self._ratelog = RateLimitedLog(log)
         self._takeover = TakeoverDetector(cfg.client_id)
+        self._brokers = Brokers(cfg)  # host:port, then [mqtt] fallback_brokers (failover.py)
         self._arrival = ArrivalClock()
         # MQTT 5: the broker keeps at most this many unacknowledged QoS 1/2 messages in flight
         self._receive_maximum = inbox_size if inbox_size > 0 else 65535
@@ -140,6 +140,11 @@ class MqttLink(Outgoing):
         return self._connected
 
     @property
+    def broker(self) -> str:
+        """`host:port` of the broker the link is connected to (or trying)."""
+        return address(self._brokers.current)
+
+    @property
     def subscribed(self) -> bool:
         return self._subscribed.is_set()
 
@@ -153,9 +158,7 @@ class MqttLink(Outgoing):
         self._client.connect_async(s.host, s.port, keepalive=s.keepalive, **options)
         self._client.loop_start()
         tls = " with TLS" if s.tls.enabled else ""
-        log.info(
-            "MQTT %s: connecting to %s:%d%s as %r", s.protocol, s.host, s.port, tls, s.client_id
-        )
+        log.info("MQTT %s: connecting to %s%s as %r", s.protocol, self._brokers, tls, s.client_id)
 
     def wait_subscribed(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
@@ -247,23 +250,23 @@ class MqttLink(Outgoing):
 
     @guarded
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        s = self.cfg
+        s, where = self.cfg, self.broker
         if reason.is_failure:
             self._connected, self._refused = False, True
             self.counters.inc("connect_failures")
             self.last_error = f"connection refused: {reason}"
-            auth = str(reason) in _AUTH_REFUSALS
-            hint = "check mqtt.username and mqtt.password_file; " if auth else ""
-            msg = "MQTT broker %s:%d refused the connection: %s (%sretrying with backoff)"
-            self._ratelog("connect-refused", msg, s.host, s.port, reason, hint, level=logging.ERROR)
+            auth = "check mqtt.username and mqtt.password_file; "
+            hint = (auth if str(reason) in _AUTH_REFUSALS else "") + self._brokers.retry_text()
+            msg = "MQTT broker %s refused the connection: %s (%s)"
+            self._ratelog(f"connect-refused:{where}", msg, where, reason, hint, level=logging.ERROR)
+            self._brokers.advance(client)
             return
-        self._refused = False
-        self._connected = True
+        self._refused, self._connected = False, True
         self.last_error = None
         self.counters.inc("connects")
         self._takeover.connected()
         present = bool(getattr(flags, "session_present", False))
-        log.info("connected to MQTT broker %s:%d (session present: %s)", s.host, s.port, present)
+        log.info("connected to MQTT broker %s (session present: %s)", where, present)
         if len(self._subscriptions) == 1:
             result, mid = client.subscribe(self._subscription, qos=s.qos_in)
         else:  # the input and the deploy topic in one SUBSCRIBE
@@ -277,20 +280,19 @@ class MqttLink(Outgoing):
     @guarded
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         # paho calls this from inside its `except OSError:`, so the error it swallowed is at hand
-        exc = sys.exc_info()[1]
+        exc = e if isinstance(e := sys.exc_info()[1], OSError) else None
         self._refused = False
         self.counters.inc("connect_failures")
         if not self._stopping:
-            self._report(*diagnose(self.cfg, exc if isinstance(exc, OSError) else None))
+            self._report(*diagnose(self._brokers.current, exc))
 
     def _report(self, kind: str, reason: str) -> None:
-        self.last_error, level = failure_text(self.cfg, kind, reason)
-        self._ratelog(f"connect-{kind}:{reason}", "%s", self.last_error + _RETRYING, level=level)
+        self.last_error = self._brokers.failed(self._client, kind, reason, self._ratelog)
 
     def _closed_before_connack(self, reason: Any) -> None:
         """The broker (or TLS) dropped an attempt that never got a CONNACK; say why if we can."""
         self.counters.inc("connect_failures")
-        found = probe(self.cfg) if self.cfg.tls.enabled else None
+        found = probe(self._brokers.current) if self.cfg.tls.enabled else None
         if found is not None:
             self._report(*found)
             return

@@ -158,15 +158,14 @@ class Daemon:
             return self._shutdown()
         p = self.pipeline
         log.info(
-            "seqcast-edge serving %s (%s) in %s mode on backend %s; %s; broker %s:%d; "
+            "seqcast-edge serving %s (%s) in %s mode on backend %s; %s; broker %s; "
             "input %s -> output %s",
             p.model_id,
             self.model_path,
             p.mode,
             p.model.backend,
             p.alignment(),
-            self.cfg.mqtt.host,
-            self.cfg.mqtt.port,
+            self.link.broker,
             self.cfg.input.topic,
             self.cfg.output.topic,
         )
