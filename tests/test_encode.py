@@ -100,3 +100,48 @@ def test_forecast_payload_is_smaller_at_float32_precision() -> None:
     raw = encode_forecast("meter-1", RA, "m@0123456789ab", ["y"], 1800.0, values)
     assert b'"y":5.96362}' in raw and b'"y":1234.5677}' in raw
     assert b"5.963619978111741" not in raw
+
+
+# -- the template encoder is json.dumps, byte for byte ------------------------------------------
+
+# any text, and text made of what a template could trip over ('%', quotes, escapes)
+TEXT = st.one_of(st.text(max_size=8), st.text(st.sampled_from('%r%s"\\\x00é ts'), max_size=8))
+NAMES = st.lists(TEXT.filter(bool), min_size=1, max_size=4, unique=True).filter(
+    lambda names: "ts" not in names
+)
+
+
+@given(
+    names=NAMES,
+    horizon=st.integers(1, 6),
+    data=st.data(),
+    stream=TEXT,
+    model=TEXT,
+    ts=st.floats(0.0, 4e9),
+    interval=st.floats(1e-3, 86400.0),
+)
+def test_the_template_encoder_writes_what_json_dumps_does(
+    names: list[str], horizon: int, data: st.DataObject, stream: str, model: str, ts: float,
+    interval: float,
+) -> None:  # fmt: skip
+    from seqcast.edge.path.encode import _encode_forecast_json, encode_rounded
+
+    values = data.draw(
+        hnp.arrays(np.float64, (horizon, len(names)), elements=st.floats(allow_nan=False,
+                   allow_infinity=False))
+    )  # fmt: skip
+    want = _encode_forecast_json(stream, ts, model, names, interval, values)
+    assert encode_rounded(stream, ts, model, names, interval, values) == want
+    assert encode_rounded(stream, ts, model, tuple(names), interval, values) == want  # cached
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("at", [(0, 0), (2, 1)])
+def test_one_non_finite_value_among_huge_ones_is_refused(bad: float, at: tuple[int, int]) -> None:
+    from seqcast.edge.path.encode import encode_rounded
+
+    values = np.full((3, 2), 1.7e308)  # their sum overflows: each is checked then
+    assert encode_rounded("s", 1.0, "m", ("a", "b"), 60.0, values).count(b"1.7e+308") == 6
+    values[at] = bad
+    with pytest.raises(ValueError, match="non-finite"):
+        encode_rounded("s", 1.0, "m", ("a", "b"), 60.0, values)
