@@ -53,6 +53,11 @@ def daemon_config(
         sections["metrics"] = {"listen": metrics_listen}
     if not quality:  # only when off: an older checkout (bench/ab.py) has no [quality] section
         sections["quality"] = {"enabled": False}
+    return write_toml(path, sections)
+
+
+def write_toml(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    """`sections` as a TOML file of flat tables (the values as JSON, which TOML reads alike)."""
     lines = []
     for name, values in sections.items():
         lines.append(f"[{name}]")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,24 +38,12 @@ from bench.common import (
     targets_table,
     write_results,
 )
+from bench.inference import Message  # what the MQTT layer hands the pipeline
 
 BASE = B.BundleSpec(48, "lstm", "float32")  # the e2e benchmark's bundle
 SHAPES = (("1 stream", 1, 1), ("1,000 streams, batches of 125", 1000, 125))
 SHAPES += (("1,000 streams, batches of 1,000", 1000, 1000),)
 VARIANTS = ("scored", "unscored")
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """What the MQTT layer hands the pipeline (the shape of `edge.path.pipeline.Inbound`)."""
-
-    stream: str
-    topic: str
-    payload: bytes
-    received_at: float
-    mid: int = 0
-    qos: int = 0
-    dup: bool = False
 
 
 class Feed:

@@ -25,7 +25,6 @@ bench/README.md has the details.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import shutil
@@ -41,7 +40,7 @@ from typing import Any
 from bench import bundles as B
 from bench.common import PY, ROOT, cores, log
 from bench.mqttraw import StatusWatcher
-from bench.procs import ENV, Counter, Running, tool
+from bench.procs import ENV, Counter, Running, tool, write_toml
 from bench.publisher import stream_name
 from bench.workers_report import markdown, plot, summarize, targets_of
 
@@ -151,12 +150,7 @@ def worker_config(
         },
         "log": {"level": "warning"},
     }
-    lines = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_toml(path, sections)
 
 
 def start_workers(

@@ -7,7 +7,6 @@ each rule's one line, and the reconnect loop trying the next broker when one can
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from seqcast.edge.cli import main
 from seqcast.edge.config import ConfigError, MqttConfig, parse_config
 from seqcast.edge.mqtt import MqttLink
 from seqcast.edge.mqtt.failover import Brokers
+from tests.waiting import eventually
 
 M = {"path": "m.seqcast"}
 RULE = 'must be "host:port" (e.g. "nats-2:1883", "[fd00::2]:1883")'
@@ -192,9 +192,4 @@ def test_a_killed_broker_moves_the_link_round_the_list(
 
 
 def _until(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
+    return eventually(cond, timeout)

@@ -21,6 +21,7 @@ import pytest
 from broker import Broker, BrokerError
 from mqtt_clients import make_mqtt_link
 from seqcast.edge.mqtt import InboundMessage, MqttLink
+from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[1]
 PROTOCOLS = ["3.1.1", "5"]
@@ -50,12 +51,7 @@ def make_link() -> Iterator[Callable[..., tuple[MqttLink, queue.Queue[InboundMes
 
 
 def _wait(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
+    return eventually(cond, timeout)
 
 
 def _status(broker: Broker, topic: str) -> dict[str, Any]:

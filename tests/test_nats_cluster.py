@@ -33,6 +33,7 @@ from tests.test_partitioned import (  # noqa: F401 (single_daemon: the fixture)
     SAMPLES,
     STREAMS,
     P,
+    against_single,
     by_stream,
     expected_count,
     nats_or_skip,
@@ -156,20 +157,8 @@ def test_killing_one_of_three_nodes_loses_no_forecast(
     # what arrived: each stream from its partition, every forecast of the single daemon, in order
     docs, served = by_stream(collector.messages)
     assert all(served[s] == {partition_of(s, P)} for s in STREAMS)
-    lost = wrong = repeats = 0
-    for stream in STREAMS:
-        want = {d["ts"]: d for d in single_daemon[stream]}
-        seen: list[float] = []
-        for doc in docs.get(stream, []):
-            doc.pop("redelivered", None)  # never set here (no restart), but it would be the same
-            if doc != want.get(doc["ts"]):
-                wrong += 1
-            elif doc["ts"] in seen:
-                repeats += 1  # the same forecast once more (QoS 1: at least once)
-            else:
-                seen.append(doc["ts"])
-        lost += len(set(want) - set(seen))
-        assert seen == sorted(seen), f"{stream}: forecasts out of order {seen}"
+    lost, wrong, per_stream = against_single(docs, single_daemon)
+    repeats = sum(per_stream.values())  # the same forecast once more (QoS 1: at least once)
     seen_at: set[tuple[str, float]] = set()
     repeated: list[tuple[float, bool]] = []  # (arrival, with the DUP flag) of every repeat
     for i, (at, topic, payload) in enumerate(collector.messages):

@@ -173,6 +173,30 @@ def workers_on(nats: NatsServer, config: Path) -> Iterator[tuple[list[DaemonProc
             w.kill()
 
 
+def against_single(
+    docs: dict[str, list], single_daemon: dict[str, list]
+) -> tuple[int, int, dict[str, int]]:
+    """Each stream's forecasts against the single daemon's: (lost, wrong, repeats per stream);
+    asserts that each stream's distinct forecasts came in order. A republished forecast's
+    `redelivered` flag is ignored: it is the same forecast."""
+    lost = wrong = 0
+    repeats: dict[str, int] = {}
+    for stream in STREAMS:
+        want = {d["ts"]: d for d in single_daemon[stream]}
+        seen: list[float] = []
+        for doc in docs.get(stream, []):
+            doc.pop("redelivered", None)
+            if doc != want.get(doc["ts"]):
+                wrong += 1
+            elif doc["ts"] in seen:
+                repeats[stream] = repeats.get(stream, 0) + 1
+            else:
+                seen.append(doc["ts"])
+        lost += len(set(want) - set(seen))
+        assert seen == sorted(seen), f"{stream}: forecasts out of order {seen}"
+    return lost, wrong, repeats
+
+
 def by_stream(messages: list[tuple[float, str, bytes]]) -> tuple[dict[str, list], dict[str, set]]:
     """Forecast documents per stream in arrival order, and the partitions that published them."""
     docs: dict[str, list] = {}
@@ -257,21 +281,9 @@ def test_a_killed_worker_replaced_by_a_standby_loses_nothing(
             assert w.stop() == 0, w.log()
     docs, served = by_stream(collector.messages)
     assert all(served[s] == {partition_of(s, P)} for s in STREAMS)
-    lost = wrong = duplicates = 0
-    for stream in STREAMS:
-        want = {d["ts"]: d for d in single_daemon[stream]}
-        seen: list[float] = []
-        for doc in docs.get(stream, []):
-            doc.pop("redelivered", None)  # a republished forecast says so; it is the same one
-            if doc != want.get(doc["ts"]):
-                wrong += 1
-            elif doc["ts"] in seen:
-                duplicates += 1
-                assert stream in mine, doc  # only the victim's streams repeat
-            else:
-                seen.append(doc["ts"])
-        lost += len(set(want) - set(seen))
-        assert seen == sorted(seen), f"{stream}: forecasts out of order {seen}"
+    lost, wrong, repeats = against_single(docs, single_daemon)
+    assert set(repeats) <= set(mine), repeats  # only the victim's streams repeat
+    duplicates = sum(repeats.values())
     print(
         f"victim killed after {killed_after} of its {len(mine) * (expected // len(STREAMS))} "
         f"forecasts (replay {'still running' if still_publishing else 'done'}); "
