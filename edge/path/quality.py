@@ -225,16 +225,19 @@ class Quality:
 
     def _window(self, slots: np.ndarray) -> np.ndarray:
         """The window's sums (B, H, 3) for `slots` (B,): model, persistence, count."""
-        H, S, NB = self.horizon, self.block, self.blocks
-        out = np.empty((len(slots), H, 3))
-        out[..., :2] = self.acc.reshape(-1, NB, H, 2)[slots].sum(axis=1)
-        # pairs scored: steps j of the blocks kept (from `oldest` to the last step) where
-        # j - h >= the first forecast's step
-        last = self.step[slots] - 1  # (B,)
-        oldest = np.maximum(last // S - NB + 1, 0) * S
-        since = np.maximum(oldest[:, None], self.first[slots][:, None] + self._h)  # (B, H)
-        out[..., 2] = np.maximum(last[:, None] - since + 1, 0)
+        out = np.empty((len(slots), self.horizon, 3))
+        out[..., :2] = self.acc.reshape(-1, self.blocks, self.horizon, 2)[slots].sum(axis=1)
+        out[..., 2] = self._pairs(slots)
         return out
+
+    def _pairs(self, slots: np.ndarray) -> np.ndarray:
+        """Pairs scored in the window per horizon step (B, H): the steps j of the blocks kept
+        (from `oldest` to the last step) where j - h >= the first forecast's step."""
+        last = self.step[slots] - 1  # (B,)
+        oldest = np.maximum(last // self.block - self.blocks + 1, 0) * self.block
+        since = np.maximum(oldest[:, None], self.first[slots][:, None] + self._h)  # (B, H)
+        pairs: np.ndarray = np.maximum(last[:, None] - since + 1, 0)
+        return pairs
 
     def _observe_one(
         self, slot: int, values: np.ndarray, forecast: np.ndarray | None, stream: str
@@ -306,11 +309,8 @@ class Quality:
         (the status message's figures, without building the snapshot)."""
         if not self.enabled or not len(slots):
             return {"streams_scored": 0, "streams_drifting": 0}
-        last = self.step[slots] - 1  # (B,) as in `_window`, for h = 1 (the most pairs)
-        oldest = np.maximum(last // self.block - self.blocks + 1, 0) * self.block
-        scored = last >= np.maximum(oldest, self.first[slots] + 1)
         return {
-            "streams_scored": int(scored.sum()),
+            "streams_scored": int((self._pairs(slots)[:, 0] > 0).sum()),  # h = 1: the most
             "streams_drifting": int(self.drifting[slots].sum()),
         }
 

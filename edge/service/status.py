@@ -83,8 +83,7 @@ class StatusReport:
             return False
         totals = summary_totals(counters.as_dict())
         since = {k: v - self._summary_totals.get(k, 0) for k, v in totals.items()}
-        counts = self.quality_counts()
-        drifting = counts["streams_drifting"] if counts is not None else 0
+        drifting = self.quality_counts()["streams_drifting"]
         log.info(
             "in the last %.0f s: %d messages, %d samples, %d forecasts, %d bad payloads, "
             "%d dropped, %d stream resets; %d streams, %d drifting",
@@ -104,14 +103,10 @@ class StatusReport:
         read = getattr(self.pipeline, "quality_snapshot", None)
         return read() if callable(read) else None
 
-    def quality_counts(self) -> dict[str, int] | None:
+    def quality_counts(self) -> dict[str, int]:
         """`quality_summary` of the pipeline's live quality, read without the per-stream
-        snapshot where the pipeline can (it runs with every status message)."""
-        read = getattr(self.pipeline, "quality_counts", None)
-        if callable(read):
-            return dict(read())
-        quality = self.quality()
-        return quality_summary(quality) if quality is not None else None
+        snapshot (it runs with every status message)."""
+        return self.pipeline.quality_counts()
 
     def about(self) -> dict[str, str]:
         """The version and the model serving (the metrics' `seqcast_info` labels)."""
@@ -127,7 +122,7 @@ class StatusReport:
 
     def fields(self) -> dict[str, Any]:
         """The status message's fields besides state, ts and counters (the same keys in every
-        message from the first on; `quality` only when the pipeline keeps it)."""
+        message from the first on; `quality` counts zeros when scoring is off)."""
         about = self.about()
         out: dict[str, Any] = {
             "uptime_s": round(self.uptime_s(), 3),
@@ -137,7 +132,5 @@ class StatusReport:
             "mode": about["mode"],
             "clock": self.clock.state(),
         }
-        counts = self.quality_counts()
-        if counts is not None:
-            out["quality"] = counts
+        out["quality"] = self.quality_counts()
         return out
