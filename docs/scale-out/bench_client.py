@@ -17,6 +17,21 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else None
 
 
+class Quiet:
+    """Called every 0.1 s: True once the count stopped moving for `idle` s (60 s before the
+    first message)."""
+
+    def __init__(self, cnt, idle):
+        self.cnt, self.idle = cnt, idle
+        self.prev, self.since = -1, time.monotonic()
+
+    def __call__(self):
+        if self.cnt[0] != self.prev:
+            self.prev, self.since = self.cnt[0], time.monotonic()
+            return False
+        return time.monotonic() - self.since > (self.idle if self.cnt[0] > 0 else 60)
+
+
 def sub(port, topic, qos, n, idle, kind="mqtt"):
     lat, cnt, first, last = [], [0], [None], [None]
     done = threading.Event()
@@ -48,19 +63,9 @@ def sub(port, topic, qos, n, idle, kind="mqtt"):
             )
             await nc.flush()
             print("READY", flush=True)
-            t_last = time.monotonic()
-            prev = -1
-            while not done.is_set():
+            quiet = Quiet(cnt, idle)
+            while not done.is_set() and not quiet():
                 await asyncio.sleep(0.1)
-                if cnt[0] != prev:
-                    prev, t_last = cnt[0], time.monotonic()
-                elif (
-                    cnt[0] > 0
-                    and time.monotonic() - t_last > idle
-                    or cnt[0] == 0
-                    and time.monotonic() - t_last > 60
-                ):
-                    break
             await nc.close()
 
         asyncio.run(run())
@@ -77,18 +82,9 @@ def sub(port, topic, qos, n, idle, kind="mqtt"):
         c.loop_start()
         ready.wait(10)
         print("READY", flush=True)
-        prev, t_last = -1, time.monotonic()
-        while not done.is_set():
+        quiet = Quiet(cnt, idle)
+        while not done.is_set() and not quiet():
             time.sleep(0.1)
-            if cnt[0] != prev:
-                prev, t_last = cnt[0], time.monotonic()
-            elif (
-                cnt[0] > 0
-                and time.monotonic() - t_last > idle
-                or cnt[0] == 0
-                and time.monotonic() - t_last > 60
-            ):
-                break
         c.disconnect()
         c.loop_stop()
     out = dict(
