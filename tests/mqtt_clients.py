@@ -12,6 +12,8 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.waiting import eventually
+
 
 def _client(client_id: str) -> paho.Client:
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
@@ -60,12 +62,7 @@ class Collector:
         return docs[-1]["counters"] if docs else {}
 
     def wait_for(self, predicate: Any, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        return eventually(predicate, timeout)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -126,13 +123,11 @@ class Sender:
                 self.by_mid[info.mid] = key
 
     def wait_all_accepted(self, n: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def accepted() -> bool:
             with self.lock:
-                if len(self.accepted) >= n:
-                    return True
-            time.sleep(0.05)
-        return False
+                return len(self.accepted) >= n
+
+        return eventually(accepted, timeout)
 
     def close(self) -> None:
         self.client.disconnect()
