@@ -122,8 +122,8 @@ def broker(engine: str, partitions: int) -> Iterator[Broker]:
         from tests.nats_server import NatsServer
 
         with NatsServer(partitions=partitions) as n:
-            assert n.proc is not None  # its pid, for the CPU it uses
-            yield Broker(engine, n.host, n.port, n.proc.pid)
+            assert n.pid is not None  # for the CPU it uses
+            yield Broker(engine, n.host, n.port, n.pid)
 
 
 def worker_config(

@@ -168,6 +168,11 @@ class NatsServer:
     def log(self) -> str:
         return self._node.log()
 
+    @property
+    def pid(self) -> int | None:
+        """The running server's process id (bench/workers.py reads its CPU time)."""
+        return self._node.proc.pid if self._node.proc is not None else None
+
     def close(self) -> None:
         self._node.close()
         self._tmp.cleanup()

