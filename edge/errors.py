@@ -5,6 +5,7 @@ from seqcast.edge.model.backends import NoBackendError
 from seqcast.edge.model.backends.base import ModelLoadError
 from seqcast.edge.model.bundle import BundleError
 from seqcast.edge.model.runtime import SelfTestError
+from seqcast.edge.service.replica import ReplicaError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     BundleError,
@@ -12,4 +13,5 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     NoBackendError,
     ModelLoadError,
     SelfTestError,
+    ReplicaError,  # `[state] replicate`: NATS unreachable at start, or nats-py missing
 )

@@ -46,6 +46,13 @@ def _broker(value: str) -> str | None:
     return None
 
 
+def _nats_url(value: str) -> str | None:
+    scheme, sep, rest = value.partition("://")
+    if not (sep and scheme in ("nats", "tls") and split_address(rest.rpartition("@")[2])):
+        return 'must be "nats://host:port" (or tls://, e.g. "nats://nats-1:4222")'
+    return None
+
+
 _PARTITION = re.compile(r"[A-Za-z0-9_-]{1,32}")
 PARTITION_DIR = "partition-"  # a partitioned daemon's state lives in <state.dir>/partition-<P>
 
@@ -269,6 +276,22 @@ class StateConfig(Section):
     )
     outbox_max_bytes: int = opt(16777216, "Bytes of unsent forecasts kept while offline", ge=0)
     queue_size: int = opt(10000, "Incoming message queue length", ge=1)
+    replicate: tuple[str, ...] = opt(
+        (),
+        "NATS servers whose JetStream keeps a copy of this state (snapshot, outbox, journal; "
+        "key: mqtt.client_id), so a standby with the same client id on another host takes over "
+        "where this daemon stopped. Inputs are acknowledged once the copy holds them. Empty = "
+        "local only; needs the nats extra (nats-py)",
+        check=_nats_url,
+        example=["nats://nats-1:4222", "nats://nats-2:4222"],
+    )
+    replicas: int = opt(
+        1,
+        "Copies JetStream keeps of the replicated state, when this daemon creates its bucket and "
+        "stream (3 on a three-node cluster: a node may die)",
+        ge=1,
+        le=5,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

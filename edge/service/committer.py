@@ -27,8 +27,15 @@ T = TypeVar("T")
 
 
 class Committer(Generic[T]):
-    def __init__(self, release: Callable[[list[T]], None], counters: CounterView) -> None:
+    def __init__(
+        self,
+        release: Callable[[list[T]], None],
+        counters: CounterView,
+        sync: Callable[[], None] | None = None,
+    ) -> None:
         self._release = release  # registers inputs for acknowledgement
+        self._sync = sync  # after the fsync: waits until the state's copy elsewhere holds it too
+        self._sync_error = ""
         self.counters = counters  # the `state_` counters
         self._pending: list[tuple[int | None, list[T]]] = []
         self._busy = False
@@ -78,6 +85,16 @@ class Committer(Generic[T]):
             self.counters.add("commit_errors")
             log.error("cannot fsync the journal (%s); its inputs stay unacknowledged", e)
             return
+        if self._sync is not None:
+            try:
+                self._sync()
+            except RuntimeError as e:  # service/replica.py's ReplicaError
+                self.counters.add("commit_errors")
+                if str(e) != self._sync_error:  # one line per new reason, not per commit
+                    log.error("%s; its inputs stay unacknowledged", e)
+                self._sync_error = str(e)
+                return
+            self._sync_error = ""
         self.counters.add("commits")
         for _, inputs in group:
             if inputs:

@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -41,6 +41,15 @@ _HEAD = struct.Struct("<4sII")
 _CRC = struct.Struct("<I")
 
 Item = tuple[str, float, tuple[float, ...]]  # (stream, ts, values in feature order)
+
+
+class Mirror(Protocol):
+    """A second copy of the journal file elsewhere (service/replica.py): `append` gets every byte
+    the file gets, `sync` returns once those are stored, `restart_journal` empties the copy."""
+
+    def append(self, data: bytes) -> None: ...
+    def sync(self) -> None: ...
+    def restart_journal(self) -> None: ...
 
 
 class JournalError(ValueError):
@@ -63,8 +72,17 @@ class Replay:
 class Journal:
     """Append-only; `commit` makes what was appended durable; `restart` empties it."""
 
-    def __init__(self, path: Path, bundle_sha256: str, mode: str, n_features: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        bundle_sha256: str,
+        mode: str,
+        n_features: int,
+        mirror: Mirror | None = None,
+    ) -> None:
         self.path = path
+        self.mirror = mirror
+        self._unmirrored: list[bytes] = []
         self._header = {"bundle": bundle_sha256, "mode": mode, "features": n_features}
         self._file: BinaryIO | None = None
         self._dirty = False
@@ -90,6 +108,8 @@ class Journal:
         assert f is not None
         record = _HEAD.pack(MAGIC, len(head), len(body)) + head + body + _CRC.pack(crc)
         f.write(record)
+        if self.mirror is not None:
+            self._unmirrored.append(record)
         self.bytes += len(record)
         self._dirty = True
 
@@ -124,26 +144,40 @@ class Journal:
             return None
         self._file.flush()
         self._dirty = False
+        self._to_mirror()
         return self._file.fileno()
 
-    def commit(self) -> None:
-        """Flush and fsync, here and now."""
+    def _to_mirror(self) -> None:
+        if self.mirror is not None and self._unmirrored:
+            self.mirror.append(b"".join(self._unmirrored))
+            self._unmirrored.clear()
+
+    def commit(self, mirror: bool = True) -> None:
+        """Flush and fsync, here and now; and, unless `mirror` is False, wait until the mirror
+        holds it too."""
         if self._file is not None:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._dirty = False
+            if mirror:
+                self._to_mirror()
+                if self.mirror is not None:
+                    self.mirror.sync()
 
     def restart(self) -> None:
-        """Empty the journal (everything in it is in a snapshot now)."""
-        self.close()
+        """Empty the journal (everything in it is in a snapshot now), and then its mirror."""
+        self.close(mirror=False)
+        self._unmirrored.clear()
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         os.fsync(fd)
         os.close(fd)
         self.bytes = 0
+        if self.mirror is not None:
+            self.mirror.restart_journal()
 
-    def close(self) -> None:
+    def close(self, mirror: bool = True) -> None:
         if self._file is not None:
-            self.commit()
+            self.commit(mirror)
             self._file.close()
             self._file = None
 

@@ -22,6 +22,7 @@ from seqcast.edge.counters import Counters
 from seqcast.edge.path.pipeline import Item, Pipeline
 from seqcast.edge.service.journal import Journal, JournalError, read_journal
 from seqcast.edge.service.outbox import OutboxItem, load_outbox, mark_redelivered, save_outbox
+from seqcast.edge.service.replica import ReplicaError, StateReplica
 from seqcast.edge.service.snapshot import SnapshotError, load_snapshot, save_snapshot
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,20 @@ SNAPSHOT_FILE = "streams.npz"
 OUTBOX_FILE = "outbox.jsonl"
 JOURNAL_FILE = "journal.bin"
 JOURNAL_CHECKPOINT_BYTES = 64 << 20  # a journal this big triggers a checkpoint (bounds replay)
+REPLICA_RETRY_S = 5.0  # a broken state copy is rewritten by a checkpoint this often
 
 
 class DurableState:
-    def __init__(self, state_dir: Path, counters: Counters, outbox_max_bytes: int) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        counters: Counters,
+        outbox_max_bytes: int,
+        replica: StateReplica | None = None,
+    ) -> None:
         self.dir = state_dir
+        self.replica = replica  # `[state] replicate`: a copy in NATS JetStream (replica.py)
+        self._replica_retry = 0.0
         self.counters = counters
         self.outbox_max_bytes = outbox_max_bytes
         self.journal: Journal | None = None
@@ -43,11 +53,24 @@ class DurableState:
 
     def _open_journal(self, pipeline: Pipeline) -> Journal:
         n_features = len(pipeline.manifest.features)
-        return Journal(self.dir / JOURNAL_FILE, pipeline.bundle.sha256, pipeline.mode, n_features)
+        sha, mode = pipeline.bundle.sha256, pipeline.mode
+        return Journal(self.dir / JOURNAL_FILE, sha, mode, n_features, self.replica)
 
     # -- start ------------------------------------------------------------------------------------
     def restore(self, pipeline: Pipeline) -> list[tuple[str, bytes]]:
-        """Snapshot + journal into `pipeline`'s stream table; the forecasts to publish again."""
+        """Snapshot + journal into `pipeline`'s stream table; the forecasts to publish again.
+        With a replica, its copy replaces the directory's files first (a standby taking over),
+        and what was restored becomes the copy (ReplicaError: it cannot be read or written)."""
+        if self.replica is None:
+            return self._restore(pipeline)
+        pulled = self.replica.pull(self.dir)
+        if pulled:
+            log.info("state from the NATS copy: %d bytes", pulled)
+        again = self._restore(pipeline)
+        self.replica.push(self.dir)
+        return again
+
+    def _restore(self, pipeline: Pipeline) -> list[tuple[str, bytes]]:
         path = self.dir / SNAPSHOT_FILE
         if path.exists():
             try:
@@ -123,6 +146,8 @@ class DurableState:
             self._acked_mark = tag
 
     def wants_checkpoint(self) -> bool:
+        if self.replica is not None and self.replica.broken:  # a checkpoint rewrites the copy
+            return time.monotonic() >= self._replica_retry
         return self.journal is not None and self.journal.bytes > JOURNAL_CHECKPOINT_BYTES
 
     def checkpoint(self, pipeline: Pipeline, pending: list[tuple[str, bytes, int, bool]]) -> bool:
@@ -138,6 +163,9 @@ class DurableState:
                 pipeline.mode,
                 pipeline.aligner.export(time.monotonic()),
             )
+            if self.replica is not None:  # the copy: the same order
+                self.replica.put_file(OUTBOX_FILE, self.dir / OUTBOX_FILE)
+                self.replica.put_file(SNAPSHOT_FILE, self.dir / SNAPSHOT_FILE)
             if self.journal is not None:
                 self.journal.restart()
             self.journal = self._open_journal(pipeline)  # the bundle may have changed
@@ -148,11 +176,20 @@ class DurableState:
         except OSError as e:
             log.error("cannot write state to %s (the journal is kept): %s", self.dir, e)
             return False
+        except ReplicaError as e:
+            self._replica_retry = time.monotonic() + REPLICA_RETRY_S
+            log.error("cannot write the state copy (the local state is whole): %s", e)
+            return False
         self.counters.add("state_outbox_dropped", dropped)
         ms = 1000 * (time.monotonic() - t0)
         log.debug("checkpoint: %d streams, %d pending forecasts in %.0f ms", n, kept, ms)
         return True
 
     def close(self) -> None:
-        if self.journal is not None:
-            self.journal.close()
+        try:
+            if self.journal is not None:
+                self.journal.close()
+        except ReplicaError as e:
+            log.error("the state copy misses the last samples (the local state is whole): %s", e)
+        if self.replica is not None:
+            self.replica.close()
