@@ -202,12 +202,15 @@ class NatsCluster:
             _with_partitions(shared, partitions, "partitions.conf")
         )
         routes = [free_port() for _ in range(self.SIZE)]
+        clients = [free_port() for _ in range(self.SIZE)]
+        # each node's NATS client address (JetStream clients: `[state] replicate`)
+        self.nats_urls = [f"nats://{self.host}:{port}" for port in clients]
         self.nodes: list[NatsProcess] = []
         for i in range(self.SIZE):
             name = f"node-{i + 1}.conf"
             text = (CLUSTER / name).read_text()
             for pattern, new in (
-                (r"^listen: 127\.0\.0\.1:\d+$", f"listen: {self.host}:{free_port()}"),
+                (r"^listen: 127\.0\.0\.1:\d+$", f"listen: {self.host}:{clients[i]}"),
                 (r"^http: 127\.0\.0\.1:\d+$", f"http: {self.host}:{free_port()}"),
                 (r"^  store_dir: .*$", f"  store_dir: {self.workdir / f'js-{i + 1}'}"),
                 (r"^  listen: 127\.0\.0\.1:622\d$", f"  listen: {self.host}:{routes[i]}"),

@@ -74,6 +74,13 @@ def node_config(tmp: Path, cluster: NatsCluster, node: int, bundle: Path) -> Pat
         input={"topic": "part/{partition}/sensors/{stream}"},
         output={"topic": "part/{partition}/forecasts/{stream}"},
         status={"topic": "status/{client_id}"},
+        # the state copy in JetStream too, on all three nodes: it must ride out the kill
+        state={
+            "replicate": [cluster.nats_urls[node]]
+            + [u for i, u in enumerate(cluster.nats_urls) if i != node],
+            "replicas": 3,
+            "snapshot_interval_s": 1.0,
+        },
     )
 
 

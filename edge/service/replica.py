@@ -72,6 +72,7 @@ class StateReplica:
         self._queue: asyncio.Queue[tuple[int, bytes]] | None = None
         self._sender_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._last_error = ""
         self._cond = threading.Condition()
         self._next_part = 0  # the next journal message's number
         self._outstanding: set[int] = set()  # published, not acknowledged yet
@@ -87,7 +88,10 @@ class StateReplica:
             raise
         except Exception as e:  # nats-py's errors, timeouts
             future.cancel()
-            raise ReplicaError(f"NATS {','.join(self.servers)}: {type(e).__name__} {e}") from e
+            why = f"{type(e).__name__} {e}".strip()
+            if isinstance(e, TimeoutError) and not str(e):
+                why = f"no answer within {timeout or self.timeout_s:g} s"
+            raise ReplicaError(f"NATS {','.join(self.servers)}: {why}") from e
 
     def start(self) -> None:
         """Connect, and create the bucket and the stream when they are missing."""
@@ -109,11 +113,23 @@ class StateReplica:
             if not self._closing:
                 log.warning("state replica: disconnected from NATS")
 
+        async def error(e: Exception) -> None:  # one line per new reason, no traceback
+            if str(e) != self._last_error and not self._closing:
+                log.warning("state replica: NATS: %s %s", type(e).__name__, e)
+            self._last_error = str(e)
+
+        async def reconnected() -> None:
+            self._last_error = ""
+            log.info("state replica: reconnected to NATS %s", self._nc.connected_url.netloc)
+
         self._nc = await nats.connect(
             self.servers,
             connect_timeout=self.timeout_s,
             max_reconnect_attempts=-1,
+            dont_randomize=True,  # this host's node first, as listed
             disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            error_cb=error,
         )
         self._js = self._nc.jetstream(timeout=self.timeout_s)
         try:
@@ -203,6 +219,7 @@ class StateReplica:
         is whole after a crash at any point."""
         with self._cond:  # messages still in flight would land after the purge
             self._cond.wait_for(lambda: not self._outstanding, self.timeout_s)
+            was_broken = self._broken is not None
         try:
             before = self._run(self._js.stream_info(STREAM)).state.last_seq
             with self._cond:
@@ -215,6 +232,8 @@ class StateReplica:
         except ReplicaError as e:
             self._fail(f"journal not rewritten: {e}")
             raise
+        if was_broken:
+            log.info("state replica: the copy in NATS is whole again")
 
     # -- files ------------------------------------------------------------------------------------
     def put_file(self, name: str, path: Path) -> None:
