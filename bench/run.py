@@ -1,8 +1,9 @@
 """`python -m bench.run [--quick] [--only NAME] [--out bench/results]`
 
-NAME: inference, e2e, scoring, footprint, faults or workers (repeatable).
+NAME: inference, e2e, scoring, footprint, faults, workers or replica (repeatable).
 
-Runs the benchmarks (`workers` only when named: `make bench-workers`), prints their tables,
+Runs the benchmarks (`workers` and `replica` only when named: `make bench-workers`, `make
+bench-replica`), prints their tables,
 writes `<name>.json`, `<name>.md` and `<name>.png` for each into the output folder, and
 `summary.json` / `summary.md` with every target (measured vs goal) from whatever results the
 folder holds.
@@ -29,8 +30,9 @@ from bench.common import (
 )
 
 NAMES = ("inference", "e2e", "scoring", "footprint", "faults")
-# run only when named (`--only workers`, `make bench-workers`): they need more than the default set
-EXTRA = ("workers",)
+# run only when named (`--only workers`, `make bench-workers`, `make bench-replica`): they need
+# more than the default set
+EXTRA = ("workers", "replica")
 
 
 def _module(name: str) -> Any:

@@ -31,20 +31,28 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import bundles as B
+from bench.brokers import Broker, _proc_cpu_s, broker
 from bench.common import PY, ROOT, cores, log
 from bench.mqttraw import StatusWatcher
 from bench.procs import ENV, Counter, Running, tool, write_toml
 from bench.publisher import stream_name
 from bench.workers_report import markdown, plot, summarize, targets_of
 
-__all__ = ["markdown", "placement", "plot", "partition_counts", "run"]
+__all__ = [
+    "Broker",
+    "_proc_cpu_s",
+    "broker",
+    "markdown",
+    "placement",
+    "plot",
+    "partition_counts",
+    "run",
+]
 
 BASE = B.BundleSpec(48, "lstm", "float32")
 TS0 = B.TS0
@@ -55,10 +63,11 @@ DEVICE_TOPIC = "sensors/{stream}"  # what devices publish, for both brokers (nat
 class Variant:
     engine: str  # mosquitto | nats
     workers: int
+    replicate: bool = False  # `[state] replicate` to the nats-server (bench/replica.py)
 
     @property
     def name(self) -> str:
-        return f"{self.engine}-{self.workers}"
+        return f"{self.engine}-{self.workers}" + ("+copy" if self.replicate else "")
 
 
 THROUGHPUT = (Variant("mosquitto", 1), Variant("nats", 1), Variant("nats", 2), Variant("nats", 4))
@@ -92,42 +101,15 @@ def rotate(items: tuple[Variant, ...], k: int) -> list[Variant]:
     return [*items[k % len(items) :], *items[: k % len(items)]]
 
 
-@dataclass
-class Broker:
-    engine: str
-    host: str
-    port: int
-    pid: int
-
-    def cpu_s(self) -> float:
-        return _proc_cpu_s(self.pid)
-
-
-def _proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextmanager
-def broker(engine: str, partitions: int) -> Iterator[Broker]:
-    """A fresh mosquitto (LocalMosquitto, as bench/e2e.py) or nats-server (deploy/nats's config
-    with `partitions`), unpinned."""
-    if engine == "mosquitto":
-        from seqcast.tools.localbroker import LocalMosquitto
-
-        with LocalMosquitto() as m:
-            assert m.proc is not None
-            yield Broker(engine, m.host, m.port, m.proc.pid)
-    else:
-        from tests.nats_server import NatsServer
-
-        with NatsServer(partitions=partitions) as n:
-            assert n.pid is not None  # for the CPU it uses
-            yield Broker(engine, n.host, n.port, n.pid)
-
-
 def worker_config(
-    path: Path, port: int, bundle: Path, *, partitioned: bool, qos: int, queue_size: int
+    path: Path,
+    port: int,
+    bundle: Path,
+    *,
+    partitioned: bool,
+    qos: int,
+    queue_size: int,
+    replicate: str | None = None,
 ) -> Path:
     """One config for all workers (deploy/README.md, "Partitioned workers"), or the single
     daemon's when not partitioned."""
@@ -147,6 +129,7 @@ def worker_config(
             "dir": str(path.parent / "state"),
             "snapshot_interval_s": 0,
             "queue_size": queue_size,
+            "replicate": [replicate] if replicate else [],
         },
         "log": {"level": "warning"},
     }
@@ -160,7 +143,13 @@ def start_workers(
     work.mkdir(parents=True)
     partitioned = v.engine == "nats"
     conf = worker_config(
-        work / "edge.toml", b.port, bundle, partitioned=partitioned, qos=qos, queue_size=queue_size
+        work / "edge.toml",
+        b.port,
+        bundle,
+        partitioned=partitioned,
+        qos=qos,
+        queue_size=queue_size,
+        replicate=b.nats_url if v.replicate else None,
     )
     runs: list[Running] = []
     try:
