@@ -27,7 +27,7 @@ from seqcast.edge.config.topics import (
     status_template_rule,
     stream_template_rule,
 )
-from seqcast.edge.config.validation import show, split_address
+from seqcast.edge.config.validation import broker_error, nats_url_error, show, split_address
 
 # -- field rules ---------------------------------------------------------------------------------
 
@@ -37,19 +37,6 @@ def _client_id(value: str) -> str | None:
         return "must be at most 128 characters"
     if any(c in value for c in "+#/"):
         return "must not contain '+', '#' or '/'"
-    return None
-
-
-def _broker(value: str) -> str | None:
-    if split_address(value) is None:
-        return 'must be "host:port" (e.g. "nats-2:1883", "[fd00::2]:1883")'
-    return None
-
-
-def _nats_url(value: str) -> str | None:
-    scheme, sep, rest = value.partition("://")
-    if not (sep and scheme in ("nats", "tls") and split_address(rest.rpartition("@")[2])):
-        return 'must be "nats://host:port" (or tls://, e.g. "nats://nats-1:4222")'
     return None
 
 
@@ -113,7 +100,7 @@ class MqttConfig(Section):
         'More brokers, "host:port" each: whenever the current one cannot be reached, the next '
         "is tried (round the list, host:port first). Nodes of one cluster that share the session: "
         "the same client id, credentials and TLS settings go to each",
-        check=_broker,
+        check=broker_error,
         example=["nats-2:1883", "nats-3:1883"],
     )
     client_id: str = opt(
@@ -278,20 +265,13 @@ class StateConfig(Section):
     queue_size: int = opt(10000, "Incoming message queue length", ge=1)
     replicate: tuple[str, ...] = opt(
         (),
-        "NATS servers whose JetStream keeps a copy of this state (snapshot, outbox, journal; "
-        "key: mqtt.client_id), so a standby with the same client id on another host takes over "
-        "where this daemon stopped. Inputs are acknowledged once the copy holds them. Empty = "
-        "local only; needs the nats extra (nats-py)",
-        check=_nats_url,
+        "NATS servers whose JetStream keeps a copy of this state (key: mqtt.client_id), so a "
+        "standby with the same client id on another host takes over where this daemon stopped; "
+        "empty = local only; needs nats-py",
+        check=nats_url_error,
         example=["nats://nats-1:4222", "nats://nats-2:4222"],
     )
-    replicas: int = opt(
-        1,
-        "Copies JetStream keeps of the replicated state, when this daemon creates its bucket and "
-        "stream (3 on a three-node cluster: a node may die)",
-        ge=1,
-        le=5,
-    )
+    replicas: int = opt(1, "Copies JetStream keeps of that state (3 on 3 nodes)", ge=1, le=5)
 
 
 @dataclass(frozen=True, kw_only=True)

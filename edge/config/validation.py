@@ -49,6 +49,21 @@ def split_address(value: str) -> tuple[str, int] | None:
     return None if any(c.isspace() or c == "/" for c in host) else (host, int(port))
 
 
+def broker_error(value: str) -> str | None:
+    """`[mqtt] fallback_brokers`' rule."""
+    if split_address(value) is None:
+        return 'must be "host:port" (e.g. "nats-2:1883", "[fd00::2]:1883")'
+    return None
+
+
+def nats_url_error(value: str) -> str | None:
+    """`[state] replicate`'s rule: what nats-py connects to."""
+    scheme, sep, rest = value.partition("://")
+    if not (sep and scheme in ("nats", "tls") and split_address(rest.rpartition("@")[2])):
+        return 'must be "nats://host:port" (or tls://, e.g. "nats://nats-1:4222")'
+    return None
+
+
 def unwrap(hint: Any) -> Any:
     if get_origin(hint) in (Union, UnionType):
         return next(a for a in get_args(hint) if a is not NoneType)

@@ -30,7 +30,7 @@ from seqcast.edge.service.committer import Committer
 from seqcast.edge.service.deploy import Deployer, Host
 from seqcast.edge.service.filestamp import FileStamp
 from seqcast.edge.service.homeassistant import discovery_for
-from seqcast.edge.service.replica import ReplicaError, StateReplica
+from seqcast.edge.service.replica import start_replica
 from seqcast.edge.service.sdnotify import Notifier, watchdog_interval_s
 from seqcast.edge.service.state import DurableState
 from seqcast.edge.service.statedir import StateLock, prepare_state_dir
@@ -54,26 +54,6 @@ def load(cfg: EdgeConfig, path: Path | None = None) -> LoadedModel:
     m = cfg.model
     model, _ = load_model(bundle, m.backend, m.num_threads, isolate=m.isolate_selftest)
     return model
-
-
-def start_replica(cfg: EdgeConfig) -> StateReplica | None:
-    """`[state] replicate`: connected, its bucket and stream there (ReplicaError otherwise)."""
-    if not cfg.state.replicate:
-        return None
-    try:
-        import nats  # noqa: F401
-    except ImportError as e:
-        raise ReplicaError(
-            "[state] replicate needs nats-py in seqcast's environment "
-            "(pip install nats-py, the nats extra)"
-        ) from e
-    replica = StateReplica(list(cfg.state.replicate), cfg.mqtt.client_id, cfg.state.replicas)
-    try:
-        replica.start()
-    except BaseException:
-        replica.close()
-        raise
-    return replica
 
 
 class Daemon:
@@ -136,7 +116,10 @@ class Daemon:
         self._watched = Path(cfg.model.path)  # an installed release is not watched
         self._stamp = FileStamp.of(self._watched)
         self.metrics = self._serve_metrics() if cfg.metrics.listen else None
-        replica = start_replica(cfg)
+        st = cfg.state
+        replica = (
+            start_replica(st.replicate, cfg.mqtt.client_id, st.replicas) if st.replicate else None
+        )
         self.state = DurableState(
             self.state_dir, self.counters, cfg.state.outbox_max_bytes, replica
         )

@@ -27,7 +27,7 @@ import logging
 import re
 import secrets
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -339,3 +339,22 @@ class StateReplica:
         for task in rest:  # nats-py's own readers, so none is left pending on a closed loop
             task.cancel()
         await asyncio.gather(*rest, return_exceptions=True)
+
+
+def start_replica(servers: Sequence[str], key: str, replicas: int) -> StateReplica:
+    """`[state] replicate`: connected, its bucket and stream there (ReplicaError otherwise, one
+    line: the daemon exits 2 and systemd tries again)."""
+    try:
+        import nats  # noqa: F401
+    except ImportError as e:
+        raise ReplicaError(
+            "[state] replicate needs nats-py in seqcast's environment "
+            "(pip install nats-py, the nats extra)"
+        ) from e
+    replica = StateReplica(list(servers), key, replicas)
+    try:
+        replica.start()
+    except BaseException:
+        replica.close()
+        raise
+    return replica
