@@ -104,7 +104,7 @@ bench-workers: venv broker
 	PATH="/usr/sbin:$$PATH" $(BIN)/python -m bench.run --only workers
 
 # What `[state] replicate` costs (issue 14): one daemon on nats-server, state local vs copied to
-# JetStream; about 6 minutes, not part of `make bench`.
+# JetStream; about 3 minutes, not part of `make bench`.
 bench-replica: venv
 	$(BIN)/python -m bench.run --only replica
 

@@ -95,6 +95,7 @@ def test_check_accepts_a_good_config_and_bundle(tmp_path, broker, small_bundle):
         ("mqtt", {"prot": 1}, "mqtt.prot: unknown key"),
         ("input", {"topic": "sensors/#"}, "input.topic"),
         ("model", {"mode": "stream", "path": "/nonexistent.seqcast"}, "cannot read bundle"),
+        ("state", {"replicate": ["nats-1:4222"]}, 'state.replicate: must be "nats://host:port"'),
     ],
 )
 def test_check_rejects_bad_config_with_one_line(

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.broker import free_port
+from tests.daemon_harness import DaemonProcess
 from tests.nats_server import NatsServer
 from tests.test_partitioned import (  # noqa: F401  (fixtures)
     kill_and_replace,
@@ -44,3 +46,20 @@ def test_a_standby_on_another_host_resumes_from_the_copy_in_nats(
     else:
         assert lost + wrong > 0, "a cold standby cannot match: the test would prove nothing"
     assert standby_state.is_dir()
+
+
+def test_nats_unreachable_at_start_is_one_line_and_exit_2(
+    tmp_path: Path,
+    nats: NatsServer,  # noqa: F811  (the MQTT side is up; only the state copy is not)
+    small_bundle: Path,
+) -> None:
+    nowhere = f"nats://127.0.0.1:{free_port()}"
+    config = worker_config(tmp_path, nats, small_bundle, state={"replicate": [nowhere]})
+    daemon = DaemonProcess.start(config, args=("--partition", "0"))
+    try:
+        assert daemon.proc.wait(90) == 2, daemon.log()
+    finally:
+        daemon.kill()
+    last = [line for line in daemon.log().splitlines() if line.startswith("seqcast-edge")][-1]
+    assert last.startswith(f"seqcast-edge: error: NATS {nowhere}: "), daemon.log()
+    assert "Traceback" not in daemon.log()
