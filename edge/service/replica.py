@@ -101,7 +101,10 @@ class StateReplica:
         import nats.js.errors  # noqa: F401
 
         self._thread.start()
-        self._run(self._connect(), timeout=self.timeout_s * 3)
+        try:
+            self._run(self._connect())
+        except ReplicaError as e:
+            raise ReplicaError(f"{e} (at start: the state copy must be read first)") from e
         log.info("state replicated to NATS %s as %r", ",".join(self.servers), self.token)
 
     async def _connect(self) -> None:
@@ -124,7 +127,7 @@ class StateReplica:
 
         self._nc = await nats.connect(
             self.servers,
-            connect_timeout=self.timeout_s,
+            connect_timeout=min(2.0, self.timeout_s),  # per attempt; start() bounds them all
             max_reconnect_attempts=-1,
             dont_randomize=True,  # this host's node first, as listed
             disconnected_cb=disconnected,
