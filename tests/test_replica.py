@@ -180,3 +180,19 @@ def test_the_sender_keeps_publish_order(
     standby_dir = state_dir(tmp_path, "standby")
     replica(replicas, server, "edge-order").pull(standby_dir)
     assert (standby_dir / "journal.bin").read_bytes() == b"".join(chunks)
+
+
+def test_a_late_answer_about_an_emptied_journal_does_not_touch_the_current_one() -> None:
+    """Messages are known by (generation, number): after a checkpoint the numbers start at 0
+    again, so an acknowledgement or a failure that arrives late for the old generation's message
+    3 must neither count as the new message 3 stored nor break the new copy."""
+    r = StateReplica(["nats://127.0.0.1:1"], "edge-late")  # never started: pure bookkeeping
+    try:
+        r._generation = "new"
+        r._outstanding = {("old", 3), ("new", 3)}
+        r._acked(("old", 3), None, "not stored: TimeoutError")
+        assert not r.broken and r._outstanding == {("new", 3)}
+        r._acked(("new", 3), None, "not stored: TimeoutError")
+        assert r.broken and r._outstanding == set()
+    finally:
+        r.close()

@@ -69,13 +69,15 @@ class StateReplica:
         self._nc: Any = None
         self._js: Any = None
         self._obs: Any = None
-        self._queue: asyncio.Queue[tuple[int, bytes]] | None = None
+        self._queue: asyncio.Queue[tuple[str, int, bytes]] | None = None
         self._sender_task: asyncio.Task[None] | None = None
         self._closing = False
         self._last_error = ""
         self._cond = threading.Condition()
         self._next_part = 0  # the next journal message's number
-        self._outstanding: set[int] = set()  # published, not acknowledged yet
+        # (generation, number) of the journal messages published, not acknowledged yet: a late
+        # answer about an emptied journal's message must not count for the current one's
+        self._outstanding: set[tuple[str, int]] = set()
         self._broken: str | None = None  # why the copy's journal has a hole
         self._generation = ""
 
@@ -159,22 +161,27 @@ class StateReplica:
         without waiting for each acknowledgement."""
         assert self._queue is not None
         while True:
-            part, data = await self._queue.get()
+            generation, part, data = await self._queue.get()
             try:
                 ack = await self._js.publish_async(
-                    self.subject, data, stream=STREAM, headers={PART: f"{self._generation}:{part}"}
+                    self.subject, data, stream=STREAM, headers={PART: f"{generation}:{part}"}
                 )
-                ack.add_done_callback(lambda f, part=part: self._acked(part, f))
+                ack.add_done_callback(lambda f, m=(generation, part): self._acked(m, f))
             except Exception as e:
-                self._fail(f"journal message {part} not sent: {type(e).__name__} {e}")
+                self._acked((generation, part), None, f"not sent: {type(e).__name__} {e}")
 
-    def _acked(self, part: int, future: asyncio.Future[Any]) -> None:
-        error = None if future.cancelled() else future.exception()
+    def _acked(
+        self, message: tuple[str, int], future: asyncio.Future[Any] | None, why: str = ""
+    ) -> None:
+        if future is not None and (future.cancelled() or future.exception() is not None):
+            error = None if future.cancelled() else future.exception()
+            why = f"not stored: {type(error).__name__} {error}"
         with self._cond:
-            self._outstanding.discard(part)
+            self._outstanding.discard(message)
             self._cond.notify_all()
-        if future.cancelled() or error is not None:
-            self._fail(f"journal message {part} not stored: {type(error).__name__} {error}")
+            current = message[0] == self._generation
+        if why and current:  # a failure of an emptied journal's message changes nothing
+            self._fail(f"journal message {message[1]} {why}")
 
     def _fail(self, why: str) -> None:
         with self._cond:
@@ -191,17 +198,20 @@ class StateReplica:
         for at in range(0, len(data), MESSAGE_BYTES):
             with self._cond:
                 part, self._next_part = self._next_part, self._next_part + 1
-                self._outstanding.add(part)
-            message = (part, data[at : at + MESSAGE_BYTES])
+                self._outstanding.add((self._generation, part))
+                message = (self._generation, part, data[at : at + MESSAGE_BYTES])
             self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
 
     def sync(self) -> None:
         """Until every message appended so far is stored; ReplicaError when the copy has a hole
         or the acknowledgements do not come within the timeout."""
         with self._cond:
-            target = self._next_part
+            generation, target = self._generation, self._next_part
             if not self._cond.wait_for(
-                lambda: self._broken or not any(p < target for p in self._outstanding),
+                lambda: (
+                    self._broken
+                    or not any(g == generation and p < target for g, p in self._outstanding)
+                ),
                 self.timeout_s,
             ):
                 self._fail(f"no acknowledgement within {self.timeout_s:g} s")
