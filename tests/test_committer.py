@@ -12,6 +12,7 @@ import pytest
 from seqcast.edge.counters import Counters
 from seqcast.edge.service import committer as committer_mod
 from seqcast.edge.service.committer import Committer
+from seqcast.edge.service.replica import ReplicaError
 
 
 def test_inputs_are_released_in_order_after_one_fsync_per_group(
@@ -74,7 +75,7 @@ def test_inputs_wait_for_the_replica_too_and_a_failing_one_releases_nothing(
     def sync() -> None:
         calls.append(1)
         if failing["why"]:
-            raise RuntimeError(failing["why"])
+            raise ReplicaError(failing["why"])
 
     released: list[list[int]] = []
     counters = Counters()

@@ -51,6 +51,12 @@ def replica(made: list[StateReplica], server: NatsServer, key: str, **kw: float)
     return r
 
 
+def publish_raw(r: StateReplica, data: bytes, part: str) -> None:
+    """A journal message on `r`'s subject, numbered `part` ("<generation>:<n>"), as the sender
+    would publish it."""
+    r._run(r._js.publish(r.subject, data, stream=STREAM, headers={PART: part}))
+
+
 def state_dir(tmp_path: Path, name: str) -> Path:
     d = tmp_path / name
     d.mkdir()
@@ -104,12 +110,7 @@ def test_a_checkpoint_empties_the_journal_and_late_messages_cannot_rejoin(
     worker.sync()
 
     # a message of the emptied journal that arrives late (numbered as the next one)
-    async def late() -> None:
-        await worker._js.publish(
-            worker.subject, b"LATE", stream=STREAM, headers={PART: f"{old_generation}:1"}
-        )
-
-    worker._run(late())
+    publish_raw(worker, b"LATE", f"{old_generation}:1")
     standby_dir = state_dir(tmp_path, "standby")
     replica(replicas, server, "edge/part 3").pull(standby_dir)
     assert (standby_dir / "streams.npz").read_bytes() == b"snapshot 2"
@@ -125,12 +126,7 @@ def test_a_hole_in_the_journal_ends_it_there(
     worker.append(b"0")
     worker.sync()
 
-    async def skip_one() -> None:  # message 1 never stored; 2 was
-        await worker._js.publish(
-            worker.subject, b"2", stream=STREAM, headers={PART: f"{worker._generation}:2"}
-        )
-
-    worker._run(skip_one())
+    publish_raw(worker, b"2", f"{worker._generation}:2")  # message 1 never stored; 2 was
     standby_dir = state_dir(tmp_path, "standby")
     replica(replicas, server, "edge-hole").pull(standby_dir)
     assert (standby_dir / "journal.bin").read_bytes() == b"0"

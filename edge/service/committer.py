@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from seqcast.edge.counters import CounterView
+from seqcast.edge.service.replica import ReplicaError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,7 +89,7 @@ class Committer(Generic[T]):
         if self._sync is not None:
             try:
                 self._sync()
-            except RuntimeError as e:  # service/replica.py's ReplicaError
+            except ReplicaError as e:
                 self.counters.add("commit_errors")
                 if str(e) != self._sync_error:  # one line per new reason, not per commit
                     log.error("%s; its inputs stay unacknowledged", e)

@@ -120,9 +120,7 @@ class Daemon:
         replica = (
             start_replica(st.replicate, cfg.mqtt.client_id, st.replicas) if st.replicate else None
         )
-        self.state = DurableState(
-            self.state_dir, self.counters, cfg.state.outbox_max_bytes, replica
-        )
+        self.state = DurableState(self.state_dir, self.counters, st.outbox_max_bytes, replica)
         try:
             self._republish = self.state.restore(self.pipeline)
         except BaseException:

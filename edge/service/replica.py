@@ -31,6 +31,8 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from seqcast.edge.service.statedir import JOURNAL_FILE, OUTBOX_FILE, SNAPSHOT_FILE, atomic_write
+
 log = logging.getLogger(__name__)
 
 BUCKET = "seqcast-state"
@@ -42,7 +44,7 @@ SUBJECT_PREFIX = "seqcast.journal."
 PART = "Seqcast-Part"
 GENERATION = "journal-gen"
 MESSAGE_BYTES = 256 << 10  # under nats-server's default max_payload (1 MiB)
-FILES = ("streams.npz", "outbox.jsonl")  # state.SNAPSHOT_FILE, state.OUTBOX_FILE
+FILES = (SNAPSHOT_FILE, OUTBOX_FILE)  # put at checkpoints; the journal goes as messages
 T = TypeVar("T")
 
 
@@ -52,8 +54,9 @@ class ReplicaError(RuntimeError):
 
 def key_token(key: str) -> str:
     """`key` as one subject token and object name prefix (NATS subjects forbid `.`, `*`, `>` and
-    white space); the original key is kept in the journal's first record header check."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", key) or "_"
+    white space): every character but letters, digits and `-` becomes `_<hex code>_`, so two
+    keys never share a token."""
+    return re.sub(r"[^A-Za-z0-9-]", lambda m: f"_{ord(m.group()):x}_", key) or "_"
 
 
 class StateReplica:
@@ -270,7 +273,6 @@ class StateReplica:
         files, journal = self._run(self._fetch(), timeout=self.timeout_s * 6)
         if not files and not journal:
             return 0
-        from seqcast.edge.service.statedir import atomic_write
 
         def write(path: Path, data: bytes | None) -> None:
             def put(f: BinaryIO) -> None:
@@ -283,7 +285,7 @@ class StateReplica:
 
         for name in FILES:
             write(state_dir / name, files.get(name))
-        write(state_dir / "journal.bin", journal)
+        write(state_dir / JOURNAL_FILE, journal)
         return sum(map(len, files.values())) + len(journal)
 
     async def _fetch(self) -> tuple[dict[str, bytes], bytes]:
@@ -316,12 +318,13 @@ class StateReplica:
             parts.append(msg.data or b"")
         return files, b"".join(parts)
 
-    def push(self, state_dir: Path) -> None:
-        """The state directory's files up, as the whole copy: at every start, after `pull` (so
-        the copy's journal is renumbered from what this daemon replays) or instead of it."""
-        for name in FILES:
+    def push(self, state_dir: Path, files: bool = True) -> None:
+        """The state directory's journal up, as the copy's (and, with `files`, the snapshot and
+        the outbox): at every start, after `pull` (so the copy's journal is renumbered from what
+        this daemon replays; its files are there already) or instead of it."""
+        for name in FILES if files else ():
             self.put_file(name, state_dir / name)
-        journal = state_dir / "journal.bin"
+        journal = state_dir / JOURNAL_FILE
         self._new_generation(journal.read_bytes() if journal.exists() else b"")
 
     def close(self) -> None:

@@ -24,12 +24,10 @@ from seqcast.edge.service.journal import Journal, JournalError, read_journal
 from seqcast.edge.service.outbox import OutboxItem, load_outbox, mark_redelivered, save_outbox
 from seqcast.edge.service.replica import ReplicaError, StateReplica
 from seqcast.edge.service.snapshot import SnapshotError, load_snapshot, save_snapshot
+from seqcast.edge.service.statedir import JOURNAL_FILE, OUTBOX_FILE, SNAPSHOT_FILE
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_FILE = "streams.npz"
-OUTBOX_FILE = "outbox.jsonl"
-JOURNAL_FILE = "journal.bin"
 JOURNAL_CHECKPOINT_BYTES = 64 << 20  # a journal this big triggers a checkpoint (bounds replay)
 REPLICA_RETRY_S = 5.0  # a broken state copy is rewritten by a checkpoint this often
 
@@ -67,7 +65,7 @@ class DurableState:
         if pulled:
             log.info("state from the NATS copy: %d bytes", pulled)
         again = self._restore(pipeline)
-        self.replica.push(self.dir)
+        self.replica.push(self.dir, files=not pulled)  # what was pulled is there already
         return again
 
     def _restore(self, pipeline: Pipeline) -> list[tuple[str, bytes]]:

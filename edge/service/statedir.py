@@ -38,6 +38,10 @@ from seqcast.edge.config import ConfigError
 
 MIN_FREE_BYTES = 16 * 1024 * 1024  # the default outbox size; a snapshot is far smaller
 LOCK_FILE = "lock"
+# what service/state.py keeps here (and service/replica.py copies to NATS)
+SNAPSHOT_FILE = "streams.npz"
+OUTBOX_FILE = "outbox.jsonl"
+JOURNAL_FILE = "journal.bin"
 PROBE_BYTES = 4096  # one page: a file system with no room left refuses it
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
