@@ -1,11 +1,12 @@
-"""`python -m bench.accuracy [--series a,b] [--seeds N] [--quick] [--with-auto] [--out DIR]`
+"""`python -m bench.accuracy [--series a,b] [--seeds N] [--quick] [--auto-budget MIN] [--out DIR]`
 
 The forecast-quality table of issue 11 on real public series (`bench/accuracy_series.py`): the
 seqcast defaults (`train.fit.fit`, N seeds; stream and window mode; the same model at dynamic
 and float16 precision), and on the very same test origins the trainer's baselines (persistence,
 seasonal naive, AutoTheta: read from the bundle's metrics), statsforecast AutoETS
 (`bench/accuracy_stats.py`) and LightGBM direct per step, with and without calendar columns
-(`bench/accuracy_lgbm.py`). `--with-auto` adds `seqcast-train auto` when it exists.
+(`bench/accuracy_lgbm.py`), and `seqcast-train auto` within `--auto-budget` minutes per series
+(0: not run; --quick never runs it).
 Writes accuracy.json, accuracy.md and accuracy.png into the results folder.
 
 # M: test origins  H: horizon  T: targets
@@ -25,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from bench.accuracy_report import markdown, plot, targets
-from bench.accuracy_series import SERIES, SeriesSpec
+from bench.accuracy_series import EXTRA, KNOWN, SERIES, SeriesSpec
 from bench.common import RESULTS, log, machine_info, machine_line, write_results
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the converter's C++ log: 30 lines a bundle
 QUICK_EPOCHS = 2
+AUTO_BUDGET = 5.0  # minutes of `seqcast-train auto` per series (its own default is 20)
 PRECISIONS = ("dynamic", "float16")  # besides float32: the same weights converted again
 
 
@@ -186,7 +188,7 @@ def verdict(rows: list[dict]) -> dict[str, Any]:
 
 
 def run_series(
-    spec: SeriesSpec, seeds: list[int], quick: bool, workdir: Path, with_auto: bool
+    spec: SeriesSpec, seeds: list[int], quick: bool, workdir: Path, auto_budget: float
 ) -> dict[str, Any]:
     from seqcast.train.fit import time_summary
     from seqcast.train.prepare import prepare
@@ -211,12 +213,14 @@ def run_series(
 
     intervals = run_intervals(o, workdir / f"{spec.name}-intervals.seqcast")
     log(f"{spec.name}: intervals {intervals.get('stream', intervals.get('window'))}")
-    if with_auto:
+    if auto_budget > 0 and not quick:
         from bench.accuracy_auto import run_auto
 
-        auto = run_auto(o, workdir / f"{spec.name}-auto.seqcast")
+        auto = run_auto(o, workdir / f"{spec.name}-auto.seqcast", auto_budget)
+        log(f"{spec.name}: auto {auto}")
     else:
-        auto = {"status": "not run", "error": "pass --with-auto"}
+        why = "--quick" if quick else "--auto-budget 0"
+        auto = {"status": "not run", "error": why}
     for run in runs:  # keep the JSON small: what the tables need, not every per-step metric
         m = run.pop("metrics")
         run["baselines"] = m.get("baselines")
@@ -244,7 +248,7 @@ def run(
     names: list[str],
     seeds: int,
     quick: bool,
-    with_auto: bool,
+    auto_budget: float,
     workdir: Path,
     out: Path | None = None,
 ) -> dict[str, Any]:
@@ -261,7 +265,8 @@ def run(
     }
     for name in names:
         log(f"{name}: start ({len(seed_list)} seeds{', --quick' if quick else ''})")
-        doc["series"].append(run_series(SERIES[name], seed_list, quick, workdir / name, with_auto))
+        series = run_series(KNOWN[name], seed_list, quick, workdir / name, auto_budget)
+        doc["series"].append(series)
         log(f"{name}: done at {time.monotonic() - t0:.0f} s")
         doc["targets"] = targets(doc)
         doc["elapsed_s"] = round(time.monotonic() - t0, 1)
@@ -304,10 +309,10 @@ def merge(paths: list[Path]) -> dict[str, Any]:
 
 def _series_list(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SERIES]
+    unknown = [n for n in names if n not in KNOWN]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown series {unknown[0] if unknown else text!r}; known: {', '.join(SERIES)}"
+            f"unknown series {unknown[0] if unknown else text!r}; known: {', '.join(KNOWN)}"
         )
     return names
 
@@ -323,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         type=_series_list,
         default=list(SERIES),
         metavar="A,B",
-        help=f"series to run ({','.join(SERIES)})",
+        help=f"series to run ({','.join(SERIES)}; on request also {','.join(EXTRA)})",
     )
     ap.add_argument("--seeds", type=int, default=3, metavar="N", help="seqcast seeds (3)")
     ap.add_argument(
@@ -332,7 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"{QUICK_EPOCHS} epochs, one seed, few LightGBM rounds: checks the plumbing only",
     )
     ap.add_argument(
-        "--with-auto", action="store_true", help="also run `seqcast-train auto` when it exists"
+        "--auto-budget",
+        type=float,
+        default=AUTO_BUDGET,
+        metavar="MINUTES",
+        help=f"`seqcast-train auto --budget` per series; 0: not run ({AUTO_BUDGET:g})",
     )
     ap.add_argument("--out", type=Path, default=RESULTS, help=f"results folder ({RESULTS})")
     ap.add_argument(
@@ -354,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         if importlib.util.find_spec(module) is None:
             ap.error(f"{module} is not installed: pip install 'seqcast[{extra}]'")
     with tempfile.TemporaryDirectory(prefix="seqcast-accuracy-") as tmp:
-        doc = run(args.series, args.seeds, args.quick, args.with_auto, Path(tmp), args.out)
+        doc = run(args.series, args.seeds, args.quick, args.auto_budget, Path(tmp), args.out)
     print(write(doc, args.out), flush=True)
     log(f"results in {args.out}")
     return 0

@@ -1,6 +1,6 @@
-"""The hook for `seqcast-train auto` (being built on another branch): when the trainer has an
-`auto` command, run it on the series with the data options the defaults got (and nothing else)
-and read its bundle's metrics; when it has none, the row says "not available"."""
+"""`seqcast-train auto` in the accuracy benchmark: run it on the series with the data options the
+defaults got (and its --budget), and read its bundle's metrics; a trainer without the command
+gives the row "not available"."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def data_args(o: FitOptions) -> list[str]:
     return args + ["--horizon", str(o.horizon)]
 
 
-def run_auto(o: FitOptions, out: Path, timeout_s: float = 3600) -> dict[str, Any]:
+def run_auto(o: FitOptions, out: Path, budget_min: float) -> dict[str, Any]:
     """{"status": "ok", "stream"/"window": MAE, "origins", "bundle_bytes", "seconds"} or
     {"status": "not available" | "failed", "error": one line}."""
     if not auto_available():
@@ -44,6 +44,8 @@ def run_auto(o: FitOptions, out: Path, timeout_s: float = 3600) -> dict[str, Any
     from seqcast.edge.model.bundle import read_bundle
 
     cmd = [sys.executable, "-m", "seqcast.train.cli", "auto", *data_args(o), "--out", str(out)]
+    cmd += ["--budget", f"{budget_min:g}"]
+    timeout_s = budget_min * 60 * 3 + 600  # the first candidate runs even when it overruns
     t0 = time.perf_counter()
     done = subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout_s, env=dict(os.environ)
@@ -52,12 +54,15 @@ def run_auto(o: FitOptions, out: Path, timeout_s: float = 3600) -> dict[str, Any
     if done.returncode != 0 or not out.exists():
         lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
         return {"status": "failed", "error": lines[-1], "seconds": seconds}
-    metrics = read_bundle(out).manifest.metrics
+    manifest = read_bundle(out).manifest
+    metrics, arch = manifest.metrics, manifest.architecture
     row: dict[str, Any] = {
         "status": "ok",
         "origins": metrics.get("origins"),
         "bundle_bytes": out.stat().st_size,
         "seconds": seconds,
+        "picked": f"seq_len {manifest.seq_len}, {arch.get('cell')} {arch.get('units')}, "
+        f"predict {arch.get('predict')}",
     }
     for mode in ("stream", "window"):
         if isinstance(metrics.get(mode), dict):

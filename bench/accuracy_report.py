@@ -82,7 +82,7 @@ def series_markdown(s: dict[str, Any]) -> str:
                 auto["origins"],
                 f"{auto['bundle_bytes'] / 1024:.0f} KiB",
                 f"({auto['seconds']:.0f})",
-                "its own seq_len: origins may differ",
+                f"picked {auto.get('picked', '?')}; its own seq_len: origins may differ",
             ]
         )
     else:

@@ -244,9 +244,9 @@ def test_quick_run_writes_every_method_on_the_same_origins(tmp_path: Path) -> No
     assert "p10 coverage" in (out / "accuracy.md").read_text()
     (run,) = s["runs"]
     assert run["dynamic"]["bundle_bytes"] < run["bundle_bytes"]
-    assert run["predict"] in ("level", "change", "seasonal")  # --predict auto's choice (manifest)
+    assert run["predict"] in ("level", "change", "seasonal", "smooth")  # --predict auto's choice
     assert f"predict {run['predict']}" in md_row(out, "seqcast stream")
-    assert s["auto"]["status"] == "not run"
+    assert s["auto"] == {"status": "not run", "error": "--quick"}
     assert s["verdict"]["best_baseline"] in methods
     names = {t["name"] for t in doc["targets"]}
     assert "canadian_gas dynamic MAE vs float32" in names

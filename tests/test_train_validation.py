@@ -34,17 +34,36 @@ def _trained(val_mse: float):
     return (f"model-{val_mse}", {"val_loss": [val_mse * 2, val_mse]}, 1.0, ())
 
 
-def test_auto_keeps_a_level_model_that_beats_persistence_and_trains_once() -> None:
+def test_auto_keeps_a_level_model_that_beats_the_naive_forecasts_by_far_and_trains_once() -> None:
     asked: list[str] = []
 
     def train(predict: str):
         asked.append(predict)
-        return _trained(0.5)
+        return _trained(0.25)
 
     naive = {"persistence": 0.8, "seasonal_naive_12": 0.6}
     trained, choice = choose_predict(train, naive, can_change=True, seasonal=True)
-    assert asked == ["level"] and choice.chosen == "level" and trained[0] == "model-0.5"
-    assert choice.val_mse == {"level": 0.5, "persistence": 0.8, "seasonal_naive_12": 0.6}
+    assert asked == ["level"] and choice.chosen == "level" and trained[0] == "model-0.25"
+    assert choice.val_mse == {"level": 0.25, "persistence": 0.8, "seasonal_naive_12": 0.6}
+
+
+def test_a_level_model_close_to_the_naive_forecasts_is_tested_against_the_departures() -> None:
+    """0.5 beats seasonal naive's 0.6, but not by far: the departure models are trained too,
+    and the smoothed one is kept for its lower validation MSE."""
+    asked: list[str] = []
+
+    def train(predict: str):
+        asked.append(predict)
+        return _trained({"level": 0.5, "change": 0.75, "seasonal": 0.4, "smooth": 0.3}[predict])
+
+    naive = {"persistence": 0.8, "seasonal_naive_12": 0.6}
+    trained, choice = choose_predict(train, naive, can_change=True, seasonal=True)
+    assert asked == ["level", "change", "seasonal", "smooth"]
+    assert choice.chosen == "smooth" and trained[0] == "model-0.3"
+    assert choice.reason == (
+        "the level model is not far ahead of seasonal_naive_12 on validation; smooth has the "
+        "lowest validation MSE"
+    )
 
 
 def test_a_level_model_that_loses_only_to_seasonal_naive_is_not_kept_untested() -> None:
@@ -52,11 +71,11 @@ def test_a_level_model_that_loses_only_to_seasonal_naive_is_not_kept_untested() 
 
     def train(predict: str):
         asked.append(predict)
-        return _trained({"level": 0.7, "change": 0.75, "seasonal": 0.4}[predict])
+        return _trained({"level": 0.7, "change": 0.75, "seasonal": 0.4, "smooth": 0.45}[predict])
 
     naive = {"persistence": 0.8, "seasonal_naive_12": 0.6}
     trained, choice = choose_predict(train, naive, can_change=True, seasonal=True)
-    assert asked == ["level", "change", "seasonal"]
+    assert asked == ["level", "change", "seasonal", "smooth"]
     assert choice.chosen == "seasonal" and trained[0] == "model-0.4"
     assert choice.reason == (
         "the level model does not beat seasonal_naive_12 on validation; seasonal has the "

@@ -132,12 +132,13 @@ class Anchor:
             raise ValueError(f"season {self.season} does not fit in a window of {length}")
         return keras.ops.concatenate([v[:, length - 1 - lag] for lag in self.lags(horizon)], -1)
 
-    def step(self, x: Any, ring: Any, seen: Any, horizon: int) -> tuple[Any, Any, Any, Any]:
-        """One sample: x (B, F), ring (B, S*T), seen (B, 1) -> the recurrent layers' input
-        (B, F), the anchor (B, H*T), the next ring and seen."""
+    def step(self, x: Any, states: dict[str, Any], horizon: int) -> tuple[Any, Any, dict]:
+        """One sample: x (B, F) and the anchor's states (`states()`: ring (B, S*T), seen
+        (B, 1)) -> the recurrent layers' input (B, F), the anchor (B, H*T), the next states."""
         import keras
 
         ops = keras.ops
+        ring, seen = states[RING], states[SEEN]
         T, S = self.n_targets, self.season
         v = self.values(x)  # (B, T)
         full = ops.cast(ops.greater_equal(seen, float(S)), "float32")  # (B, 1): v[t - S] exists
@@ -146,7 +147,8 @@ class Anchor:
         end = S * T
         picked = [last[:, end - (lag + 1) * T : end - lag * T] for lag in self.lags(horizon)]
         nxt = ops.minimum(seen + 1.0, float(S))
-        return self._with_departures(x, d), ops.concatenate(picked, axis=-1), last, nxt
+        anchor = ops.concatenate(picked, axis=-1)
+        return self._with_departures(x, d), anchor, {RING: last, SEEN: nxt}
 
 
 def _later(v: Any, lag: int) -> Any:

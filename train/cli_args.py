@@ -155,13 +155,15 @@ def add_fit_args(p: argparse.ArgumentParser, grid: bool = False) -> None:
     )
     g.add_argument(
         "--predict",
-        choices=["auto", "level", "change", "seasonal"],
+        choices=["auto", "level", "change", "seasonal", "smooth"],
         help="what the network forecasts: each target's level; its change from the latest value; "
-        "or its departure from the value one season back (seasonal: the longest natural season "
-        "that fits in --seq-len, or --season). change and seasonal need a target that is also a "
-        "feature and run in the graph, so the device is unchanged. auto: level, and when it does "
-        "not beat persistence and seasonal naive on validation also change and seasonal, keeping "
-        "the lowest validation error (auto)",
+        "its departure from the value one season back (seasonal: the longest natural season "
+        "that fits in --seq-len, or --season); or its departure from an exponentially smoothed "
+        "level and season (smooth: Holt-Winters without trend, constants chosen on training). "
+        "change, seasonal and smooth need a target that is also a feature and run in the graph, "
+        "so the device is unchanged. auto: level, and when it does not beat persistence and "
+        "seasonal naive on validation also change, seasonal and smooth, keeping the lowest "
+        "validation error (auto)",
     )
     g.add_argument(
         "--quantiles",

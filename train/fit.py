@@ -36,6 +36,7 @@ from seqcast.train.options import FitOptions
 from seqcast.train.prepare import Prepared, prepare
 from seqcast.train.prepare import load_series as load_series  # sweep imports it from here
 from seqcast.train.quantiles import point_mse, training_loss
+from seqcast.train.smoothing import smoothed_anchor
 from seqcast.train.validation import (
     Trained,
     calibrate_intervals,
@@ -47,6 +48,7 @@ from seqcast.train.windows import longest_segment, segment_sequences, windows
 log = logging.getLogger(__name__)
 
 VAL_POINT_MSE = "val_point_mse"  # with quantiles: what early stopping watches (quantiles.point_mse)
+MIN_BATCHES = 8  # per epoch: smaller training sets are repeated (`at_least`)
 SELFTEST_TOLERANCE = {"float32": 1e-4, "float16": 1e-3, "dynamic": 1e-3, "int8": 5e-3}
 
 
@@ -78,22 +80,13 @@ def _train(
     xs = {k: scaler.features(s) for k, s in (("train", splits.train), ("val", splits.val))}
     F, T = xs["train"].shape[1], len(splits.train.target_names)  # F: features + calendar
     anchor = None
-    if o.predict in ("change", "seasonal"):
+    if o.predict in ("change", "seasonal", "smooth"):
         tr = splits.train
         anchor = anchor_for(
             tr.feature_names, tr.target_names, scaler.feature_mean, scaler.feature_std,
-            scaler.target_mean, scaler.target_std, season if o.predict == "seasonal" else 1,
+            scaler.target_mean, scaler.target_std, 1 if o.predict == "change" else season,
             scaler.targets(tr), tr.segment_starts,
         )  # fmt: skip
-    f = build(arch, F, o.horizon, T, o.seq_len, quantiles, anchor)
-    # the point forecasts' MSE, plus the quantiles' pinball loss (train/quantiles.py)
-    # (early stopping and the schedule watch the point forecasts' MSE either way)
-    loss, watched = (training_loss(quantiles), [point_mse(quantiles)]) if quantiles else ("mse", [])
-    f.model.compile(
-        optimizer=keras.optimizers.Adam(o.learning_rate, clipnorm=1.0),
-        loss=loss,
-        weighted_metrics=watched,
-    )
     ys = {k: scaler.targets(s) for k, s in (("train", splits.train), ("val", splits.val))}
     parts = {"train": splits.train, "val": splits.val}
     need = o.seq_len + o.horizon  # a segment piece shorter than one window is not used
@@ -117,6 +110,18 @@ def _train(
             k: windows(xs[k], ys[k], o.seq_len, o.horizon, part.segment_starts)
             for k, part in parts.items()
         }
+    if anchor is not None and o.predict == "smooth":  # its constants, chosen on training
+        X, Y, *weight = data["train"]  # windows have no weights: their last position counts
+        anchor = smoothed_anchor(anchor, X, Y, weight[0][..., 0] if weight else None)
+    f = build(arch, F, o.horizon, T, o.seq_len, quantiles, anchor)
+    # the point forecasts' MSE, plus the quantiles' pinball loss (train/quantiles.py)
+    # (early stopping and the schedule watch the point forecasts' MSE either way)
+    loss, watched = (training_loss(quantiles), [point_mse(quantiles)]) if quantiles else ("mse", [])
+    f.model.compile(
+        optimizer=keras.optimizers.Adam(o.learning_rate, clipnorm=1.0),
+        loss=loss,
+        weighted_metrics=watched,
+    )
     verbose = o.verbose if o.verbose is not None else (1 if sys.stderr.isatty() else 2)
     # the usual stop is validation: the learning rate halves when it stalls, training ends when
     # it has not improved for `patience` epochs; `epochs` is only a safety net
@@ -135,9 +140,10 @@ def _train(
         mode="min",
     )
     t0 = time.perf_counter()
+    train_arrays = at_least(data["train"], MIN_BATCHES * o.batch_size)
     hist = f.model.fit(
-        *data["train"][:2],
-        sample_weight=data["train"][2] if arch.streaming else None,
+        *train_arrays[:2],
+        sample_weight=train_arrays[2] if arch.streaming else None,
         validation_data=data["val"],
         epochs=o.epochs,
         batch_size=o.batch_size,
@@ -147,6 +153,14 @@ def _train(
     )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return f, history, time.perf_counter() - t0, data["val"]
+
+
+def at_least(arrays: tuple[np.ndarray, ...], examples: int) -> tuple[np.ndarray, ...]:
+    """The training examples repeated whole until there are `examples` of them: on a small
+    series (a monthly one holds a batch or two) an epoch would otherwise be one or two gradient
+    steps, and early stopping's patience and the schedule would count steps, not epochs."""
+    reps = -(-examples // len(arrays[0]))
+    return arrays if reps <= 1 else tuple(np.concatenate([a] * reps) for a in arrays)
 
 
 def stop_reason(history: dict[str, list[float]], o: FitOptions) -> tuple[str, bool]:
@@ -279,7 +293,8 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
             **arch.to_json(),
             "train_len": o.train_len or 4 * o.seq_len,
             "predict": predicted,
-            **({"anchor_season": p.anchor_season} if predicted == "seasonal" else {}),
+            **({"anchor_season": p.anchor_season} if predicted in ("seasonal", "smooth") else {}),
+            **({"smoothing": f.anchor.constants()} if predicted == "smooth" else {}),
             "epochs_run": len(history["loss"]),
         },
         quantization=o.quantize,

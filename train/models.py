@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from seqcast.train.anchor import RING, SEEN, Anchor
+from seqcast.train.anchor import Anchor
 
 # re-exported: these used to live here and are imported from here
 from seqcast.train.options import MASK_VALUE as MASK_VALUE
@@ -164,7 +164,9 @@ def step_fn(f: Forecaster) -> Any:
         out: dict[str, tf.Tensor] = {}
         base = None
         if f.anchor is not None:  # the cells see departures; base: the anchor (B, H*T)
-            h, base, out[RING], out[SEEN] = f.anchor.step(x, inputs[RING], inputs[SEEN], f.horizon)
+            kept = {name: inputs[name] for name, _ in f.anchor.states()}
+            h, base, nxt = f.anchor.step(x, kept, f.horizon)
+            out.update(nxt)
         for i, layer in enumerate(f.rnns):
             states = [inputs[f"layer{i}_{k}"] for k in kinds]  # each (B, U)
             h, new = layer.cell(h, states, training=False)  # -> (B, U)

@@ -42,8 +42,9 @@ class FitOptions:
     season: int | None = None
     baselines: str = "all"  # "all", or "naive": persistence and seasonal naive only (no AutoTheta)
     calendar: str = "auto"  # "auto", "none" or a comma-separated list (edge/calendar.py NAMES)
-    # "level"; "change": each target's change from its latest value; "auto": level, unless it
-    # loses to persistence on validation (train/validation.py)
+    # "level"; "change": each target's change from its latest value; "seasonal": from its value
+    # a season back; "smooth": from smoothed level + season (train/smoothing.py); "auto": level,
+    # unless it loses to the naive forecasts on validation (train/validation.py)
     predict: str = "auto"
     quantiles: tuple[float, ...] = ()  # prediction intervals, e.g. (0.1, 0.9): edge/quantiles.py
     seed: int = 0

@@ -59,15 +59,17 @@ def prepare(o: FitOptions, need: int | None = None) -> Prepared:
     if o.seq_len < 1 or o.horizon < 1:
         raise D.DataError(f"--seq-len and --horizon must be >= 1, got {o.seq_len} and {o.horizon}")
     series = usable_series(o, max(need or 0, o.seq_len + o.horizon))
-    if o.predict not in ("auto", "level", "change", "seasonal"):
-        raise D.DataError(f"--predict: choose auto, level, change or seasonal, got {o.predict!r}")
-    anchored = o.predict in ("change", "seasonal")
+    if o.predict not in ("auto", "level", "change", "seasonal", "smooth"):
+        raise D.DataError(
+            f"--predict: choose auto, level, change, seasonal or smooth, got {o.predict!r}"
+        )
+    anchored = o.predict in ("change", "seasonal", "smooth")
     if anchored and not set(series.target_names) & set(series.feature_names):
         raise D.DataError(f"--predict {o.predict}: no target is also a --features column")
     season = anchor_season(o, series)
-    if o.predict == "seasonal" and season is None:
+    if o.predict in ("seasonal", "smooth") and season is None:
         raise D.DataError(
-            f"--predict seasonal: no season of this grid fits in --seq-len {o.seq_len} "
+            f"--predict {o.predict}: no season of this grid fits in --seq-len {o.seq_len} "
             f"(seasons: {seasons_for(series.grid) or 'none'}); raise --seq-len or give --season"
         )
     if o.mode not in ("stream", "window"):

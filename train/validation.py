@@ -21,6 +21,11 @@ from seqcast.train.quantiles import calibrate, split
 
 log = logging.getLogger(__name__)
 
+# the level model's validation MSE under this share of the best naive forecast's is a clear win:
+# the departure models are not trained (on long series each costs a full training). Closer than
+# that, they often win: a trend or a season the level model follows only roughly
+CLEAR_WIN = 0.5
+
 Trained = tuple[Any, dict[str, list[float]], float, tuple[np.ndarray, ...]]  # f, history, s, val
 
 
@@ -61,36 +66,37 @@ def choose_predict(
     can_change: bool,
     seasonal: bool,
 ) -> tuple[Trained, PredictChoice]:
-    """`--predict auto`: train the level model; if it does not beat every naive forecast on
-    validation (`naive`: name -> MSE; a trend, a series that leaves its training range, a
-    strong season), also train the models that forecast the departure from the latest value
-    (change) and, when a season fits the window (`seasonal`), from the same time one season
-    back; keep the lowest validation MSE. One training where levels work, up to three where
-    not."""
+    """`--predict auto`: train the level model; unless it beats every naive forecast on
+    validation by far (MSE under CLEAR_WIN times theirs; `naive`: name -> MSE: a trend, a series
+    that leaves its training range and a strong season all keep it close), also train the
+    models that forecast the departure from the latest value (change) and, when a season fits
+    the window (`seasonal`), from the same time one season back and from a smoothed level and
+    season (smooth); keep the lowest validation MSE. One training where levels win clearly, up
+    to four where not."""
     level = train("level")
     scores = {"level": best_val_mse(level[1]), **naive}
     best = min(naive, key=lambda k: naive[k])
-    if scores["level"] < naive[best]:
-        why = f"the level model beats {' and '.join(naive)} on validation"
+    if scores["level"] < CLEAR_WIN * naive[best]:
+        why = f"the level model beats {' and '.join(naive)} on validation by far"
         return level, PredictChoice("level", why, scores)
     if not can_change:
         why = "no target is also a feature, so there is no past value to forecast a change from"
         return level, PredictChoice("level", why, scores)
     log.warning(
-        "the level model does not beat %s on validation (MSE %.4g vs %.4g): training models "
-        "that forecast the departure from it",
+        "the level model %s %s on validation (MSE %.4g vs %.4g): training models that "
+        "forecast the departure from a naive forecast as well",
+        "does not beat" if scores["level"] >= naive[best] else "is not far ahead of",
         best,
         scores["level"],
         naive[best],
     )
     trained = {"level": level}
-    for kind in ("change", "seasonal") if seasonal else ("change",):
+    for kind in ("change", "seasonal", "smooth") if seasonal else ("change",):
         trained[kind] = train(kind)
         scores[kind] = best_val_mse(trained[kind][1])
     keep = min(trained, key=lambda k: scores[k])
-    why = (
-        f"the level model does not beat {best} on validation; {keep} has the lowest validation MSE"
-    )
+    short = "does not beat" if scores["level"] >= naive[best] else "is not far ahead of"
+    why = f"the level model {short} {best} on validation; {keep} has the lowest validation MSE"
     return trained[keep], PredictChoice(keep, why, scores)
 
 
