@@ -100,6 +100,38 @@ def test_auto_trains_the_change_model_when_levels_lose_and_keeps_the_better(
     assert trained[0] == f"model-{2.0 if kept == 'level' else change_mse}"
 
 
+def test_a_series_that_leaves_its_training_range_keeps_the_best_departure_model() -> None:
+    """The level model wins validation by far, but 30% of validation lies outside the training
+    range: the departure models are trained, and the best of them is kept over level."""
+    asked: list[str] = []
+
+    def train(predict: str):
+        asked.append(predict)
+        return _trained({"level": 0.1, "change": 0.5, "seasonal": 0.4, "smooth": 0.3}[predict])
+
+    naive = {"persistence": 0.8, "seasonal_naive_12": 0.6}
+    trained, choice = choose_predict(train, naive, True, True, leaves_range=0.3)
+    assert asked == ["level", "change", "seasonal", "smooth"]
+    assert choice.chosen == "smooth" and trained[0] == "model-0.3"
+    assert choice.reason == (
+        "validation leaves the training range (30% of its values); smooth has the lowest "
+        "validation MSE of the departure models"
+    )
+    assert choice.val_mse["level"] == 0.1  # reported, not kept
+    _, inside = choose_predict(train, naive, True, True, leaves_range=0.01)
+    assert inside.chosen == "level"
+
+
+def test_outside_range_is_the_worst_targets_share_outside_its_training_range() -> None:
+    from seqcast.train.validation import outside_range
+
+    train_y = np.array([[0.0, 10.0], [5.0, 20.0], [2.0, 15.0]])
+    val_y = np.array([[1.0, 21.0], [6.0, 19.0], [4.0, 25.0], [-1.0, 12.0]])
+    # target 0: 6 and -1 outside [0, 5] -> 2/4; target 1: 21 and 25 outside [10, 20] -> 2/4
+    assert outside_range(train_y, val_y) == pytest.approx(0.5)
+    assert outside_range(train_y, train_y) == 0.0
+
+
 def test_auto_without_a_target_among_the_features_keeps_levels() -> None:
     trained, choice = choose_predict(
         lambda p: _trained(2.0), {"persistence": 0.8}, can_change=False, seasonal=True

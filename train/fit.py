@@ -42,6 +42,7 @@ from seqcast.train.validation import (
     calibrate_intervals,
     choose_predict,
     naive_mse,
+    outside_range,
 )
 from seqcast.train.windows import longest_segment, segment_sequences, windows
 
@@ -237,8 +238,9 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
                 y_val, starts, o.horizon, p.anchor_season
             )
         can_change = any(t in tr.feature_names for t in tr.target_names)
+        leaves = outside_range(tr.targets, splits.val.targets)
         (f, history, train_s, val), choice = choose_predict(
-            train, naive, can_change, p.anchor_season is not None
+            train, naive, can_change, p.anchor_season is not None, leaves
         )
         log.info("--predict auto: %s (%s)", choice.chosen, choice.reason)
     else:

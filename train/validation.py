@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 # the departure models are not trained (on long series each costs a full training). Closer than
 # that, they often win: a trend or a season the level model follows only roughly
 CLEAR_WIN = 0.5
+# validation values outside the training range, as a share, above which the series is a trend
+# that a level model cannot follow (`choose_predict`)
+LEAVES_RANGE = 0.05
 
 Trained = tuple[Any, dict[str, list[float]], float, tuple[np.ndarray, ...]]  # f, history, s, val
 
@@ -60,11 +63,19 @@ class PredictChoice:
         return {"chosen": self.chosen, "reason": self.reason, "val_mse": self.val_mse}
 
 
+def outside_range(train_y: np.ndarray, val_y: np.ndarray) -> float:
+    """train_y (N, T), val_y (M, T) -> the largest share, over the targets, of validation values
+    outside that target's training range [min, max]."""
+    lo, hi = train_y.min(axis=0), train_y.max(axis=0)  # (T,)
+    return float(np.max(np.mean((val_y < lo) | (val_y > hi), axis=0)))
+
+
 def choose_predict(
     train: Callable[[str], Trained],
     naive: dict[str, float],
     can_change: bool,
     seasonal: bool,
+    leaves_range: float = 0.0,
 ) -> tuple[Trained, PredictChoice]:
     """`--predict auto`: train the level model; unless it beats every naive forecast on
     validation by far (MSE under CLEAR_WIN times theirs; `naive`: name -> MSE: a trend, a series
@@ -72,31 +83,42 @@ def choose_predict(
     models that forecast the departure from the latest value (change) and, when a season fits
     the window (`seasonal`), from the same time one season back and from a smoothed level and
     season (smooth); keep the lowest validation MSE. One training where levels win clearly, up
-    to four where not."""
+    to four where not.
+
+    `leaves_range` (`outside_range`): above LEAVES_RANGE the series is a trend that validation
+    has only begun to show. A level model forecasts levels it was trained on; the device would
+    run it ever further outside them, so its validation score says little of what comes next:
+    the departure models are trained whatever that score, and the best of them is kept."""
     level = train("level")
     scores = {"level": best_val_mse(level[1]), **naive}
     best = min(naive, key=lambda k: naive[k])
-    if scores["level"] < CLEAR_WIN * naive[best]:
+    trend = leaves_range > LEAVES_RANGE
+    if scores["level"] < CLEAR_WIN * naive[best] and not trend:
         why = f"the level model beats {' and '.join(naive)} on validation by far"
         return level, PredictChoice("level", why, scores)
     if not can_change:
         why = "no target is also a feature, so there is no past value to forecast a change from"
         return level, PredictChoice("level", why, scores)
+    short = "does not beat" if scores["level"] >= naive[best] else "is not far ahead of"
+    if trend:
+        why = f"validation leaves the training range ({leaves_range:.0%} of its values)"
+    else:
+        why = f"the level model {short} {best} on validation"
     log.warning(
-        "the level model %s %s on validation (MSE %.4g vs %.4g): training models that "
-        "forecast the departure from a naive forecast as well",
-        "does not beat" if scores["level"] >= naive[best] else "is not far ahead of",
-        best,
+        "%s (level MSE %.4g, %s %.4g): training models that forecast the departure from a "
+        "naive forecast as well",
+        why,
         scores["level"],
+        best,
         naive[best],
     )
-    trained = {"level": level}
+    trained = {} if trend else {"level": level}
     for kind in ("change", "seasonal", "smooth") if seasonal else ("change",):
         trained[kind] = train(kind)
         scores[kind] = best_val_mse(trained[kind][1])
     keep = min(trained, key=lambda k: scores[k])
-    short = "does not beat" if scores["level"] >= naive[best] else "is not far ahead of"
-    why = f"the level model {short} {best} on validation; {keep} has the lowest validation MSE"
+    some = " of the departure models" if trend else ""
+    why = f"{why}; {keep} has the lowest validation MSE{some}"
     return trained[keep], PredictChoice(keep, why, scores)
 
 
