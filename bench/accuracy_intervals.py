@@ -24,6 +24,7 @@ def run_intervals(o: Any, out: Path) -> dict[str, Any]:
         "quantiles": list(QUANTILES),
         "fit_seconds": round(time.perf_counter() - t0, 1),
         "calibration": m.get("interval_calibration"),
+        "predict": r.bundle.manifest.architecture["predict"],  # --predict auto's choice
     }
     for mode in ("stream", "window"):
         if isinstance(m.get(mode), dict):

@@ -124,7 +124,8 @@ def intervals_markdown(iv: dict[str, Any] | None) -> str:
     )
     return (
         f"\n\nPrediction intervals (`--quantiles {','.join(map(str, iv['quantiles']))}`, seed 0, "
-        f"{iv['fit_seconds']:.0f} s; test coverage, nominal {', '.join(names)}):\n\n"
+        f"{iv['fit_seconds']:.0f} s{'; predict ' + iv['predict'] if 'predict' in iv else ''}; "
+        f"test coverage, nominal {', '.join(names)}):\n\n"
         + md_table(head, rows)
         + (f"\n\nCalibration on validation (median factor): {factors}." if factors else "")
     )

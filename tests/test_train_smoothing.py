@@ -136,6 +136,7 @@ def test_a_smooth_model_converts_self_tests_and_beats_seasonal_naive_on_a_noisy_
     import pandas as pd
 
     from seqcast.edge.model.bundle import read_bundle
+    from seqcast.edge.model.runtime import load_model
     from seqcast.train.fit import FitOptions, fit
     from seqcast.train.smoothing import ALPHAS, BETAS, GAMMAS
     from synth import SMALL_FIT
@@ -158,4 +159,6 @@ def test_a_smooth_model_converts_self_tests_and_beats_seasonal_naive_on_a_noisy_
     assert states == {"anchor_ring": [12], "anchor_level": [1], "anchor_trend": [1],
                       "anchor_seen": [1]}  # fmt: skip
     assert m.selftest["step"]
+    model, report = load_model(read_bundle(r.bundle.path), isolate=False)  # as the daemon does
+    assert report.passed and model.has_step
     assert r.metrics["stream"]["mae"] < 0.9 * r.metrics["seasonal_naive_12"]["mae"], r.metrics
