@@ -47,39 +47,31 @@ def test_auto_keeps_a_level_model_that_beats_the_naive_forecasts_by_far_and_trai
     assert choice.val_mse == {"level": 0.25, "persistence": 0.8, "seasonal_naive_12": 0.6}
 
 
-def test_a_level_model_close_to_the_naive_forecasts_is_tested_against_the_departures() -> None:
-    """0.5 beats seasonal naive's 0.6, but not by far: the departure models are trained too,
-    and the smoothed one is kept for its lower validation MSE."""
+@pytest.mark.parametrize(
+    ("level_mse", "smooth_mse", "kept", "why"),
+    [
+        # 0.5 beats seasonal naive's 0.6, but not by far: the departures are trained too
+        (0.5, 0.3, "smooth", "is not far ahead of"),
+        (0.7, 0.45, "seasonal", "does not beat"),
+    ],
+)
+def test_a_level_model_close_to_the_naive_forecasts_is_tested_against_the_departures(
+    level_mse: float, smooth_mse: float, kept: str, why: str
+) -> None:
     asked: list[str] = []
+    scores = {"level": level_mse, "change": 0.75, "seasonal": 0.4, "smooth": smooth_mse}
 
     def train(predict: str):
         asked.append(predict)
-        return _trained({"level": 0.5, "change": 0.75, "seasonal": 0.4, "smooth": 0.3}[predict])
+        return _trained(scores[predict])
 
     naive = {"persistence": 0.8, "seasonal_naive_12": 0.6}
     trained, choice = choose_predict(train, naive, can_change=True, seasonal=True)
     assert asked == ["level", "change", "seasonal", "smooth"]
-    assert choice.chosen == "smooth" and trained[0] == "model-0.3"
+    assert choice.chosen == kept and trained[0] == f"model-{scores[kept]}"
     assert choice.reason == (
-        "the level model is not far ahead of seasonal_naive_12 on validation; smooth has the "
-        "lowest validation MSE"
-    )
-
-
-def test_a_level_model_that_loses_only_to_seasonal_naive_is_not_kept_untested() -> None:
-    asked: list[str] = []
-
-    def train(predict: str):
-        asked.append(predict)
-        return _trained({"level": 0.7, "change": 0.75, "seasonal": 0.4, "smooth": 0.45}[predict])
-
-    naive = {"persistence": 0.8, "seasonal_naive_12": 0.6}
-    trained, choice = choose_predict(train, naive, can_change=True, seasonal=True)
-    assert asked == ["level", "change", "seasonal", "smooth"]
-    assert choice.chosen == "seasonal" and trained[0] == "model-0.4"
-    assert choice.reason == (
-        "the level model does not beat seasonal_naive_12 on validation; seasonal has the "
-        "lowest validation MSE"
+        f"the level model {why} seasonal_naive_12 on validation; {kept} has the lowest "
+        "validation MSE"
     )
 
 

@@ -187,7 +187,8 @@ class SmoothedAnchor(Anchor):
         """x (B, N, F) -> per sample the surprise and the forecasts (B, N, T + H*T)."""
         import keras
 
-        layer = keras.layers.RNN(_Cell(self, horizon), return_sequences=True, unroll=unroll)
+        cell = _cell_class()(self, horizon)
+        layer = keras.layers.RNN(cell, return_sequences=True, unroll=unroll)
         return layer(x)
 
     def inputs(self, x: Any, masked: bool = False) -> Any:
@@ -225,8 +226,8 @@ def smoothed_anchor(
         weight[:, -1] = 1.0
         y = y_seq
     pick = np.unique(np.linspace(0, len(x) - 1, min(len(x), MAX_SEQUENCES)).astype(int))
-    v = x[pick][..., list(anchor.feature)] * np.array(anchor.scale) + np.array(anchor.offset)
-    c = choose(v.astype(np.float64), y[pick].astype(np.float64), weight[pick], anchor.season)
+    v = np.asarray(anchor.values(x[pick]), np.float64)  # (M', N, T) in scaled target units
+    c = choose(v, y[pick].astype(np.float64), weight[pick], anchor.season)
     log.info(
         "--predict smooth: alpha %g, gamma %g, beta %g (season %d; the anchor's training MSE "
         "%.4g)", c.alpha, c.gamma, c.beta, anchor.season, c.mse,
@@ -257,7 +258,3 @@ def _cell_class() -> Any:
             return keras.ops.concatenate([d, base], axis=-1), [nxt[n] for n in self.names]
 
     return Cell
-
-
-def _Cell(anchor: SmoothedAnchor, horizon: int) -> Any:
-    return _cell_class()(anchor, horizon)
