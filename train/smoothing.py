@@ -226,8 +226,10 @@ def smoothed_anchor(
         weight[:, -1] = 1.0
         y = y_seq
     pick = np.unique(np.linspace(0, len(x) - 1, min(len(x), MAX_SEQUENCES)).astype(int))
-    v = np.asarray(anchor.values(x[pick]), np.float64)  # (M', N, T) in scaled target units
-    c = choose(v, y[pick].astype(np.float64), weight[pick], anchor.season)
+    # Anchor.values in numpy and float64 (the graphs' version is float32 Keras ops): the grid's
+    # MSEs are compared in float64, as for the benchmark figures
+    v = x[pick][..., list(anchor.feature)] * np.array(anchor.scale) + np.array(anchor.offset)
+    c = choose(v.astype(np.float64), y[pick].astype(np.float64), weight[pick], anchor.season)
     log.info(
         "--predict smooth: alpha %g, gamma %g, beta %g (season %d; the anchor's training MSE "
         "%.4g)", c.alpha, c.gamma, c.beta, anchor.season, c.mse,
