@@ -117,10 +117,16 @@ def intervals_markdown(iv: dict[str, Any] | None) -> str:
     ]
     head = ["mode", "MAE", *(f"{n} coverage" for n in names), "inside", "mean width"]
     cal = iv.get("calibration") or {}
-    factors = ", ".join(
-        f"{n} ×{c['factor_median']:.3g} (val {100 * c['val_coverage_before']:.1f}% → "
-        f"{100 * c['val_coverage_after']:.1f}%)"
-        for n, c in cal.items()
+    if cal and "nominal" in next(iter(cal.values())):  # older results: the stream's factors only
+        cal = {"stream": cal}
+    factors = "; ".join(
+        f"{graph} "
+        + ", ".join(
+            f"{n} ×{c['factor_median']:.3g} (val {100 * c['val_coverage_before']:.1f}% → "
+            f"{100 * c['val_coverage_after']:.1f}%)"
+            for n, c in per_quantile.items()
+        )
+        for graph, per_quantile in cal.items()
     )
     return (
         f"\n\nPrediction intervals (`--quantiles {','.join(map(str, iv['quantiles']))}`, seed 0, "

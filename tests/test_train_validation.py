@@ -207,14 +207,21 @@ def test_a_quantile_fit_is_calibrated_on_validation_and_its_bundle_carries_it(
     quantile_bundle,
 ) -> None:
     cal = quantile_bundle.metrics["interval_calibration"]
-    assert list(cal) == ["p10", "p90"]
-    for name, q in (("p10", 0.1), ("p90", 0.9)):
-        c = cal[name]
-        assert abs(c["val_coverage_after"] - q) <= 0.02
-        assert abs(c["val_coverage_after"] - q) <= abs(c["val_coverage_before"] - q) + 1e-9
-        assert c["factor_range"][0] >= 0
+    assert list(cal) == ["stream", "window"]  # each graph on the forecasts it makes
+    for graph in cal.values():
+        assert list(graph) == ["p10", "p90"]
+        for name, q in (("p10", 0.1), ("p90", 0.9)):
+            c = graph[name]
+            assert abs(c["val_coverage_after"] - q) <= 0.02
+            assert abs(c["val_coverage_after"] - q) <= abs(c["val_coverage_before"] - q) + 1e-9
+            assert c["factor_range"][0] >= 0
     # the factors are in the exported graphs: the Keras window graph (which reads the same
     # variables) and the interpreter agree, so the test split's coverage is the calibrated one
-    scales = quantile_bundle.forecaster.interval_scales
-    factors = np.stack([s.factors.numpy() for s in scales])
-    assert not np.allclose(factors, 1.0)
+    f = quantile_bundle.forecaster
+    for scales in (f.interval_scales, f.window_scales):
+        factors = np.stack([s.factors.numpy() for s in scales])
+        assert not np.allclose(factors, 1.0)
+    # the window graph sees seq_len steps from zero state: it needs other factors than the stream
+    stream = np.stack([s.factors.numpy() for s in f.interval_scales])
+    window = np.stack([s.factors.numpy() for s in f.window_scales])
+    assert not np.allclose(stream, window)

@@ -132,6 +132,17 @@ class Anchor:
             raise ValueError(f"season {self.season} does not fit in a window of {length}")
         return keras.ops.concatenate([v[:, length - 1 - lag] for lag in self.lags(horizon)], -1)
 
+    def sequence(self, x: Any, horizon: int) -> tuple[Any, Any]:
+        """x (B, S, F) -> what the recurrent layers see (`inputs`) and the anchor after every
+        position (`over_sequence`): the training graph's two uses, which a subclass may compute
+        in one pass."""
+        return self.inputs(x), self.over_sequence(x, horizon)
+
+    def window(self, x: Any, horizon: int, masked: bool = False) -> tuple[Any, Any]:
+        """x (B, L, F) -> what the recurrent layers see (`inputs`) and the anchor after the
+        last sample (`over_window`): the window graph's two uses."""
+        return self.inputs(x, masked), self.over_window(x, horizon, masked)
+
     def step(self, x: Any, states: dict[str, Any], horizon: int) -> tuple[Any, Any, dict]:
         """One sample: x (B, F) and the anchor's states (`states()`: ring (B, S*T), seen
         (B, 1)) -> the recurrent layers' input (B, F), the anchor (B, H*T), the next states."""

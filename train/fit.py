@@ -246,7 +246,12 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     else:
         f, history, train_s, val = train(o.predict)
     predicted = choice.chosen if choice else o.predict
-    calibration = calibrate_intervals(f, val, arch.streaming, p.quantiles) if p.quantiles else None
+    calibration: dict[str, Any] = {}
+    if p.quantiles:  # the training graph's (the step graph's, when streaming) intervals
+        counted = val[2][:, :, 0] > 0 if arch.streaming else None  # (M, S): weights over H
+        calibration["stream" if arch.streaming else "window"] = calibrate_intervals(
+            f.model, f.interval_scales, val[0], val[1], p.quantiles, counted
+        )
     stopped, unfinished = stop_reason(history, o)
     log.info("trained in %.1f s: %s", train_s, stopped)
     if unfinished:
@@ -261,6 +266,11 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     )  # -> (M, L, F), inside segments
     rep_x = train_windows[np.linspace(0, len(train_windows) - 1, 64, dtype=int)]
     win = window_model(f, o.seq_len, masked=min_history < o.seq_len)
+    if f.window_scales:  # a streaming model's window graph: calibrated on validation windows
+        x_val = scaler.features(splits.val)
+        xw, yw = windows(x_val, scaler.targets(splits.val), o.seq_len, o.horizon,
+                         splits.val.segment_starts)  # fmt: skip
+        calibration["window"] = calibrate_intervals(win, f.window_scales, xw, yw, p.quantiles)
     models = {WINDOW_FILE: export.convert_window(win, f, o.seq_len, o.quantize, rep_x)}
     if want_stream:
         a, b = longest_segment(splits.train.segment_starts, len(x_train))
@@ -324,7 +334,7 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     )
     if choice is not None:
         metrics["predict"] = choice.to_json()
-    if calibration is not None:
+    if calibration:
         metrics["interval_calibration"] = calibration
     print(format_table(metrics))
     print(verdict_line(metrics), file=sys.stderr if not metrics["verdict"]["beats"] else sys.stdout)

@@ -57,6 +57,9 @@ class Forecaster:
     quantiles: tuple[float, ...] = ()
     interval_head: Any = None  # Dense (Q * H * T) offsets, with quantiles
     interval_scales: list[Any] | None = None  # per quantile an IntervalScale, set by calibration
+    # a streaming model's window graph sees exactly seq_len steps from zero state, a position its
+    # intervals were not calibrated at: it gets its own scales (`window_model`)
+    window_scales: list[Any] | None = None
     anchor: Anchor | None = None  # --predict change/seasonal: the head forecasts departures from it
 
     @property
@@ -64,11 +67,11 @@ class Forecaster:
         """C: output columns per step."""
         return self.n_targets * (1 + len(self.quantiles))
 
-    def outputs(self, h: Any, base: Any) -> Any:
+    def outputs(self, h: Any, base: Any, scales: list[Any] | None = None) -> Any:
         """Last hidden state (..., U) and the anchor's values (..., H*T) or None
         (train/anchor.py) ->
         flat outputs (..., H*T), or (..., H*T, 1 + Q) with quantiles: reshape to (..., H, C)
-        either way."""
+        either way. `scales`: the interval scales to use instead of `interval_scales`."""
         point = self.head(h)
         unit = None
         if self.anchor is not None:  # the heads forecast departures in the anchor's spread
@@ -79,7 +82,8 @@ class Forecaster:
         # the intervals read the recurrent features without training them: the layers and the
         # point head learn from the point forecasts' MSE alone, as without quantiles
         raw = self.interval_head(keras.ops.stop_gradient(h))
-        return interval_columns(point, raw, self.quantiles, self.interval_scales, unit)
+        scales = scales if scales is not None else self.interval_scales
+        return interval_columns(point, raw, self.quantiles, scales, unit)
 
 
 def build(
@@ -97,18 +101,19 @@ def build(
     C = f.columns
     if arch.streaming:
         inp = keras.Input((None, n_features), name="x")  # (B, S, F)
-        h = anchor.inputs(inp) if anchor is not None else inp
+        # the cells' input (B, S, F) and the anchor after every position (B, S, H*T)
+        h, base = anchor.sequence(inp, horizon) if anchor is not None else (inp, None)
         rnns = []
         for u in arch.units:
             layer = _rnn(arch, u, return_sequences=True)
             rnns.append(layer)
             h = layer(h)  # -> (B, S, U)
         f.interval_head, f.interval_scales = _interval_head(out_dim, quantiles)
-        base = anchor.over_sequence(inp, horizon) if anchor is not None else None  # (B, S, H*T)
         y = keras.layers.Reshape((-1, horizon, C))(f.outputs(h, base))  # -> (B, S, H, C)
     else:
         inp = keras.Input((seq_len, n_features), name="x")  # (B, L, F)
-        h = anchor.inputs(inp) if anchor is not None else inp
+        # the cells' input (B, L, F) and the anchor after the last sample (B, H*T)
+        h, base = anchor.window(inp, horizon) if anchor is not None else (inp, None)
         if arch.conv1d:
             h = keras.layers.Conv1D(32, 3, padding="causal", activation="relu")(h)  # -> (B, L, 32)
             h = keras.layers.MaxPooling1D(2, padding="same")(h)  # -> (B, ceil(L/2), 32)
@@ -120,7 +125,6 @@ def build(
             rnns.append(layer)
             h = layer(h)  # -> (B, L', U) or (B, U) for the last layer
         f.interval_head, f.interval_scales = _interval_head(out_dim, quantiles)
-        base = anchor.over_window(inp, horizon) if anchor is not None else None  # (B, H*T)
         y = keras.layers.Reshape((horizon, C))(f.outputs(h, base))  # -> (B, H, C)
     f.model, f.rnns = keras.Model(inp, y), rnns
     return f
@@ -143,8 +147,13 @@ def _interval_head(out_dim: int, quantiles: tuple[float, ...]) -> tuple[Any, lis
     made, so the recurrent layers start as they would without quantiles (and train the same)."""
     if not quantiles:
         return None, None
-    head = keras.layers.Dense(out_dim * len(quantiles), name="interval_head")
-    return head, [IntervalScale(out_dim, name=f"interval_scale{k}") for k in range(len(quantiles))]
+    return keras.layers.Dense(out_dim * len(quantiles), name="interval_head"), _scales(
+        out_dim, len(quantiles), "interval_scale"
+    )
+
+
+def _scales(width: int, n: int, prefix: str) -> list[IntervalScale]:
+    return [IntervalScale(width, name=f"{prefix}{k}") for k in range(n)]
 
 
 def state_names(f: Forecaster) -> list[tuple[str, int]]:
@@ -187,16 +196,21 @@ def step_signature(f: Forecaster) -> list[tf.TensorSpec]:
 def window_model(f: Forecaster, seq_len: int, masked: bool) -> keras.Model:
     """(B, L, F) -> (B, H, C). Streaming stacks are rebuilt unrolled with shared weights (Keras
     sequence layers otherwise lower to WHILE loops); `masked` skips left padding equal to
-    MASK_VALUE, which is the same as starting from zero state at the first real sample."""
+    MASK_VALUE, which is the same as starting from zero state at the first real sample. With
+    quantiles the graph gets its own interval scales, `f.window_scales` (ones: calibrate them on
+    validation windows, train/validation.py `calibrate_intervals`)."""
     if not f.arch.streaming:
         return f.model
     inp = keras.Input((seq_len, f.n_features), name="x")
-    h = f.anchor.inputs(inp, masked) if f.anchor is not None else inp  # padding stays masked
+    # padding stays masked in the cells' input (B, L, F); the anchor after the last sample (B, H*T)
+    h, base = f.anchor.window(inp, f.horizon, masked) if f.anchor is not None else (inp, None)
     h = keras.layers.Masking(mask_value=MASK_VALUE)(h) if masked else h
     for i, trained in enumerate(f.rnns):
         layer = _rnn(f.arch, trained.units, return_sequences=i < len(f.rnns) - 1, unroll=True)
         h = layer(h)  # -> (B, L, U) or (B, U)
         layer.set_weights(trained.get_weights())
-    base = f.anchor.over_window(inp, f.horizon, masked) if f.anchor is not None else None
-    y = keras.layers.Reshape((f.horizon, f.columns))(f.outputs(h, base))  # -> (B, H, C)
+    if f.quantiles:
+        f.window_scales = _scales(f.horizon * f.n_targets, len(f.quantiles), "window_scale")
+    out = f.outputs(h, base, f.window_scales)
+    y = keras.layers.Reshape((f.horizon, f.columns))(out)  # -> (B, H, C)
     return keras.Model(inp, y)

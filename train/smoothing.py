@@ -192,19 +192,74 @@ class SmoothedAnchor(Anchor):
         return layer(x)
 
     def inputs(self, x: Any, masked: bool = False) -> Any:
-        import keras
-
-        from seqcast.train.options import MASK_VALUE
-
-        d = self._scan(x, 1, unroll=x.shape[1] is not None)[..., : self.n_targets]  # (B, N, T)
-        out = self._with_departures(x, d)
-        return keras.ops.where(keras.ops.equal(x, MASK_VALUE), MASK_VALUE, out) if masked else out
+        return self._cells_see(x, self._scan(x, 1, unroll=x.shape[1] is not None), masked)
 
     def over_sequence(self, x: Any, horizon: int) -> Any:
         return self._scan(x, horizon)[..., self.n_targets :]  # (B, N, H*T)
 
     def over_window(self, x: Any, horizon: int, masked: bool = False) -> Any:
         return self._scan(x, horizon, unroll=True)[:, -1, self.n_targets :]  # (B, H*T)
+
+    # the graphs' uses in one pass of the filter (the window graph unrolls it: a second pass
+    # doubled its size and its conversion time)
+    def sequence(self, x: Any, horizon: int) -> tuple[Any, Any]:
+        out = self._scan(x, horizon)  # (B, N, T + H*T)
+        return self._cells_see(x, out, False), out[..., self.n_targets :]
+
+    def window(self, x: Any, horizon: int, masked: bool = False) -> tuple[Any, Any]:
+        if not masked:
+            return self._full_window(x, horizon)
+        out = self._scan(x, horizon, unroll=True)  # (B, L, T + H*T)
+        return self._cells_see(x, out, masked), out[:, -1, self.n_targets :]
+
+    def _full_window(self, x: Any, horizon: int) -> tuple[Any, Any]:
+        """`window` without left padding, unrolled in Python: every sample's count is known when
+        the graph is built, so the gains are constants, the first season's branches are taken
+        here and the ring is a list of tensors (a fraction of the cell's ops per sample: the
+        graph is smaller and converts several times faster)."""
+        import keras
+
+        ops = keras.ops
+        S, length = self.season, x.shape[1]
+        v = self.values(x)  # (B, L, T)
+        level = ops.zeros_like(v[:, 0])  # (B, T)
+        trend = None  # beta 0: no trend
+        ring: list[Any] = []  # the indices of the next S times, the next first (B, T) each
+        surprise = [level]  # the first sample has none
+        for n in range(length):
+            x_n = v[:, n]
+            if n < S:  # the first season: a running mean, the raw samples kept
+                e = x_n - level
+                level = level + e * (1.0 / (n + 1))
+                ring.append(x_n)
+                if n == S - 1:
+                    ring = [r - level for r in ring]
+            else:
+                s = ring.pop(0)
+                expected = level + trend if trend is not None else level
+                e = x_n - expected - s
+                level = expected + max(self.alpha, 1.0 / (n + 1)) * e
+                if self.beta:
+                    trend = (trend if trend is not None else 0.0) + self.beta * e
+                ring.append(s + max(self.gamma, 1.0 / (n // S + 1)) * (x_n - level - s))
+            if n:
+                surprise.append(e)
+        d = ops.stack(surprise, axis=1) / self._spread()  # (B, L, T)
+        steps = []
+        for h in range(horizon):
+            f = level + (h + 1) * trend if trend is not None else level
+            steps.append(f + ring[h % S] if length >= S else f)
+        return self._with_departures(x, d), ops.concatenate(steps, axis=-1)  # (B, H*T)
+
+    def _cells_see(self, x: Any, scanned: Any, masked: bool) -> Any:
+        """x (B, N, F) and the scan's output (B, N, T + ...) -> x with each target column
+        replaced by its surprise; left padding stays the mask value when `masked`."""
+        import keras
+
+        from seqcast.train.options import MASK_VALUE
+
+        out = self._with_departures(x, scanned[..., : self.n_targets])  # (B, N, F)
+        return keras.ops.where(keras.ops.equal(x, MASK_VALUE), MASK_VALUE, out) if masked else out
 
     def step(self, x: Any, states: dict[str, Any], horizon: int) -> tuple[Any, Any, dict]:
         d, base, nxt = self._step(x, states, horizon)

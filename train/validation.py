@@ -122,32 +122,32 @@ def choose_predict(
     return trained[keep], PredictChoice(keep, why, scores)
 
 
-def val_forecasts(model: Any, val: tuple[np.ndarray, ...], streaming: bool) -> tuple[Any, Any]:
-    """The Keras model's validation forecasts at the positions its loss counts -> truth
-    (N, H, T), forecasts (N, H, C)."""
-    x, y = val[0], val[1]
+def val_forecasts(model: Any, x: np.ndarray, counted: np.ndarray | None) -> np.ndarray:
+    """A Keras model's validation forecasts -> (N, H, C): of a streaming model (x (M, S, F))
+    at the positions its loss counts, `counted` (M, S); of a window graph (x (M, L, F)) all."""
     pred = model.predict(x, batch_size=256, verbose=0)  # (M, S, H, C) or (M, H, C)
-    if not streaming:
-        return y, pred
-    counted = val[2][:, :, 0] > 0  # (M, S): weights broadcast over H
-    return y[counted], pred[counted]
+    return pred if counted is None else pred[counted]
 
 
 def calibrate_intervals(
-    f: Any, val: tuple[np.ndarray, ...], streaming: bool, quantiles: tuple[float, ...]
+    model: Any,
+    scales: list[Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    quantiles: tuple[float, ...],
+    counted: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Set `f`'s interval scales from its validation forecasts (every graph exported afterwards
-    carries them); -> per quantile the validation coverage before and after, and the factors'
-    median and range, for the report."""
-    truth, pred = val_forecasts(f.model, val, streaming)
+    """Set the interval `scales` of the graph `model` from its validation forecasts (every graph
+    exported afterwards carries them): x, y the validation sequences (M, S, F), (M, S, H, T) with
+    `counted` (M, S), or windows (M, L, F), (M, H, T) -> per quantile the validation coverage
+    before and after, and the factors' median and range, for the report."""
+    truth = y if counted is None else y[counted]  # (N, H, T)
     n_targets = truth.shape[-1]
-    point, bands = split(pred, n_targets, len(quantiles))  # (N, H, T), (N, H, T, Q)
+    point, bands = split(val_forecasts(model, x, counted), n_targets, len(quantiles))
     scale = calibrate(truth, point, bands, quantiles)  # (Q, H, T)
-    for k, layer in enumerate(f.interval_scales):
+    for k, layer in enumerate(scales):
         layer.factors.assign(scale[k].reshape(-1).astype(np.float32))  # step-major, as the head
-    after = split(f.model.predict(val[0], batch_size=256, verbose=0), n_targets, len(quantiles))
-    if streaming:
-        after = tuple(a[val[2][:, :, 0] > 0] for a in after)
+    after = split(val_forecasts(model, x, counted), n_targets, len(quantiles))
     report = {}
     for k, q in enumerate(quantiles):
         report[names.name(q)] = {
