@@ -191,17 +191,19 @@ class SmoothedAnchor(Anchor):
         layer = keras.layers.RNN(cell, return_sequences=True, unroll=unroll)
         return layer(x)
 
+    # the graphs ask for the cells' input and the anchor together (`sequence`, `window`): one
+    # pass of the filter gives both; the single uses below are those passes' halves
     def inputs(self, x: Any, masked: bool = False) -> Any:
-        return self._cells_see(x, self._scan(x, 1, unroll=x.shape[1] is not None), masked)
+        if x.shape[1] is None:
+            return self.sequence(x, 1)[0]
+        return self.window(x, 1, masked)[0]
 
     def over_sequence(self, x: Any, horizon: int) -> Any:
-        return self._scan(x, horizon)[..., self.n_targets :]  # (B, N, H*T)
+        return self.sequence(x, horizon)[1]  # (B, N, H*T)
 
     def over_window(self, x: Any, horizon: int, masked: bool = False) -> Any:
-        return self._scan(x, horizon, unroll=True)[:, -1, self.n_targets :]  # (B, H*T)
+        return self.window(x, horizon, masked)[1]  # (B, H*T)
 
-    # the graphs' uses in one pass of the filter (the window graph unrolls it: a second pass
-    # doubled its size and its conversion time)
     def sequence(self, x: Any, horizon: int) -> tuple[Any, Any]:
         out = self._scan(x, horizon)  # (B, N, T + H*T)
         return self._cells_see(x, out, False), out[..., self.n_targets :]
