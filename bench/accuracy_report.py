@@ -119,15 +119,7 @@ def intervals_markdown(iv: dict[str, Any] | None) -> str:
     cal = iv.get("calibration") or {}
     if cal and "nominal" in next(iter(cal.values())):  # older results: the stream's factors only
         cal = {"stream": cal}
-    factors = "; ".join(
-        f"{graph} "
-        + ", ".join(
-            f"{n} ×{c['factor_median']:.3g} (val {100 * c['val_coverage_before']:.1f}% → "
-            f"{100 * c['val_coverage_after']:.1f}%)"
-            for n, c in per_quantile.items()
-        )
-        for graph, per_quantile in cal.items()
-    )
+    factors = "; ".join(_calibration_text(graph, c) for graph, c in cal.items())
     return (
         f"\n\nPrediction intervals (`--quantiles {','.join(map(str, iv['quantiles']))}`, seed 0, "
         f"{iv['fit_seconds']:.0f} s{'; predict ' + iv['predict'] if 'predict' in iv else ''}; "
@@ -239,3 +231,15 @@ def plot(doc: dict[str, Any]) -> Callable[[Any], None]:
             ax.tick_params(axis="y", labelsize=7)
 
     return draw
+
+
+def _calibration_text(graph: str, c: dict[str, Any]) -> str:
+    """One graph's calibration: its method and each quantile's median factor and validation
+    coverage before and after (older results: the quantiles at the top level, no method)."""
+    per_quantile = c.get("quantiles", c)
+    method = f" ({c['method']}, {c['origins']} validation origins)" if "method" in c else ""
+    return f"{graph}{method} " + ", ".join(
+        f"{n} ×{q['factor_median']:.3g} (val {100 * q['val_coverage_before']:.1f}% → "
+        f"{100 * q['val_coverage_after']:.1f}%)"
+        for n, q in per_quantile.items()
+    )

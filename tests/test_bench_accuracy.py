@@ -242,6 +242,12 @@ def test_quick_run_writes_every_method_on_the_same_origins(tmp_path: Path) -> No
     assert iv["quantiles"] == [0.1, 0.9] and set(iv["stream"]["coverage"]) == {"p10", "p90"}
     assert 0 <= iv["stream"]["coverage"]["p10"] <= iv["stream"]["coverage"]["p90"] <= 1
     assert "p10 coverage" in (out / "accuracy.md").read_text()
+    cal = iv["calibration"]["stream"]  # a short monthly validation split: the width calibrated
+    assert cal["method"] == "width" and set(cal["quantiles"]) == {"p10", "p90"}
+    assert (
+        f"stream (width, {cal['origins']} validation origins) p10 ×"
+        in (out / "accuracy.md").read_text()
+    )
     (run,) = s["runs"]
     assert run["dynamic"]["bundle_bytes"] < run["bundle_bytes"]
     assert run["predict"] in ("level", "change", "seasonal", "smooth")  # --predict auto's choice

@@ -44,7 +44,7 @@ from seqcast.train.validation import (
     naive_mse,
     outside_range,
 )
-from seqcast.train.windows import longest_segment, segment_sequences, windows
+from seqcast.train.windows import longest_segment, segment_sequences, window_origins, windows
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +249,10 @@ def fit(o: FitOptions, prepared: Prepared | None = None) -> FitResult:
     calibration: dict[str, Any] = {}
     if p.quantiles:  # the training graph's (the step graph's, when streaming) intervals
         counted = val[2][:, :, 0] > 0 if arch.streaming else None  # (M, S): weights over H
+        origins = len(window_origins(splits.val.segment_starts, len(splits.val), o.seq_len,
+                                     o.horizon))  # fmt: skip
         calibration["stream" if arch.streaming else "window"] = calibrate_intervals(
-            f.model, f.interval_scales, val[0], val[1], p.quantiles, counted
+            f.model, f.interval_scales, val[0], val[1], p.quantiles, counted, origins
         )
     stopped, unfinished = stop_reason(history, o)
     log.info("trained in %.1f s: %s", train_s, stopped)

@@ -76,6 +76,15 @@ def interval_columns(
 
 
 MAX_SCALE = 50.0  # a factor beyond this means the head learned nothing about that step
+# validation forecasts expected beyond the outermost quantile, per horizon step and target, for
+# each side and step to get a factor of its own (`calibrate`); fewer: `calibrate_width`
+MIN_TAIL = 50
+
+
+def per_side_is_enough(n_forecasts: int, quantiles: Sequence[float]) -> bool:
+    """Whether n validation forecasts per step and target put MIN_TAIL beyond every quantile."""
+    tail = min(round(min(q, 1.0 - q), 9) for q in quantiles)  # 1 - 0.9 is 0.0999...98
+    return n_forecasts * tail >= MIN_TAIL
 
 
 def calibrate(
@@ -86,23 +95,63 @@ def calibrate(
     quantile, horizon step and target, such that on these forecasts a fraction q of the truth
     lies at or below quantile q. Each quantile is calibrated from the point outward on the
     already calibrated one inside it, and a factor is never negative, so the order holds."""
-    n_q = len(quantiles)
-    scale = np.ones((n_q, *truth.shape[1:]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for side, ks in ((-1.0, [k for k, q in enumerate(quantiles) if q < 0.5][::-1]),
-                         (1.0, [k for k, q in enumerate(quantiles) if q > 0.5])):  # fmt: skip
-            inner_raw, inner = point, point
-            for k in ks:
-                gap = side * (bands[..., k] - inner_raw)  # (N, H, T), >= 0 as the graph built it
-                # how many gaps out from the calibrated inner level the truth lies
-                reach = side * (truth - inner) / gap
-                reach = np.where(
-                    gap > 0, reach, np.where(side * (truth - inner) > 0, np.inf, -np.inf)
-                )
-                level = quantiles[k] if side > 0 else 1.0 - quantiles[k]
-                factor = np.quantile(reach, level, axis=0, method="higher")
-                scale[k] = np.clip(np.nan_to_num(factor, posinf=MAX_SCALE), 0.0, MAX_SCALE)
-                inner_raw, inner = bands[..., k], inner + side * scale[k] * gap
+    return _calibrate(truth, point, bands, quantiles, paired=False)
+
+
+def calibrate_width(
+    truth: np.ndarray, point: np.ndarray, bands: np.ndarray, quantiles: Sequence[float]
+) -> np.ndarray:
+    """`calibrate` for a short validation split: the horizon steps pooled (one factor per
+    quantile and target, in each step's own units), and a quantile q and 1 - q share one
+    factor, found for the interval between them (conformalized quantile regression), so the
+    head keeps the asymmetry it learned on training. A few validation tail values cannot tell
+    a skew from the bias of that stretch of time (a trend the validation years have and the
+    test years do not), and per-side factors would turn such a bias into a lopsided interval."""
+    N, H, T = truth.shape
+    pool = [a.reshape(N * H, 1, *a.shape[2:]) for a in (truth, point, bands)]  # (N*H, 1, T...)
+    return np.repeat(_calibrate(*pool, quantiles, paired=True), H, axis=1)  # (Q, H, T)
+
+
+def _calibrate(
+    truth: np.ndarray,
+    point: np.ndarray,
+    bands: np.ndarray,
+    quantiles: Sequence[float],
+    paired: bool,
+) -> np.ndarray:
+    """The factors (Q, H, T), from the point outward: quantiles in order of their distance
+    from 0.5; with `paired`, q and 1 - q at once for the interval between them."""
+    scale = np.ones((len(quantiles), *truth.shape[1:]))
+    inner_raw = {-1.0: point, 1.0: point}  # per side: the innermost level so far, as built
+    inner = {-1.0: point, 1.0: point}  # and as calibrated
+
+    def reach(k: int, side: float) -> np.ndarray:
+        """(N, H, T): how many of quantile k's steps out from the calibrated inner level the
+        truth lies (negative inside it)."""
+        gap = side * (bands[..., k] - inner_raw[side])  # >= 0 as the graph built it
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = side * (truth - inner[side]) / gap
+        return np.where(gap > 0, r, np.where(side * (truth - inner[side]) > 0, np.inf, -np.inf))
+
+    def settle(k: int, side: float, factor: np.ndarray) -> None:
+        scale[k] = np.clip(np.nan_to_num(factor, posinf=MAX_SCALE), 0.0, MAX_SCALE)
+        gap = side * (bands[..., k] - inner_raw[side])
+        inner_raw[side], inner[side] = bands[..., k], inner[side] + side * scale[k] * gap
+
+    for d in sorted({round(abs(q - 0.5), 9) for q in quantiles}):
+        at = {(1.0 if q > 0.5 else -1.0): k for k, q in enumerate(quantiles)
+              if round(abs(q - 0.5), 9) == d}  # fmt: skip
+        if paired and len(at) == 2:
+            lo, hi = at[-1.0], at[1.0]
+            level = quantiles[hi] - quantiles[lo]
+            factor = np.quantile(np.maximum(reach(lo, -1.0), reach(hi, 1.0)), level, axis=0,
+                                 method="higher")  # fmt: skip
+            settle(lo, -1.0, factor)
+            settle(hi, 1.0, factor)
+            continue
+        for side, k in at.items():
+            level = quantiles[k] if side > 0 else 1.0 - quantiles[k]
+            settle(k, side, np.quantile(reach(k, side), level, axis=0, method="higher"))
     return scale
 
 

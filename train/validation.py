@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from seqcast.edge import quantiles as names
-from seqcast.train.quantiles import calibrate, split
+from seqcast.train.quantiles import calibrate, calibrate_width, per_side_is_enough, split
 
 log = logging.getLogger(__name__)
 
@@ -136,25 +136,44 @@ def calibrate_intervals(
     y: np.ndarray,
     quantiles: tuple[float, ...],
     counted: np.ndarray | None = None,
+    origins: int | None = None,
 ) -> dict[str, Any]:
     """Set the interval `scales` of the graph `model` from its validation forecasts (every graph
     exported afterwards carries them): x, y the validation sequences (M, S, F), (M, S, H, T) with
-    `counted` (M, S), or windows (M, L, F), (M, H, T) -> per quantile the validation coverage
-    before and after, and the factors' median and range, for the report."""
+    `counted` (M, S), or windows (M, L, F), (M, H, T) -> the method, and per quantile the
+    validation coverage before and after, and the factors' median and range, for the report.
+    `origins`: how many distinct times the forecasts come from (overlapping sequences count a
+    time several times; default: every forecast its own), which picks the method."""
     truth = y if counted is None else y[counted]  # (N, H, T)
     n_targets = truth.shape[-1]
     point, bands = split(val_forecasts(model, x, counted), n_targets, len(quantiles))
-    scale = calibrate(truth, point, bands, quantiles)  # (Q, H, T)
+    per_side = per_side_is_enough(origins or len(truth), quantiles)
+    how = calibrate if per_side else calibrate_width
+    scale = how(truth, point, bands, quantiles)  # (Q, H, T)
     for k, layer in enumerate(scales):
         layer.factors.assign(scale[k].reshape(-1).astype(np.float32))  # step-major, as the head
     after = split(val_forecasts(model, x, counted), n_targets, len(quantiles))
-    report = {}
+    per_quantile = {}
     for k, q in enumerate(quantiles):
-        report[names.name(q)] = {
+        per_quantile[names.name(q)] = {
             "nominal": q,
             "val_coverage_before": round(float(np.mean(truth <= bands[..., k])), 4),
             "val_coverage_after": round(float(np.mean(truth <= after[1][..., k])), 4),
             "factor_median": round(float(np.median(scale[k])), 4),
             "factor_range": [round(float(scale[k].min()), 4), round(float(scale[k].max()), 4)],
         }
+    report: dict[str, Any] = {
+        "method": "per side and step" if per_side else "width",
+        "origins": origins or len(truth),
+        "quantiles": per_quantile,
+    }
+    if len(quantiles) >= 2:  # the outermost pair's interval, as the test table gives it
+        lo, hi = min(quantiles), max(quantiles)
+        k_lo, k_hi = quantiles.index(lo), quantiles.index(hi)
+
+        def inside(b: np.ndarray) -> float:
+            return round(float(np.mean((truth >= b[..., k_lo]) & (truth <= b[..., k_hi]))), 4)
+
+        report["interval"] = {"nominal": round(hi - lo, 6), "val_coverage_before": inside(bands),
+                              "val_coverage_after": inside(after[1])}  # fmt: skip
     return report
