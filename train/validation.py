@@ -149,6 +149,11 @@ def calibrate_intervals(
     point, bands = split(val_forecasts(model, x, counted), n_targets, len(quantiles))
     per_side = per_side_is_enough(origins or len(truth), quantiles)
     how = calibrate if per_side else calibrate_width
+    log.info(
+        "intervals calibrated on %d validation origins: %s", origins or len(truth),
+        "a factor per side and step" if per_side else "too few for a factor per side: the "
+        "width (q and 1 - q share a factor, the steps pooled)",
+    )  # fmt: skip
     scale = how(truth, point, bands, quantiles)  # (Q, H, T)
     for k, layer in enumerate(scales):
         layer.factors.assign(scale[k].reshape(-1).astype(np.float32))  # step-major, as the head
