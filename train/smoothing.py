@@ -159,7 +159,9 @@ class SmoothedAnchor(Anchor):
         closing = ops.cast(ops.equal(seen, float(S - 1)), "float32")  # (B, 1): its last sample
         running = 1.0 / (seen + 1.0)
         gain_l = warm * ops.maximum(self.alpha, running) + (1.0 - warm) * running
-        gain_s = ops.maximum(self.gamma, 1.0 / (ops.floor(seen / S) + 1.0))
+        # seasons seen: seen is a whole number, so + 0.5 keeps the floor right when the
+        # converter divides by multiplying with a rounded 1/S (a float16 1/12 is 0.08331)
+        gain_s = ops.maximum(self.gamma, 1.0 / (ops.floor((seen + 0.5) / S) + 1.0))
         s = ring[:, :T]  # (B, T): this time's index (its raw sample in the first season)
         e = v - level - warm * (trend + s)
         new_level = level + warm * trend + gain_l * e
