@@ -138,9 +138,9 @@ def _calibrate(
         gap = side * (bands[..., k] - inner_raw[side])
         inner_raw[side], inner[side] = bands[..., k], inner[side] + side * scale[k] * gap
 
-    for d in sorted({round(abs(q - 0.5), 9) for q in quantiles}):
-        at = {(1.0 if q > 0.5 else -1.0): k for k, q in enumerate(quantiles)
-              if round(abs(q - 0.5), 9) == d}  # fmt: skip
+    distance = [round(abs(q - 0.5), 9) for q in quantiles]
+    for d in sorted(set(distance)):
+        at = {(1.0 if q > 0.5 else -1.0): k for k, q in enumerate(quantiles) if distance[k] == d}
         if paired and len(at) == 2:
             lo, hi = at[-1.0], at[1.0]
             level = quantiles[hi] - quantiles[lo]
